@@ -1,0 +1,1040 @@
+"""The event bus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import enum
+import itertools
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast, overload
+
+import blinker
+from readerwriterlock.rwlock import RWLockWrite
+
+from ._event import _SEQ_SET as _set_seq
+from ._event import (
+    ANY,
+    EMPTY_METADATA,
+    Event,
+    EventKey,
+    EventType,
+    _EventFields,
+    copy_event,
+)
+from ._history import History, select
+from ._ids import _SOURCE
+from ._receivers import ASYNC_COLLECTOR, Entry, Receiver, callable_name, check_one_arg_callable
+from ._stats import BusStats, HandlerFailure, SinkStats
+from ._subscription import Subscription
+from .exceptions import (
+    BusClosedError,
+    HandlerError,
+    InvalidEventTypeError,
+    InvalidMiddlewareResultError,
+    MiddlewareError,
+    PayloadTypeError,
+    RecursionDepthError,
+    ScopeError,
+)
+
+if TYPE_CHECKING:
+    from ._scoped import ScopedEventBus
+    from ._streams import EventStream, Policy, Replay
+    from .middleware import Middleware
+
+__all__ = ["EventBus", "Sink", "correlate", "current_correlation_id"]
+
+T = TypeVar("T")
+log = logging.getLogger("atlas_events")
+
+_time = time.time
+_ids = _SOURCE
+_HANDLER_ERROR: Final = EventType.HANDLER_ERROR
+
+# (parent event id, dispatch depth, correlation id) of the dispatch or
+# correlation block we are in; ``None`` at top level. One context variable
+# serves causation, recursion depth and correlation, so publish reads one.
+_CONTEXT: contextvars.ContextVar[tuple[str | None, int, str | None] | None] = (
+    contextvars.ContextVar("atlas_events_context", default=None)
+)
+
+
+def current_correlation_id() -> str | None:
+    """The correlation id that a publish here would carry, if any."""
+    ctx = _CONTEXT.get()
+    return None if ctx is None else ctx[2]
+
+
+@contextlib.contextmanager
+def correlate(correlation_id: str) -> Iterator[str]:
+    """Make every event published inside the block carry ``correlation_id``.
+
+    Works across buses, threads started inside the block do *not* inherit it
+    (contextvars), asyncio tasks created inside do.
+    """
+    if not isinstance(correlation_id, str) or not correlation_id:
+        raise ValueError(f"correlation_id must be a non-empty str, got {correlation_id!r}")
+    ctx = _CONTEXT.get()
+    token = _CONTEXT.set(
+        (None, 0, correlation_id) if ctx is None else (ctx[0], ctx[1], correlation_id)
+    )
+    try:
+        yield correlation_id
+    finally:
+        _CONTEXT.reset(token)
+
+
+class Sink(Protocol):
+    """Something fed every recorded event: an async stream, a bridge outbox.
+
+    ``push`` is called while the bus holds its recording lock, in ``seq``
+    order; it must be quick, must not block and must not publish.
+    """
+
+    kind: str
+    blocks: bool
+
+    def push(self, event: Event[Any]) -> None: ...
+
+    def wait_for_room(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def stats(self) -> SinkStats: ...
+
+
+class _MiddlewareRecord:
+    __slots__ = ("active", "bus", "fn")
+
+    def __init__(self, bus: EventBus, fn: Middleware) -> None:
+        self.bus = bus
+        self.fn = fn
+        self.active = True
+
+    def cancel(self) -> bool:
+        return self.bus._remove_middleware(self)
+
+
+class _SinkRecord:
+    __slots__ = ("active", "bus", "sink")
+
+    def __init__(self, bus: EventBus, sink: Sink) -> None:
+        self.bus = bus
+        self.sink = sink
+        self.active = True
+
+    def cancel(self) -> bool:
+        return self.bus._detach_sink(self)
+
+
+def _type_label(t: enum.Enum) -> str:
+    return "ANY" if t is ANY else f"{type(t).__name__}.{t.name}"
+
+
+class EventBus:
+    """An in-process event bus.
+
+    Args:
+        history_limit: Events kept in history (oldest evicted); 0 keeps none.
+        run_history_limit: Events kept per correlation id ("run").
+        max_runs: Runs kept (least recently used evicted).
+        max_depth: How deeply handlers may nest publishes before
+            :class:`RecursionDepthError`.
+        raise_handler_errors: Re-raise handler exceptions (as an
+            ``ExceptionGroup`` of :class:`HandlerError`, after every handler
+            ran) instead of publishing ``HANDLER_ERROR``. Meant for tests.
+        name: A label for diagnostics.
+        terminal_types: Event types that end a run; async streams never drop
+            them (``SYSTEM_SHUTDOWN`` is always terminal).
+
+    Publishing is thread-safe and lock-light: the bus takes its recording
+    lock only to give the event its ``seq`` and append it to history, and
+    calls handlers *outside* every lock, so handlers may publish, subscribe,
+    unsubscribe or add middleware on the same bus.
+    """
+
+    _parent: EventBus | None = None
+    _scope: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        history_limit: int = 1000,
+        *,
+        run_history_limit: int = 500,
+        max_runs: int = 200,
+        max_depth: int = 64,
+        raise_handler_errors: bool = False,
+        name: str = "root",
+        terminal_types: tuple[enum.Enum, ...] = (),
+    ) -> None:
+        if isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1:
+            raise ValueError(f"max_depth must be an int >= 1, got {max_depth!r}")
+        for t in terminal_types:
+            if not isinstance(t, enum.Enum) or t is ANY:
+                raise InvalidEventTypeError(t, allow_any=False)
+        self._history = History(history_limit, run_history_limit, max_runs)
+        self._events = self._history._events  # the deque, appended to inline
+        self.max_depth = max_depth
+        self.raise_handler_errors = raise_handler_errors
+        self.name = name
+        self.terminal_types: frozenset[enum.Enum] = frozenset(
+            (EventType.SYSTEM_SHUTDOWN, *terminal_types)
+        )
+        self._lock = threading.RLock()
+        rw = RWLockWrite()
+        self._rlock = rw.gen_rlock()
+        self._wlock = rw.gen_wlock()
+        self._signals: dict[enum.Enum, blinker.Signal] = {}
+        self._routes: dict[Any, tuple[Entry, ...]] = {}
+        self._order = itertools.count()
+        self._dead: deque[Receiver] = deque()
+        self._middleware: tuple[Middleware, ...] = ()
+        self._mw_records: list[_MiddlewareRecord] = []
+        self._sinks: tuple[Sink, ...] = ()
+        self._blocking_sinks: tuple[Sink, ...] = ()
+        self._sink_records: list[_SinkRecord] = []
+        self._declared: dict[enum.Enum, type[Any]] = {}
+        self._children: weakref.WeakSet[EventBus] = weakref.WeakSet()
+        self._closed = False
+        self._seq = 0
+        self._delivered = 0
+        self._skipped = 0
+        self._dropped = 0
+        self._handler_errors = 0
+        self._async_errors = 0
+        self._async_timeouts = 0
+
+    # ------------------------------------------------------------------ info
+
+    @property
+    def scope_path(self) -> tuple[str, ...]:
+        """The scope path of events published here (``()`` on a root bus)."""
+        return self._scope
+
+    @property
+    def parent(self) -> EventBus | None:
+        """The bus this one forwards to, ``None`` for a root bus."""
+        return self._parent
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<{type(self).__name__} {self.name!r}{state} seq={self._seq}>"
+
+    # --------------------------------------------------------------- signals
+
+    def _signal(self, event_type: enum.Enum) -> blinker.Signal:
+        sig = self._signals.get(event_type)
+        if sig is None:
+            sig = self._signals[event_type] = blinker.Signal(
+                f"{self.name}: {_type_label(event_type)}"
+            )
+        return sig
+
+    def get_signal(self, event_type: enum.Enum | EventKey[Any]) -> blinker.Signal:
+        """Return this bus's private blinker signal for ``event_type``.
+
+        The signal is the registry of record: each subscription is one of its
+        receivers (``signal.receivers``), and ``signal.send(event)`` calls them
+        with their filter / once / weak semantics (bypassing middleware and
+        history). Two buses never share a signal, and blinker's global
+        ``signal()`` namespace is never used. Subscribe through
+        :meth:`subscribe`, not ``signal.connect``: the bus dispatches from a
+        snapshot it rebuilds on every subscribe and unsubscribe.
+        """
+        et = self._check_type(event_type, allow_any=True)
+        with self._wlock:
+            return self._signal(et)
+
+    # ------------------------------------------------------------ subscribe
+
+    @overload
+    def subscribe(
+        self,
+        event_type: EventKey[T],
+        handler: Callable[[Event[T]], Any],
+        *,
+        weak: bool | None = None,
+        filter: Callable[[Event[T]], bool] | None = None,
+        once: bool = False,
+    ) -> Subscription: ...
+
+    @overload
+    def subscribe(
+        self,
+        event_type: enum.Enum,
+        handler: Callable[[Event[Any]], Any],
+        *,
+        weak: bool | None = None,
+        filter: Callable[[Event[Any]], bool] | None = None,
+        once: bool = False,
+    ) -> Subscription: ...
+
+    def subscribe(
+        self,
+        event_type: enum.Enum | EventKey[Any],
+        handler: Callable[[Event[Any]], Any],
+        *,
+        weak: bool | None = None,
+        filter: Callable[[Event[Any]], bool] | None = None,
+        once: bool = False,
+    ) -> Subscription:
+        """Call ``handler(event)`` for each event of ``event_type``.
+
+        Args:
+            event_type: An enum member, an :class:`EventKey`, or :data:`ANY`
+                for every event.
+            handler: A callable taking the event; a coroutine function runs
+                on the event loop that subscribed it.
+            weak: Hold the handler weakly. Default: bound methods are weak
+                (the subscription ends when the component is collected),
+                functions, lambdas and closures are strong.
+            filter: Only deliver events for which ``filter(event)`` is true.
+            once: Unsubscribe after the first delivery.
+
+        Returns:
+            A :class:`Subscription`; call it to unsubscribe.
+
+        Handlers run in subscription order; ``ANY`` handlers interleave with
+        type-specific ones by the order they were subscribed in. A handler
+        subscribed while an event is being dispatched does not receive that
+        event.
+
+        Raises:
+            InvalidEventTypeError: ``event_type`` is not an enum member.
+            InvalidHandlerError: ``handler`` or ``filter`` is not a one-argument
+                callable, or an async handler was given outside a running loop.
+            BusClosedError: The bus is closed.
+        """
+        et = self._check_type(event_type, allow_any=True)
+        if not isinstance(once, bool):
+            raise TypeError(f"once must be a bool, got {once!r}")
+        if weak is not None and not isinstance(weak, bool):
+            raise TypeError(f"weak must be a bool or None, got {weak!r}")
+        if self._closed:
+            raise BusClosedError(self.name, "subscribe")
+        rec = Receiver(
+            self, et, handler, weak=weak, filter=filter, once=once, order=next(self._order)
+        )
+        with self._wlock:
+            if self._closed:
+                raise BusClosedError(self.name, "subscribe")
+            self._purge_dead_locked()
+            self._signal(et).connect(rec, weak=False)
+            self._rebuild_locked(et)
+        return Subscription(rec, rec.describe())
+
+    def _remove_receiver(self, rec: Receiver) -> bool:
+        with self._wlock:
+            was_active = rec.active
+            rec.active = False
+            self._disconnect_locked(rec)
+            self._purge_dead_locked()
+        return was_active
+
+    def _disconnect_locked(self, rec: Receiver) -> None:
+        sig = self._signals.get(rec.event_type)
+        if sig is not None and id(rec) in sig.receivers:
+            sig.disconnect(rec)
+            self._rebuild_locked(rec.event_type)
+
+    def _receiver_died(self, rec: Receiver) -> None:
+        """Weakref callback path: queue only (we may be inside a lock)."""
+        self._dead.append(rec)
+
+    def _purge_dead_locked(self) -> None:
+        dead = self._dead
+        while dead:
+            try:
+                rec = dead.popleft()
+            except IndexError:  # pragma: no cover - raced with another purger
+                break
+            self._disconnect_locked(rec)
+
+    def _purge_dead(self) -> None:
+        if self._dead:
+            with self._wlock:
+                self._purge_dead_locked()
+
+    def _rebuild_locked(self, event_type: enum.Enum) -> None:
+        """Rebuild dispatch snapshots after a change to ``event_type``'s receivers."""
+        any_recs = _receivers_of(self._signals.get(ANY))
+        types = list(self._routes) if event_type is ANY else [event_type]
+        for t in types:
+            recs = _receivers_of(self._signals.get(t))
+            if any_recs:
+                recs.extend(any_recs)
+                recs.sort(key=_order_of)
+            self._routes[t] = tuple(r.entry for r in recs if r.active)
+
+    def _route_for(self, event_type: enum.Enum) -> tuple[Entry, ...]:
+        route = self._routes.get(event_type)
+        if route is None:
+            with self._wlock:
+                self._rebuild_locked(event_type)
+                route = self._routes[event_type]
+        return route
+
+    def _count_skip(self) -> None:
+        with self._lock:
+            self._skipped += 1
+        if self._dead:
+            self._purge_dead()
+
+    # ------------------------------------------------------------- middleware
+
+    def add_middleware(self, fn: Middleware) -> Subscription:
+        """Append ``fn`` to the middleware chain; return a token that removes it.
+
+        ``fn(event)`` returns the event (possibly a changed copy) or ``None``
+        to drop it. Middlewares run in the order added, before the event is
+        recorded or delivered.
+
+        Raises:
+            InvalidHandlerError: ``fn`` is not a one-argument callable.
+        """
+        check_one_arg_callable(fn, "middleware")
+        if self._closed:
+            raise BusClosedError(self.name, "add middleware")
+        rec = _MiddlewareRecord(self, fn)
+        with self._wlock:
+            self._mw_records.append(rec)
+            self._middleware = tuple(r.fn for r in self._mw_records)
+        return Subscription(rec, f"middleware {callable_name(fn)}")
+
+    def _remove_middleware(self, rec: _MiddlewareRecord) -> bool:
+        with self._wlock:
+            if not rec.active:
+                return False
+            rec.active = False
+            self._mw_records.remove(rec)
+            self._middleware = tuple(r.fn for r in self._mw_records)
+        return True
+
+    # ---------------------------------------------------------- typed payloads
+
+    def declare(self, key: EventKey[Any]) -> None:
+        """Check payloads of ``key.type`` against ``key.payload`` on this bus tree.
+
+        After this, publishing ``key.type`` with a payload that is not a
+        ``key.payload`` raises :class:`PayloadTypeError`, even through the
+        bare enum member. Declarations are shared by a root bus and all its
+        scopes.
+        """
+        if not isinstance(key, EventKey):
+            raise TypeError(f"declare() takes an EventKey (see atlas_events.declare), got {key!r}")
+        existing = self._declared.get(key.type)
+        if existing is not None and existing is not key.payload:
+            raise ValueError(
+                f"{key.type!r} is already declared to carry {existing.__qualname__}, "
+                f"not {_qualname(key.payload)}"
+            )
+        self._declared[key.type] = key.payload
+
+    # ---------------------------------------------------------------- publish
+
+    def _check_type(self, event_type: object, *, allow_any: bool) -> enum.Enum:
+        if isinstance(event_type, EventKey):
+            event_type = event_type.type
+        if not isinstance(event_type, enum.Enum) or (event_type is ANY and not allow_any):
+            raise InvalidEventTypeError(event_type, allow_any=allow_any)
+        return event_type
+
+    def _resolve(self, event_type: object, data: object) -> tuple[enum.Enum, tuple[Entry, ...]]:
+        """Slow path of publish: validate the type, check a typed key's payload."""
+        if isinstance(event_type, EventKey) and not isinstance(data, event_type.payload):
+            raise PayloadTypeError(event_type.type, event_type.payload, type(data))
+        et = self._check_type(event_type, allow_any=False)
+        self._check_payload(et, data)
+        return et, self._route_for(et)
+
+    def _check_payload(self, event_type: enum.Enum, data: object) -> None:
+        cls = self._declared.get(event_type)
+        if cls is not None and not isinstance(data, cls):
+            raise PayloadTypeError(event_type, cls, type(data))
+
+    @overload
+    def publish(
+        self,
+        event_type: EventKey[T],
+        data: T,
+        *,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
+        propagate: bool = True,
+    ) -> str: ...
+
+    @overload
+    def publish(
+        self,
+        event_type: enum.Enum,
+        data: Any = None,
+        *,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
+        propagate: bool = True,
+    ) -> str: ...
+
+    def publish(
+        self,
+        event_type: enum.Enum | EventKey[Any],
+        data: Any = None,
+        *,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
+        propagate: bool = True,
+    ) -> str:
+        """Publish an event and return its id.
+
+        The event runs through the middleware chain, is recorded in history,
+        handed to async streams and delivered to the handlers, in that order;
+        on a scoped bus it is then forwarded to the parent (unless
+        ``propagate=False``). If a handler raises, the other handlers still
+        run and a ``HANDLER_ERROR`` event reports it.
+
+        Raises:
+            InvalidEventTypeError: ``event_type`` is not an enum member.
+            PayloadTypeError: ``data`` does not match a declared payload class.
+            MiddlewareError: A middleware raised or returned a non-event.
+            RecursionDepthError: Handlers nested publishes beyond ``max_depth``.
+            BusClosedError: The bus is closed.
+        """
+        if self._closed:
+            raise BusClosedError(self.name)
+        route = self._routes.get(event_type)
+        if route is None:
+            event_type, route = self._resolve(event_type, data)
+        elif self._declared:
+            self._check_payload(event_type, data)  # type: ignore[arg-type]
+        ctx = _CONTEXT.get()
+        if ctx is None:
+            parent_id = None
+            depth = 0
+        else:
+            parent_id, depth, cid = ctx
+            if correlation_id is None:
+                correlation_id = cid
+            if depth >= self.max_depth:
+                raise RecursionDepthError(depth + 1, self.max_depth, event_type)
+        if metadata is None:
+            md: Mapping[str, Any] = EMPTY_METADATA
+        else:
+            md = _freeze_metadata(metadata)
+        if source is not None and not isinstance(source, str):
+            raise TypeError(f"source must be a str or None, got {type(source).__name__}")
+        if correlation_id is not None and not isinstance(correlation_id, str):
+            raise TypeError(
+                f"correlation_id must be a str or None, got {type(correlation_id).__name__}"
+            )
+        ev = _EventFields(
+            _ids.prefix + str(next(_ids.counter)),
+            event_type,  # type: ignore[arg-type]
+            data,
+            _time(),
+            source,
+            md,
+            self._scope,
+            parent_id,
+            -1,
+            correlation_id,
+            None,
+        )
+        ev.__class__ = Event
+        return self._emit(ev, route, depth, propagate, True)  # type: ignore[arg-type]
+
+    def publish_event(self, event: Event[Any], *, propagate: bool = True) -> str:
+        """Publish a prebuilt :class:`Event` (e.g. from :meth:`Event.create`).
+
+        The bus records a copy carrying its own ``seq`` (and this bus's
+        scope path if the event has none); the id, timestamp, causation and
+        correlation of ``event`` are kept.
+
+        Raises:
+            TypeError: ``event`` is not an :class:`Event`.
+            BusClosedError, PayloadTypeError, MiddlewareError,
+            RecursionDepthError: as for :meth:`publish`.
+        """
+        if not isinstance(event, Event):
+            raise TypeError(f"publish_event() takes an Event, got {type(event).__name__}")
+        if self._closed:
+            raise BusClosedError(self.name)
+        self._check_payload(event.type, event.data)
+        ctx = _CONTEXT.get()
+        depth = 0 if ctx is None else ctx[1]
+        if depth >= self.max_depth:
+            raise RecursionDepthError(depth + 1, self.max_depth, event.type)
+        if not event.scope and self._scope:
+            event = copy_event(event, event.seq, scope=self._scope)
+        return self._emit(event, self._route_for(event.type), depth, propagate, False)
+
+    def _emit(
+        self,
+        ev: Event[Any],
+        route: tuple[Entry, ...],
+        depth: int,
+        propagate: bool,
+        fresh: bool,
+    ) -> str:
+        """Middleware, record, sinks, dispatch, forward: the shared core."""
+        mws = self._middleware
+        if mws:
+            for mw in mws:
+                try:
+                    res = mw(ev)
+                except Exception as exc:
+                    raise MiddlewareError(mw, ev.id, exc) from exc
+                if res is ev:
+                    continue
+                if res is None:
+                    with self._lock:
+                        self._dropped += 1
+                    return ev.id
+                if not isinstance(res, Event):
+                    raise InvalidMiddlewareResultError(mw, ev.id, res)
+                if res.type is not ev.type:
+                    route = self._route_for(res.type)
+                ev = res
+                fresh = True  # a middleware's new event: unrecorded unless seq says otherwise
+
+        lock = self._lock
+        lock.acquire()
+        try:
+            seq = self._seq = self._seq + 1
+            if fresh and ev.seq == -1:
+                _set_seq(ev, seq)
+            else:
+                ev = copy_event(ev, seq)
+            self._events.append(ev)
+            if ev.correlation_id is not None:
+                self._history._record_run(ev.correlation_id, ev)
+            self._delivered += len(route)
+            sinks = self._sinks
+            if sinks:
+                for sink in sinks:
+                    sink.push(ev)
+        finally:
+            lock.release()
+
+        errors: list[HandlerError] | None = None
+        if route:
+            token = _CONTEXT.set((ev.id, depth + 1, ev.correlation_id))
+            try:
+                for fn, ref in route:
+                    try:
+                        if ref is None:
+                            fn(ev)
+                        else:
+                            obj = ref()
+                            if obj is None:
+                                self._count_skip()
+                                continue
+                            fn(obj, ev)
+                    except Exception as exc:
+                        errors = self._handler_failed(ev, fn, ref, exc, depth, errors)
+            finally:
+                _CONTEXT.reset(token)
+
+        parent = self._parent
+        if parent is not None and propagate:
+            parent._forward(ev, depth)
+        if self._blocking_sinks:
+            for sink in self._blocking_sinks:
+                sink.wait_for_room()
+        if errors:
+            raise ExceptionGroup(f"{len(errors)} handler(s) failed on event {ev.id}", errors)
+        return ev.id
+
+    def _forward(self, ev: Event[Any], depth: int) -> None:
+        """Receive an event from a child scope (same id, this bus's own seq)."""
+        if self._closed:
+            return
+        self._emit(ev, self._route_for(ev.type), depth, True, False)
+
+    # --------------------------------------------------------- handler errors
+
+    def _handler_failed(
+        self,
+        ev: Event[Any],
+        fn: Callable[..., Any],
+        ref: Any,
+        exc: Exception,
+        depth: int,
+        errors: list[HandlerError] | None,
+    ) -> list[HandlerError] | None:
+        owner = getattr(fn, "__self__", None)
+        if isinstance(owner, Receiver):
+            name = owner.name
+        elif ref is None:
+            name = callable_name(fn)
+        else:
+            obj = ref()
+            name = (
+                callable_name(obj)
+                if fn.__name__ == "_call_referent"
+                else (f"{getattr(fn, '__module__', '?')}.{fn.__qualname__}")
+            )
+        with self._lock:
+            self._handler_errors += 1
+        if self.raise_handler_errors:
+            err = HandlerError(ev.id, name, exc)
+            err.__cause__ = exc
+            return [*(errors or ()), err]
+        self._report(ev, name, exc, depth, is_async=False)
+        return errors
+
+    def _report_handler_error(
+        self, ev: Event[Any], name: str, exc: Exception, *, is_async: bool
+    ) -> None:
+        """Report a failed async handler (called on its loop)."""
+        with self._lock:
+            self._handler_errors += 1
+            self._async_errors += 1
+        ctx = _CONTEXT.get()
+        self._report(ev, name, exc, 0 if ctx is None else ctx[1], is_async=is_async)
+
+    def _report(
+        self, ev: Event[Any], name: str, exc: Exception, depth: int, *, is_async: bool
+    ) -> None:
+        if ev.type is _HANDLER_ERROR or self._closed:
+            log.error("handler %s failed on %s %s", name, ev.type_name, ev.id, exc_info=exc)
+            return
+        if not self._has_error_subscribers():
+            log.error(
+                "handler %s failed on %s %s (no HANDLER_ERROR subscriber)",
+                name,
+                ev.type_name,
+                ev.id,
+                exc_info=exc,
+            )
+        failure = HandlerFailure(ev.id, ev.type, name, exc, is_async)
+        err_ev = _EventFields(
+            _ids.prefix + str(next(_ids.counter)),
+            _HANDLER_ERROR,
+            failure,
+            _time(),
+            "atlas_events",
+            EMPTY_METADATA,
+            self._scope,
+            ev.id,
+            -1,
+            ev.correlation_id,
+            None,
+        )
+        err_ev.__class__ = Event
+        try:
+            self._emit(err_ev, self._route_for(_HANDLER_ERROR), depth, True, True)  # type: ignore[arg-type]
+        except Exception:  # a middleware failed on the error report: log, never recurse
+            log.exception("could not publish HANDLER_ERROR for %s", ev.id)
+
+    def _has_error_subscribers(self) -> bool:
+        bus: EventBus | None = self
+        while bus is not None:
+            if bus._route_for(_HANDLER_ERROR):
+                return True
+            bus = bus._parent
+        return False
+
+    # ------------------------------------------------------------------ async
+
+    async def publish_async(
+        self,
+        event_type: enum.Enum | EventKey[Any],
+        data: Any = None,
+        *,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
+        propagate: bool = True,
+        timeout: float | None = None,  # noqa: ASYNC109 - bounds the handlers, not this call
+    ) -> str:
+        """Publish, then await the async handlers of the event on this loop.
+
+        Sync handlers run as in :meth:`publish`; coroutine handlers
+        subscribed from the running loop are awaited concurrently. After
+        ``timeout`` seconds the unfinished ones are cancelled and counted in
+        ``stats()["async_handler_timeouts"]``. Handler errors are reported
+        as ``HANDLER_ERROR``, never raised here.
+        """
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be > 0 or None, got {timeout!r}")
+        loop = asyncio.get_running_loop()
+        tasks: list[asyncio.Future[Any]] = []
+        token = ASYNC_COLLECTOR.set((loop, tasks))
+        try:
+            event_id = self.publish(
+                event_type,
+                data,
+                source=source,
+                metadata=metadata,
+                correlation_id=correlation_id,
+                propagate=propagate,
+            )
+        finally:
+            ASYNC_COLLECTOR.reset(token)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            if pending:
+                for task in pending:
+                    task.cancel()
+                with self._lock:
+                    self._async_timeouts += len(pending)
+                await asyncio.wait(pending)
+        return event_id
+
+    def stream(
+        self,
+        event_type: enum.Enum | EventKey[Any] = ANY,
+        *,
+        filter: Callable[[Event[Any]], bool] | None = None,
+        correlation_id: str | None = None,
+        replay: Replay = False,
+        since_seq: int | None = None,
+        max_queue: int = 1000,
+        policy: Policy = "drop_oldest",
+        block_timeout: float = 1.0,
+        name: str | None = None,
+    ) -> EventStream:
+        """Open an async stream of events with its own bounded queue.
+
+        See :class:`atlas_events.EventStream` and ``docs/async.md``.
+        """
+        from ._streams import EventStream
+
+        et = self._check_type(event_type, allow_any=True)
+        return EventStream(
+            self,
+            et,
+            filter=filter,
+            correlation_id=correlation_id,
+            replay=replay,
+            since_seq=since_seq,
+            max_queue=max_queue,
+            policy=policy,
+            block_timeout=block_timeout,
+            name=name,
+        )
+
+    # ------------------------------------------------------------------ sinks
+
+    def _attach_sink(
+        self, sink: Sink, *, replay_from: Callable[[History], list[Event[Any]]] | None = None
+    ) -> tuple[Subscription, list[Event[Any]]]:
+        """Attach ``sink``; atomically return the history it should replay.
+
+        Events recorded before the attach are in the returned list (as
+        selected by ``replay_from``), events recorded after are pushed to the
+        sink: never both, never neither.
+        """
+        if self._closed:
+            raise BusClosedError(self.name, "attach a stream")
+        rec = _SinkRecord(self, sink)
+        with self._wlock, self._lock:
+            self._sink_records.append(rec)
+            self._sinks = tuple(r.sink for r in self._sink_records)
+            self._blocking_sinks = tuple(s for s in self._sinks if s.blocks)
+            replay = replay_from(self._history) if replay_from is not None else []
+        return Subscription(rec, f"{sink.kind} sink"), replay
+
+    def _detach_sink(self, rec: _SinkRecord) -> bool:
+        with self._wlock, self._lock:
+            if not rec.active:
+                return False
+            rec.active = False
+            self._sink_records.remove(rec)
+            self._sinks = tuple(r.sink for r in self._sink_records)
+            self._blocking_sinks = tuple(s for s in self._sinks if s.blocks)
+        return True
+
+    # ---------------------------------------------------------------- history
+
+    def history(
+        self,
+        event_type: enum.Enum | EventKey[Any] | None = None,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        since_seq: int | None = None,
+        scope: tuple[str, ...] | None = None,
+        correlation_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Event[Any]]:
+        """Recorded events, oldest first, optionally filtered.
+
+        Args:
+            event_type: Only this type (``None`` or ``ANY`` for all).
+            source: Only events with this ``source``.
+            since: Only events with ``timestamp >= since`` (epoch seconds).
+            since_seq: Only events with ``seq > since_seq``.
+            scope: Only events whose scope path starts with this tuple.
+            correlation_id: Only this run's events, from the per-run history
+                (which may reach further back than the main history).
+            limit: Keep only the newest ``limit`` matches.
+        """
+        et = None if event_type is None else self._check_type(event_type, allow_any=True)
+        with self._lock:
+            events = self._history.events(correlation_id)
+        return select(
+            events, et, source=source, since=since, since_seq=since_seq, scope=scope, limit=limit
+        )
+
+    def clear_history(self) -> None:
+        """Forget every recorded event (``seq`` keeps counting)."""
+        with self._lock:
+            self._history.clear()
+
+    @property
+    def history_limit(self) -> int:
+        return self._history.limit
+
+    @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the most recently recorded event (0 before any)."""
+        return self._seq
+
+    # ------------------------------------------------------------------ scopes
+
+    def scope(self, name: str, **options: Any) -> ScopedEventBus:
+        """Create a child :class:`ScopedEventBus` named ``name``."""
+        from ._scoped import ScopedEventBus
+
+        return ScopedEventBus(self, name, **options)
+
+    def _adopt(self, child: EventBus) -> None:
+        if self._closed:
+            raise BusClosedError(self.name, "create a scope")
+        node: EventBus | None = self
+        while node is not None:
+            if node is child:
+                raise ScopeError(f"{child.name!r} cannot become its own ancestor")
+            node = node._parent
+        self._children.add(child)
+
+    # ------------------------------------------------------------------ stats
+
+    def subscriber_count(self, event_type: enum.Enum | EventKey[Any] | None = None) -> int:
+        """Active subscriptions for ``event_type`` (all types if ``None``)."""
+        self._purge_dead()
+        et = None if event_type is None else self._check_type(event_type, allow_any=True)
+        with self._rlock:
+            sigs = self._signals.values() if et is None else [self._signals.get(et)]
+            return sum(1 for s in sigs for r in _receivers_of(s) if r.active)
+
+    def stats(self) -> BusStats:
+        """A snapshot of the bus's counters; cheap and safe from any thread."""
+        self._purge_dead()
+        with self._rlock:
+            subscribers = {
+                _type_label(t): n
+                for t, s in self._signals.items()
+                if (n := sum(1 for r in _receivers_of(s) if r.active))
+            }
+            sink_stats = [s.stats() for s in self._sinks]
+            middleware = len(self._middleware)
+            children = len(self._children)
+        with self._lock:
+            delivered = self._delivered - self._skipped
+            streams = [s for s in sink_stats if s.get("kind") == "stream"]
+            return {
+                "name": self.name,
+                "scope": self._scope,
+                "closed": self._closed,
+                "published": self._seq,
+                "delivered": delivered,
+                "dropped_by_middleware": self._dropped,
+                "handler_errors": self._handler_errors,
+                "async_handler_errors": self._async_errors,
+                "async_handler_timeouts": self._async_timeouts,
+                "subscribers": subscribers,
+                "middleware": middleware,
+                "history_size": len(self._history),
+                "history_limit": self._history.limit,
+                "runs_retained": self._history.runs_retained,
+                "runs_evicted": self._history.evicted_runs,
+                "streams": len(streams),
+                "stream_events_dropped": sum(s.get("dropped", 0) for s in streams),
+                "sinks": sink_stats,
+                "children": children,
+            }
+
+    # ------------------------------------------------------------------ close
+
+    def close(self) -> None:
+        """Close the bus: end streams, close child scopes, drop subscriptions.
+
+        Publishing or subscribing afterwards raises :class:`BusClosedError`.
+        Publishes already in progress in other threads complete. Idempotent.
+        """
+        with self._wlock:
+            if self._closed:
+                return
+            self._closed = True
+            children = list(self._children)
+        for child in children:
+            child.close()
+        with self._wlock:
+            for sig in self._signals.values():
+                for rec in _receivers_of(sig):
+                    rec.active = False
+                    sig.disconnect(rec)
+            self._routes.clear()
+            for mrec in self._mw_records:
+                mrec.active = False
+            self._mw_records.clear()
+            self._middleware = ()
+            with self._lock:
+                sinks = self._sinks
+                for srec in self._sink_records:
+                    srec.active = False
+                self._sink_records.clear()
+                self._sinks = ()
+                self._blocking_sinks = ()
+        for sink in sinks:
+            sink.close()
+        if self._parent is not None:
+            self._parent._children.discard(self)
+
+    def __enter__(self) -> EventBus:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _qualname(cls: object) -> str:
+    return str(getattr(cls, "__qualname__", cls))
+
+
+def _order_of(rec: Receiver) -> int:
+    return rec.order
+
+
+def _receivers_of(sig: blinker.Signal | None) -> list[Receiver]:
+    """The receiver records connected to ``sig`` (all of them are ours)."""
+    if sig is None:
+        return []
+    return cast("list[Receiver]", list(sig.receivers.values()))
+
+
+def _freeze_metadata(metadata: Mapping[str, Any]) -> Mapping[str, Any]:
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
+    return MappingProxyType(dict(metadata)) if metadata else EMPTY_METADATA

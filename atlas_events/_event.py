@@ -1,0 +1,241 @@
+"""The immutable ``Event[T]``, the core ``EventType`` enum and typed event keys."""
+
+from __future__ import annotations
+
+import builtins
+import enum
+import time
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final, Generic, TypeVar, final
+
+import attrs
+
+from ._ids import new_id
+from .exceptions import InvalidEventTypeError
+
+__all__ = [
+    "ANY",
+    "EMPTY_METADATA",
+    "Event",
+    "EventKey",
+    "EventType",
+    "copy_event",
+    "declare",
+]
+
+T = TypeVar("T")
+
+
+class EventType(enum.StrEnum):
+    """Core lifecycle event types.
+
+    A ``StrEnum``: members hash as fast as strings (the bus looks
+    them up in a dict on every publish); members still compare by identity
+    with each other, and the bus never accepts a plain string as a type.
+    Members of any other :class:`enum.Enum` are accepted as event types too.
+    """
+
+    SYSTEM_INIT = "system.init"
+    SYSTEM_SHUTDOWN = "system.shutdown"
+    PROVIDER_CREATED = "provider.created"
+    PROVIDER_CONNECTED = "provider.connected"
+    PROVIDER_DISCONNECTED = "provider.disconnected"
+    STREAM_STARTED = "stream.started"
+    STREAM_FINISHED = "stream.finished"
+    AGENT_STARTED = "agent.started"
+    AGENT_STOPPED = "agent.stopped"
+    TASK_STARTED = "task.started"
+    TASK_COMPLETED = "task.completed"
+    TASK_FAILED = "task.failed"
+    WORKFLOW_NODE_ENTERED = "workflow.node_entered"
+    WORKFLOW_NODE_EXITED = "workflow.node_exited"
+    HANDLER_ERROR = "handler.error"
+    BRIDGE_CONNECTED = "bridge.connected"
+    BRIDGE_DISCONNECTED = "bridge.disconnected"
+    BRIDGE_RECONNECTED = "bridge.reconnected"
+
+    def __repr__(self) -> str:
+        return f"EventType.{self.name}"
+
+
+@final
+class _AnyType(enum.Enum):
+    """The type of :data:`ANY` (an enum so it hashes and pickles cleanly)."""
+
+    ANY = "*"
+
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY: Final = _AnyType.ANY
+"""Subscribe with ``ANY`` to receive events of every type."""
+
+EMPTY_METADATA: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+@attrs.define(slots=True, eq=False, repr=False, init=True)
+class _EventFields(Generic[T]):
+    """The storage layout of :class:`Event`, with a fast, mutable ``__init__``.
+
+    The bus builds events with this class's plain ``__init__`` and then turns
+    them into frozen :class:`Event` instances (the two share one slot layout),
+    which costs a quarter of a frozen attrs ``__init__``. Never exposed.
+    """
+
+    id: str
+    type: enum.Enum
+    data: T | None
+    timestamp: float
+    source: str | None
+    metadata: Mapping[str, Any]
+    scope: tuple[str, ...]
+    parent_id: str | None
+    seq: int
+    correlation_id: str | None
+    origin: str | None
+
+
+def _check_type(_inst: object, _attr: object, value: object) -> None:
+    if not isinstance(value, enum.Enum) or value is ANY:
+        raise InvalidEventTypeError(value, allow_any=False)
+
+
+@attrs.frozen(slots=True, repr=True, eq=True, field_transformer=None)
+class Event(_EventFields[T]):
+    """An immutable event.
+
+    Attributes:
+        id: Unique id (per process and across processes).
+        type: An :class:`EventType` or a member of any user ``Enum``.
+        data: The payload (``None`` when there is none).
+        timestamp: Creation time, epoch seconds.
+        source: Optional name of the component that published it.
+        metadata: Read-only mapping of extra information.
+        scope: Scope path the event was published in, ``()`` on a root bus;
+            ``("agents", "planner")`` for a bus two levels down.
+        parent_id: Id of the event whose handler published this one
+            (causation), else ``None``.
+        seq: Position in the recording bus's history (monotonic per bus);
+            ``-1`` until a bus records it, so middleware sees ``-1``.
+        correlation_id: The run / request this event belongs to, if any.
+        origin: ``None`` for events published in this process; the origin
+            node's id for events received through a bridge.
+
+    Events are normally created by :meth:`EventBus.publish`; build one
+    directly (and send it with :meth:`EventBus.publish_event`) with
+    :meth:`Event.create`. Use :func:`attrs.evolve` to derive a changed copy
+    (e.g. in middleware).
+    """
+
+    def __attrs_post_init__(self) -> None:
+        _check_type(self, None, self.type)
+        if not isinstance(self.metadata, MappingProxyType):
+            object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+        if not isinstance(self.scope, tuple):
+            object.__setattr__(self, "scope", tuple(self.scope))
+
+    @classmethod
+    def create(
+        cls,
+        event_type: enum.Enum,
+        data: T | None = None,
+        *,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
+    ) -> Event[T]:
+        """Build a new, unrecorded event with a fresh id and timestamp."""
+        return cls(
+            new_id(),
+            event_type,
+            data,
+            time.time(),
+            source,
+            EMPTY_METADATA if not metadata else MappingProxyType(dict(metadata)),
+            (),
+            None,
+            -1,
+            correlation_id,
+            None,
+        )
+
+    @property
+    def is_remote(self) -> bool:
+        """``True`` when the event arrived through a bridge from another node."""
+        return self.origin is not None
+
+    @property
+    def type_name(self) -> str:
+        """The event type as a readable ``Enum.MEMBER`` string."""
+        t = self.type
+        return f"{type(t).__name__}.{t.name}"
+
+
+# Fast construction (see _EventFields): plain __init__, then a class swap.
+_SEQ_SET = _EventFields.__dict__["seq"].__set__
+
+
+def copy_event(ev: Event[Any], seq: int, *, scope: tuple[str, ...] | None = None) -> Event[Any]:
+    """Return a copy of ``ev`` recorded at ``seq`` (and moved to ``scope``).
+
+    Skips validation: ``ev`` is already a valid event.
+    """
+    new = _EventFields(
+        ev.id,
+        ev.type,
+        ev.data,
+        ev.timestamp,
+        ev.source,
+        ev.metadata,
+        ev.scope if scope is None else scope,
+        ev.parent_id,
+        seq,
+        ev.correlation_id,
+        ev.origin,
+    )
+    new.__class__ = Event
+    return new  # type: ignore[return-value]
+
+
+@final
+@attrs.frozen(slots=True)
+class EventKey(Generic[T]):
+    """An event type bound to a payload class, for type-checked publishing.
+
+    Create one with :func:`declare`. Publishing through the key makes ``mypy``
+    check the payload, and the bus checks it at run time too::
+
+        TASK_DONE = declare(EventType.TASK_COMPLETED, TaskResult)
+        bus.publish(TASK_DONE, TaskResult(...))      # ok
+        bus.publish(TASK_DONE, "oops")               # mypy error, and TypeError
+        bus.subscribe(TASK_DONE, on_done)            # on_done(Event[TaskResult])
+
+    Attributes:
+        type: The underlying enum member.
+        payload: The payload class.
+    """
+
+    type: enum.Enum
+    payload: builtins.type[T]
+
+    def __repr__(self) -> str:
+        return f"EventKey({self.type!r}, {getattr(self.payload, '__qualname__', self.payload)})"
+
+
+def declare(event_type: enum.Enum, payload: type[T]) -> EventKey[T]:
+    """Bind ``event_type`` to ``payload`` and return a typed :class:`EventKey`.
+
+    Pass the key to :meth:`EventBus.declare` as well to have the bus check
+    payloads published with the bare enum member.
+
+    Raises:
+        InvalidEventTypeError: ``event_type`` is not an enum member.
+        TypeError: ``payload`` is not a class.
+    """
+    if not isinstance(event_type, enum.Enum) or event_type is ANY:
+        raise InvalidEventTypeError(event_type, allow_any=False)
+    if not isinstance(payload, type):
+        raise TypeError(f"payload must be a class, got {payload!r}")
+    return EventKey(event_type, payload)

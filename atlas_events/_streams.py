@@ -1,0 +1,436 @@
+"""Async streams: per-consumer bounded queues fed by the bus.
+
+A stream is a *sink* of the bus: the publisher, in whatever thread it runs,
+appends each matching event to the stream's own queue while it holds the
+bus's recording lock (so every stream sees events in ``seq`` order), and
+wakes the consumer only if it is waiting. The consumer reads on its event
+loop with ``async for``. A slow consumer only ever fills its own queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, get_args
+
+from ._event import ANY, Event
+from ._history import History
+from ._stats import SinkStats
+from .exceptions import InvalidHandlerError, StreamClosedError
+
+if TYPE_CHECKING:
+    from ._bus import EventBus
+    from ._subscription import Subscription
+
+__all__ = ["EventStream", "Policy", "Replay"]
+
+Policy: TypeAlias = Literal["drop_oldest", "drop_newest", "block"]
+Replay: TypeAlias = bool | int | Literal["all"]
+POLICIES: Final = frozenset(get_args(Policy))
+
+
+class _Queue:
+    """The sink half of a stream: lives in the bus, shared with the consumer.
+
+    Kept separate from :class:`EventStream` so that an abandoned stream
+    object can be garbage-collected (which detaches this queue).
+    """
+
+    __slots__ = (
+        "block_timeout",
+        "blocks",
+        "bus",
+        "capacity",
+        "closed",
+        "correlation_id",
+        "delivered",
+        "dropped",
+        "event_type",
+        "filter",
+        "items",
+        "kind",
+        "lock",
+        "loop",
+        "name",
+        "not_full",
+        "policy",
+        "terminal",
+        "waiter",
+    )
+
+    def __init__(
+        self,
+        bus: EventBus,
+        event_type: enum.Enum,
+        filter: Callable[[Event[Any]], bool] | None,
+        correlation_id: str | None,
+        capacity: int,
+        policy: Policy,
+        block_timeout: float,
+        loop: asyncio.AbstractEventLoop,
+        name: str,
+    ) -> None:
+        self.kind = "stream"
+        self.bus = bus
+        self.event_type = event_type
+        self.filter = filter
+        self.correlation_id = correlation_id
+        self.capacity = capacity
+        self.policy = policy
+        self.blocks = policy == "block"
+        self.block_timeout = block_timeout
+        self.loop = loop
+        self.name = name
+        self.terminal = bus.terminal_types
+        self.items: deque[Event[Any]] = deque()
+        self.lock = threading.Lock()
+        self.not_full = threading.Condition(self.lock)
+        self.waiter: asyncio.Future[None] | None = None
+        self.closed = False
+        self.dropped = 0
+        self.delivered = 0
+
+    def matches(self, ev: Event[Any]) -> bool:
+        if self.event_type is not ANY and ev.type is not self.event_type:
+            return False
+        if self.correlation_id is not None and ev.correlation_id != self.correlation_id:
+            return False
+        flt = self.filter
+        if flt is not None:
+            try:
+                return bool(flt(ev))
+            except Exception:  # a broken filter must not break the publisher
+                return False
+        return True
+
+    # -- publisher side (any thread, under the bus's recording lock) ---------
+
+    def push(self, ev: Event[Any]) -> None:
+        if not self.matches(ev):
+            return
+        with self.lock:
+            if self.closed:
+                return
+            items = self.items
+            if len(items) >= self.capacity and not self.blocks:
+                if ev.type in self.terminal or self.policy == "drop_oldest":
+                    if not self._evict_oldest_locked() and ev.type not in self.terminal:
+                        self.dropped += 1  # the queue holds only terminal events
+                        return
+                else:  # drop_newest, non-terminal arrival
+                    self.dropped += 1
+                    return
+            items.append(ev)
+            self._wake_locked()
+
+    def _evict_oldest_locked(self) -> bool:
+        """Drop the oldest non-terminal queued event; ``False`` if there is none."""
+        items = self.items
+        terminal = self.terminal
+        if items[0].type not in terminal:
+            items.popleft()
+            self.dropped += 1
+            return True
+        for i, queued in enumerate(items):
+            if queued.type not in terminal:
+                del items[i]
+                self.dropped += 1
+                return True
+        return False
+
+    def _wake_locked(self) -> None:
+        waiter = self.waiter
+        if waiter is None:
+            return
+        self.waiter = None
+        loop = self.loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            if not waiter.done():
+                waiter.set_result(None)
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(_resolve, waiter)
+
+    def wait_for_room(self) -> None:
+        """``block`` policy: hold the publisher until the queue has room.
+
+        Waits at most ``block_timeout`` seconds; then, or at once when the
+        publisher runs on the consumer's own loop (waiting would deadlock),
+        the oldest non-terminal events are dropped down to capacity.
+        """
+        with self.lock:
+            if len(self.items) <= self.capacity or self.closed:
+                return
+            try:
+                on_loop = asyncio.get_running_loop() is self.loop
+            except RuntimeError:
+                on_loop = False
+            if not on_loop:
+                deadline = time.monotonic() + self.block_timeout
+                while len(self.items) > self.capacity and not self.closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.not_full.wait(left)
+            while len(self.items) > self.capacity and self._evict_oldest_locked():
+                pass
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.not_full.notify_all()
+            self._wake_locked()
+
+    def stats(self) -> SinkStats:
+        return {
+            "kind": "stream",
+            "name": self.name,
+            "depth": len(self.items),
+            "capacity": self.capacity,
+            "dropped": self.dropped,
+            "policy": self.policy,
+            "delivered": self.delivered,
+        }
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _validate(
+    max_queue: object, policy: object, replay: object, since_seq: object, block_timeout: object
+) -> None:
+    if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
+        raise ValueError(f"max_queue must be an int >= 1, got {max_queue!r}")
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; expected one of {sorted(POLICIES)}")
+    if not (
+        isinstance(replay, bool) or replay == "all" or (isinstance(replay, int) and replay >= 0)
+    ):
+        raise ValueError(f"replay must be False, True, 'all' or an int >= 0, got {replay!r}")
+    if since_seq is not None and (
+        isinstance(since_seq, bool) or not isinstance(since_seq, int) or since_seq < 0
+    ):
+        raise ValueError(f"since_seq must be None or an int >= 0, got {since_seq!r}")
+    if (
+        isinstance(block_timeout, bool)
+        or not isinstance(block_timeout, int | float)
+        or block_timeout <= 0
+    ):
+        raise ValueError(f"block_timeout must be a number > 0, got {block_timeout!r}")
+
+
+class EventStream:
+    """An async iterator over a bus's events, with its own bounded queue.
+
+    Create with :meth:`EventBus.stream` on a running event loop; the stream
+    is attached at once, so no event published after the call is missed::
+
+        async with bus.stream(EventType.TASK_COMPLETED, replay="all") as events:
+            async for event in events:
+                ...
+
+    Queue policies when the queue holds ``max_queue`` events:
+
+    * ``"drop_oldest"`` (default): the oldest queued event is discarded;
+    * ``"drop_newest"``: the arriving event is discarded;
+    * ``"block"``: the publisher waits (up to ``block_timeout`` seconds,
+      never on the consumer's own loop), then the oldest are discarded.
+
+    Discards are counted (:attr:`dropped`). Terminal events (the bus's
+    ``terminal_types``) are never discarded: a non-terminal one makes room.
+
+    ``replay`` delivers matching history first (``True``/``"all"``, or the
+    last N), then live events, with no gap and no duplicate at the seam.
+    ``since_seq`` replays the history after that ``seq`` (for resuming); if
+    history no longer reaches back that far, :attr:`gap` tells what is
+    missing. A stream with ``correlation_id`` reads that run's history and
+    ends by itself after the run's terminal event. Closing the bus ends
+    every stream after its queued events; cancelling the consuming task, or
+    leaving ``async with``, detaches the queue.
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        event_type: enum.Enum,
+        *,
+        filter: Callable[[Event[Any]], bool] | None = None,
+        correlation_id: str | None = None,
+        replay: Replay = False,
+        since_seq: int | None = None,
+        max_queue: int = 1000,
+        policy: Policy = "drop_oldest",
+        block_timeout: float = 1.0,
+        name: str | None = None,
+    ) -> None:
+        _validate(max_queue, policy, replay, since_seq, block_timeout)
+        if filter is not None and not callable(filter):
+            raise InvalidHandlerError(filter, "filter")
+        if correlation_id is not None and not isinstance(correlation_id, str):
+            raise TypeError(f"correlation_id must be a str, got {type(correlation_id).__name__}")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "bus.stream() needs a running event loop: call it from async code"
+            ) from None
+        label = name or (
+            f"stream#{id(self):x}" if event_type is ANY else f"{event_type.name}#{id(self):x}"
+        )
+        self._queue = q = _Queue(
+            bus, event_type, filter, correlation_id, max_queue, policy, block_timeout, loop, label
+        )
+        self._bus = bus
+        self.gap: tuple[int, int] | None = None
+        self._ended = False
+        self._pending_end = False
+        self.replay_count = 0
+
+        def take_replay(history: History) -> list[Event[Any]]:
+            if since_seq is None and replay is False:
+                return []
+            events = history.events(correlation_id)
+            if since_seq is not None:
+                oldest = events[0].seq if events else bus.last_seq + 1
+                if oldest > since_seq + 1 and since_seq < bus.last_seq:
+                    self.gap = (since_seq + 1, oldest - 1)
+                events = [e for e in events if e.seq > since_seq]
+            matched = [e for e in events if q.matches(e)]
+            if replay is not True and replay != "all" and replay is not False:
+                matched = matched[len(matched) - int(replay) :] if replay else []
+            return matched
+
+        self._token: Subscription
+        self._token, backlog = bus._attach_sink(q, replay_from=take_replay)
+        self._backlog: deque[Event[Any]] = deque(backlog)
+        self.replay_count = len(backlog)
+        self._finalizer = weakref.finalize(self, self._token)
+
+    # -- properties -----------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._queue.name
+
+    @property
+    def dropped(self) -> int:
+        """Events discarded by the queue policy so far."""
+        return self._queue.dropped
+
+    @property
+    def depth(self) -> int:
+        """Events waiting in the queue (not counting replayed history)."""
+        return len(self._queue.items)
+
+    @property
+    def closed(self) -> bool:
+        return self._ended
+
+    def stats(self) -> SinkStats:
+        return self._queue.stats()
+
+    # -- iteration ---------------------------------------------------------------
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event[Any]:
+        if self._pending_end:
+            self.close()
+        if self._ended:
+            raise StopAsyncIteration
+        q = self._queue
+        while True:
+            if self._backlog:
+                ev = self._backlog.popleft()
+                break
+            with q.lock:
+                if q.items:
+                    ev = q.items.popleft()
+                    q.delivered += 1
+                    if q.blocks:
+                        q.not_full.notify_all()
+                    break
+                if q.closed:
+                    fut = None
+                else:
+                    fut = q.loop.create_future()
+                    q.waiter = fut
+            if fut is None:
+                self.close()
+                raise StopAsyncIteration
+            try:
+                await fut
+            except asyncio.CancelledError:
+                self.close()
+                raise
+        if q.correlation_id is not None and ev.type in q.terminal:
+            self._pending_end = True
+        return ev
+
+    async def get(self) -> Event[Any]:
+        """Return the next event (wrap in ``asyncio.timeout()`` to bound the wait).
+
+        Raises:
+            StreamClosedError: The stream has ended.
+        """
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            raise StreamClosedError(f"stream {self.name} has ended") from None
+
+    def get_nowait(self) -> Event[Any] | None:
+        """Return the next queued event, or ``None`` if none is waiting."""
+        if self._backlog:
+            return self._backlog.popleft()
+        q = self._queue
+        with q.lock:
+            if not q.items:
+                return None
+            q.delivered += 1
+            if q.blocks:
+                q.not_full.notify_all()
+            return q.items.popleft()
+
+    def close(self) -> None:
+        """Detach from the bus and end iteration (queued events are discarded)."""
+        if self._ended:
+            return
+        self._ended = True
+        self._finalizer.detach()
+        self._token()
+        self._queue.close()
+        self._queue.items.clear()
+        self._backlog.clear()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        q = self._queue
+        return (
+            f"<EventStream {q.name} depth={len(q.items)}/{q.capacity} "
+            f"dropped={q.dropped} policy={q.policy}{' ended' if self._ended else ''}>"
+        )

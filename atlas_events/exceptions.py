@@ -1,0 +1,195 @@
+"""Exceptions raised by atlas-events.
+
+Every exception derives from :class:`AtlasEventsError` *and* from the builtin
+that best describes the mistake, so callers can catch either
+``AtlasEventsError`` or the familiar builtin (``TypeError``, ``ValueError``,
+``RuntimeError``...). Each carries the context needed to act on it as
+attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AtlasEventsError",
+    "BusClosedError",
+    "HandlerError",
+    "InvalidEventTypeError",
+    "InvalidHandlerError",
+    "InvalidMiddlewareResultError",
+    "MiddlewareError",
+    "PayloadTypeError",
+    "RecursionDepthError",
+    "ScopeError",
+    "StreamClosedError",
+    "StreamFullError",
+]
+
+
+class AtlasEventsError(Exception):
+    """Base class of every exception raised by atlas-events."""
+
+
+class BusClosedError(AtlasEventsError, RuntimeError):
+    """The bus was closed; it accepts no more events or subscriptions.
+
+    Attributes:
+        bus_name: A readable name of the closed bus (its scope path).
+    """
+
+    def __init__(self, bus_name: str, action: str = "publish") -> None:
+        super().__init__(f"cannot {action}: event bus {bus_name!r} is closed")
+        self.bus_name = bus_name
+        self.action = action
+
+
+class InvalidEventTypeError(AtlasEventsError, TypeError):
+    """An event type was not a member of an :class:`enum.Enum` (or ``ANY``).
+
+    Attributes:
+        value: The rejected value.
+    """
+
+    def __init__(self, value: object, *, allow_any: bool = True) -> None:
+        hint = "an Enum member (EventType.X or a member of your own Enum)"
+        if allow_any:
+            hint += " or atlas_events.ANY"
+        super().__init__(f"event type must be {hint}, got {value!r} ({type(value).__name__})")
+        self.value = value
+
+
+class InvalidHandlerError(AtlasEventsError, TypeError):
+    """A handler, filter or middleware was not usable as given.
+
+    Attributes:
+        value: The rejected object.
+        role: What it was meant to be (``"handler"``, ``"filter"``, ``"middleware"``...).
+    """
+
+    def __init__(self, value: object, role: str, reason: str | None = None) -> None:
+        why = reason or f"expected a callable, got {type(value).__name__}"
+        super().__init__(f"invalid {role} {value!r}: {why}")
+        self.value = value
+        self.role = role
+
+
+class PayloadTypeError(AtlasEventsError, TypeError):
+    """A payload did not match the class declared for its event type.
+
+    Attributes:
+        event_type: The event type whose declaration was violated.
+        expected: The declared payload class.
+        actual: The class of the payload that was given.
+    """
+
+    def __init__(self, event_type: object, expected: type[Any], actual: type[Any]) -> None:
+        super().__init__(
+            f"event type {event_type!r} carries {expected.__qualname__} payloads, "
+            f"got {actual.__qualname__}; nothing was published"
+        )
+        self.event_type = event_type
+        self.expected = expected
+        self.actual = actual
+
+
+class MiddlewareError(AtlasEventsError, RuntimeError):
+    """A middleware raised; the event was neither recorded nor delivered.
+
+    The original exception is available as ``__cause__``.
+
+    Attributes:
+        middleware: The middleware that failed.
+        event_id: The id of the event being processed.
+    """
+
+    def __init__(self, middleware: object, event_id: str, cause: BaseException) -> None:
+        name = getattr(middleware, "__qualname__", None) or repr(middleware)
+        super().__init__(
+            f"middleware {name} raised {type(cause).__name__}: {cause} "
+            f"(event {event_id} was dropped)"
+        )
+        self.middleware = middleware
+        self.event_id = event_id
+
+
+class InvalidMiddlewareResultError(MiddlewareError, TypeError):
+    """A middleware returned something other than an ``Event`` or ``None``.
+
+    Attributes:
+        result: The value the middleware returned.
+    """
+
+    def __init__(self, middleware: object, event_id: str, result: object) -> None:
+        cause = TypeError(f"expected Event or None, got {type(result).__name__}")
+        super().__init__(middleware, event_id, cause)
+        self.result = result
+
+
+class HandlerError(AtlasEventsError, RuntimeError):
+    """Details of a failed handler, carried as the payload of ``HANDLER_ERROR``.
+
+    Also raised (inside an :class:`ExceptionGroup`) by buses created with
+    ``raise_handler_errors=True``.
+
+    Attributes:
+        event_id: The id of the event whose delivery failed.
+        handler_name: The qualified name of the handler that raised.
+        exception: The exception the handler raised.
+    """
+
+    def __init__(self, event_id: str, handler_name: str, exception: BaseException) -> None:
+        super().__init__(
+            f"handler {handler_name} raised {type(exception).__name__}: {exception} "
+            f"while handling event {event_id}"
+        )
+        self.event_id = event_id
+        self.handler_name = handler_name
+        self.exception = exception
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.event_id, self.handler_name, self.exception))
+
+
+class RecursionDepthError(AtlasEventsError, RecursionError):
+    """Handlers re-published events deeper than the bus's ``max_depth``.
+
+    Attributes:
+        depth: The nesting depth that was refused.
+        limit: The configured limit.
+        event_type: The type of the event that was refused.
+    """
+
+    def __init__(self, depth: int, limit: int, event_type: object) -> None:
+        super().__init__(
+            f"publishing {event_type!r} would nest dispatch {depth} levels deep "
+            f"(max_depth={limit}); a handler is probably re-publishing in a loop"
+        )
+        self.depth = depth
+        self.limit = limit
+        self.event_type = event_type
+
+
+class ScopeError(AtlasEventsError, ValueError):
+    """A scope name or parent was not acceptable (empty name, a cycle...)."""
+
+
+class StreamClosedError(AtlasEventsError, RuntimeError):
+    """An operation needed an open stream, but it was closed."""
+
+
+class StreamFullError(AtlasEventsError, TimeoutError):
+    """A ``block``-policy stream stayed full longer than its timeout.
+
+    Attributes:
+        capacity: The stream's queue capacity.
+        timeout: How long the publisher waited, in seconds.
+    """
+
+    def __init__(self, capacity: int, timeout: float) -> None:
+        super().__init__(
+            f"stream queue stayed full ({capacity} events) for {timeout:.3f}s; "
+            "the consumer is not keeping up"
+        )
+        self.capacity = capacity
+        self.timeout = timeout
