@@ -161,6 +161,25 @@ class Event(_EventFields[T]):
             None,
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The read-only metadata proxy cannot be pickled: send a dict.
+        return (
+            _unpickle_event,
+            (
+                self.id,
+                self.type,
+                self.data,
+                self.timestamp,
+                self.source,
+                dict(self.metadata),
+                self.scope,
+                self.parent_id,
+                self.seq,
+                self.correlation_id,
+                self.origin,
+            ),
+        )
+
     @property
     def is_remote(self) -> bool:
         """``True`` when the event arrived through a bridge from another node."""
@@ -175,6 +194,13 @@ class Event(_EventFields[T]):
 
 # Fast construction (see _EventFields): plain __init__, then a class swap.
 _SEQ_SET = _EventFields.__dict__["seq"].__set__
+
+
+def _unpickle_event(*fields: Any) -> Event[Any]:
+    ev = _EventFields(*fields)
+    ev.metadata = MappingProxyType(ev.metadata) if ev.metadata else EMPTY_METADATA
+    ev.__class__ = Event
+    return ev  # type: ignore[return-value]
 
 
 def copy_event(ev: Event[Any], seq: int, *, scope: tuple[str, ...] | None = None) -> Event[Any]:
