@@ -66,6 +66,10 @@ def check_one_arg_callable(fn: object, role: str) -> None:
     """Raise :class:`InvalidHandlerError` unless ``fn(x)`` is a valid call."""
     if not callable(fn):
         raise InvalidHandlerError(fn, role)
+    if role != "handler" and _is_async(fn):
+        raise InvalidHandlerError(
+            fn, role, f"it is a coroutine function; a {role} runs inside publish and must be sync"
+        )
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):  # builtins without a signature: trust them

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, get_args
 
 from ._event import ANY, Event
 from ._history import History
+from ._receivers import check_one_arg_callable
 from ._stats import SinkStats
-from .exceptions import InvalidHandlerError, StreamClosedError
+from .exceptions import StreamClosedError
 
 if TYPE_CHECKING:
     from ._bus import EventBus
@@ -275,8 +276,8 @@ class EventStream:
         name: str | None = None,
     ) -> None:
         _validate(max_queue, policy, replay, since_seq, block_timeout)
-        if filter is not None and not callable(filter):
-            raise InvalidHandlerError(filter, "filter")
+        if filter is not None:
+            check_one_arg_callable(filter, "filter")
         if correlation_id is not None and not isinstance(correlation_id, str):
             raise TypeError(f"correlation_id must be a str, got {type(correlation_id).__name__}")
         try:

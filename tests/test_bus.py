@@ -128,14 +128,17 @@ def test_filter_and_once(bus: EventBus) -> None:
         bus.publish(ET.TASK_STARTED, i)
     assert evens == [0, 2, 4]
     assert first == [0]
-    assert not tok.active and tok() is False
+    assert not tok.active
+    assert tok() is False
     assert bus.stats()["delivered"] == 3 + 1
 
 
 def test_once_with_filter_waits_for_a_match(bus: EventBus) -> None:
     """A once+filter handler fires on the first *matching* event only."""
     got: list[int] = []
-    bus.subscribe(ET.TASK_STARTED, lambda e: got.append(e.data), once=True, filter=lambda e: e.data > 2)
+    bus.subscribe(
+        ET.TASK_STARTED, lambda e: got.append(e.data), once=True, filter=lambda e: e.data > 2
+    )
     for i in range(6):
         bus.publish(ET.TASK_STARTED, i)
     assert got == [3]
@@ -190,7 +193,9 @@ def test_error_in_handler_error_handler_is_logged_not_recursed(
     assert len(bus.history(ET.HANDLER_ERROR)) == 1
 
 
-def test_unobserved_handler_errors_are_logged(bus: EventBus, caplog: pytest.LogCaptureFixture) -> None:
+def test_unobserved_handler_errors_are_logged(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
     """With no HANDLER_ERROR subscriber, a failure is logged at ERROR (never silent)."""
     bus.subscribe(ET.TASK_STARTED, lambda e: 1 / 0)
     with caplog.at_level(logging.ERROR, logger="atlas_events"):
@@ -233,8 +238,10 @@ def test_middleware_transforms_in_order_and_token_removes(bus: EventBus) -> None
     t1 = bus.add_middleware(first)
     bus.add_middleware(second)
     bus.publish(ET.TASK_STARTED, 1)
-    assert got == [20] and order == ["first", "second"]
-    assert t1() is True and t1() is False
+    assert got == [20]
+    assert order == ["first", "second"]
+    assert t1() is True
+    assert t1() is False
     bus.publish(ET.TASK_STARTED, 1)
     assert got == [20, 10]
     assert bus.stats()["middleware"] == 1
@@ -275,7 +282,8 @@ def test_middleware_that_raises(bus: EventBus) -> None:
         bus.publish(ET.TASK_STARTED)
     assert isinstance(info.value.__cause__, KeyError)
     assert info.value.middleware is broken
-    assert got == [] and bus.history() == []
+    assert got == []
+    assert bus.history() == []
     tok()
     bus.publish(ET.TASK_STARTED)
     assert len(got) == 1
@@ -340,7 +348,8 @@ def test_history_limit_zero_keeps_nothing() -> None:
     """history_limit=0 disables history but still counts events."""
     b = EventBus(history_limit=0)
     b.publish(ET.TASK_STARTED)
-    assert b.history() == [] and b.stats()["published"] == 1
+    assert b.history() == []
+    assert b.stats()["published"] == 1
 
 
 @pytest.mark.parametrize("bad", [-1, "10", 1.5, True])
@@ -358,7 +367,8 @@ def test_signals_are_private_per_bus() -> None:
     before = dict(blinker.default_namespace)
     a, b = EventBus(), EventBus()
     sa, sb = a.get_signal(ET.TASK_STARTED), b.get_signal(ET.TASK_STARTED)
-    assert isinstance(sa, blinker.Signal) and sa is not sb
+    assert isinstance(sa, blinker.Signal)
+    assert sa is not sb
     assert a.get_signal(ET.TASK_STARTED) is sa
     assert dict(blinker.default_namespace) == before
 
@@ -390,8 +400,10 @@ def test_stats_counts(bus: EventBus) -> None:
     assert s["published"] == 2
     assert s["delivered"] == 3
     assert s["subscribers"] == {"EventType.TASK_STARTED": 1, "ANY": 1}
-    assert s["history_size"] == 2 and s["history_limit"] == 1000
-    assert s["handler_errors"] == 0 and s["dropped_by_middleware"] == 0
+    assert s["history_size"] == 2
+    assert s["history_limit"] == 1000
+    assert s["handler_errors"] == 0
+    assert s["dropped_by_middleware"] == 0
     assert bus.subscriber_count() == 2
     assert bus.subscriber_count(ET.TASK_STARTED) == 1
 
@@ -403,7 +415,8 @@ def test_close_and_context_manager() -> None:
     """After close, publish and subscribe raise BusClosedError; tokens go inactive."""
     with EventBus(name="ctx") as b:
         tok = b.subscribe(ET.TASK_STARTED, lambda e: None)
-    assert b.closed and not tok.active
+    assert b.closed
+    assert not tok.active
     with pytest.raises(BusClosedError, match="'ctx' is closed") as info:
         b.publish(ET.TASK_STARTED)
     assert isinstance(info.value, RuntimeError)
@@ -449,7 +462,8 @@ def test_subscribe_rejects_bad_handlers(bus: EventBus) -> None:
         bus.subscribe(ET.TASK_STARTED, lambda e: None, once="yes")  # type: ignore[call-overload]
     with pytest.raises(InvalidHandlerError, match="middleware"):
         bus.add_middleware(None)  # type: ignore[arg-type]
-    assert bus.subscriber_count() == 0 and bus.stats()["middleware"] == 0
+    assert bus.subscriber_count() == 0
+    assert bus.stats()["middleware"] == 0
 
 
 def test_publish_rejects_bad_fields(bus: EventBus) -> None:
@@ -576,11 +590,17 @@ def test_correlation_ids(bus: EventBus) -> None:
         bus.publish(ET.TASK_STARTED)
     assert current_correlation_id() is None
     bus.publish(ET.TASK_STARTED)
-    assert [e.correlation_id for e in bus.history()] == ["run-1", "run-1", "run-2", "run-2", None, None]
+    assert [e.correlation_id for e in bus.history()] == [
+        "run-1",
+        "run-1",
+        "run-2",
+        "run-2",
+        None,
+        None,
+    ]
     assert len(bus.history(correlation_id="run-2")) == 2
-    with pytest.raises(ValueError, match="correlation_id"):
-        with correlate(""):
-            pass
+    with pytest.raises(ValueError, match="correlation_id"), correlate(""):
+        pass
 
 
 def test_run_history_is_bounded_two_ways() -> None:
@@ -595,7 +615,8 @@ def test_run_history_is_bounded_two_ways() -> None:
     assert b.history(correlation_id="b") == []
     assert [e.data for e in b.history(correlation_id="c")] == ["c0"]
     s = b.stats()
-    assert s["runs_retained"] == 2 and s["runs_evicted"] == 1
+    assert s["runs_retained"] == 2
+    assert s["runs_evicted"] == 1
 
 
 # ------------------------------------------------------------ thread safety
@@ -643,4 +664,5 @@ def test_concurrent_publish_subscribe_unsubscribe(bus: EventBus) -> None:
     for t in range(4):
         assert seen[t] == list(range(2000))
     seqs = [e.seq for e in bus.history()]
-    assert seqs == sorted(seqs) and len(seqs) == 1000
+    assert seqs == sorted(seqs)
+    assert len(seqs) == 1000

@@ -36,7 +36,7 @@ REQUIRED_TYPES = {
 
 def test_event_type_has_the_core_lifecycle_members() -> None:
     """EventType defines at least the lifecycle types the design card names."""
-    assert REQUIRED_TYPES <= {m.name for m in EventType}
+    assert {m.name for m in EventType} >= REQUIRED_TYPES
 
 
 def test_published_event_has_every_field(bus: EventBus) -> None:
@@ -82,7 +82,9 @@ def test_evolve_validates_and_keeps_frozen() -> None:
     """attrs.evolve makes a validated, frozen copy; a bad type is refused."""
     ev = Event.create(EventType.TASK_STARTED, 1)
     ev2 = attrs.evolve(ev, data=2)
-    assert ev2.data == 2 and ev2.id == ev.id and ev.data == 1
+    assert ev2.data == 2
+    assert ev2.id == ev.id
+    assert ev.data == 1
     with pytest.raises(InvalidEventTypeError):
         attrs.evolve(ev, type="task.started")
     with pytest.raises(InvalidEventTypeError):
@@ -143,7 +145,8 @@ def test_declare_builds_a_typed_key() -> None:
 
     key = declare(EventType.TASK_COMPLETED, Payload)
     assert isinstance(key, EventKey)
-    assert key.type is EventType.TASK_COMPLETED and key.payload is Payload
+    assert key.type is EventType.TASK_COMPLETED
+    assert key.payload is Payload
     assert "Payload" in repr(key)
     with pytest.raises(InvalidEventTypeError):
         declare("x", Payload)  # type: ignore[arg-type]

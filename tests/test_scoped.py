@@ -34,7 +34,9 @@ def test_events_forward_up_the_chain_as_the_same_event(bus: EventBus) -> None:
     assert {e.id for e in seen.values()} == {event_id}
     assert {e.scope for e in seen.values()} == {("agents", "planner")}
     assert planner.scope_path == ("agents", "planner")
-    assert planner.parent is agents and agents.parent is bus and bus.parent is None
+    assert planner.parent is agents
+    assert agents.parent is bus
+    assert bus.parent is None
 
 
 def test_delivery_order_is_local_first(bus: EventBus) -> None:
@@ -57,7 +59,8 @@ def test_each_level_has_its_own_seq_history_and_middleware(bus: EventBus) -> Non
     (c_ev,) = child.history()
     r_ev = bus.history()[-1]
     assert c_ev.id == r_ev.id
-    assert c_ev.seq == 1 and r_ev.seq == 2
+    assert c_ev.seq == 1
+    assert r_ev.seq == 2
     assert dict(c_ev.metadata) == {"child": True}
     assert dict(r_ev.metadata) == {"child": True, "root": True}
 
@@ -67,7 +70,8 @@ def test_parent_middleware_can_drop_forwarded_events(bus: EventBus) -> None:
     child = bus.scope("c")
     bus.add_middleware(DropTypes(ET.STREAM_STARTED))
     child.publish(ET.STREAM_STARTED)
-    assert len(child.history()) == 1 and bus.history() == []
+    assert len(child.history()) == 1
+    assert bus.history() == []
     assert bus.stats()["dropped_by_middleware"] == 1
 
 
@@ -75,7 +79,8 @@ def test_propagate_false_keeps_the_event_local(bus: EventBus) -> None:
     """publish(..., propagate=False) does not leave the scope."""
     child = bus.scope("c")
     child.publish(ET.TASK_STARTED, propagate=False)
-    assert len(child.history()) == 1 and bus.history() == []
+    assert len(child.history()) == 1
+    assert bus.history() == []
 
 
 def test_parent_can_filter_by_scope(bus: EventBus) -> None:
@@ -95,7 +100,8 @@ def test_deep_nesting(bus: EventBus) -> None:
         node = node.scope(f"s{i}")
     node.publish(ET.TASK_STARTED)
     (ev,) = bus.history()
-    assert len(ev.scope) == 50 and ev.scope[-1] == "s49"
+    assert len(ev.scope) == 50
+    assert ev.scope[-1] == "s49"
 
 
 def test_closing_a_scope_stops_forwarding_and_disposes_subscriptions(bus: EventBus) -> None:
@@ -105,7 +111,9 @@ def test_closing_a_scope_stops_forwarding_and_disposes_subscriptions(bus: EventB
     tok = child.subscribe(ET.TASK_STARTED, lambda e: None)
     assert bus.stats()["children"] == 1
     child.close()
-    assert child.closed and grandchild.closed and not tok.active
+    assert child.closed
+    assert grandchild.closed
+    assert not tok.active
     with pytest.raises(BusClosedError):
         child.publish(ET.TASK_STARTED)
     with pytest.raises(BusClosedError):
@@ -130,7 +138,8 @@ def test_handler_errors_in_a_scope_reach_the_parent(bus: EventBus) -> None:
     bus.subscribe(ET.HANDLER_ERROR, errors.append)
     child.subscribe(ET.TASK_STARTED, lambda e: 1 / 0)
     child.publish(ET.TASK_STARTED)
-    assert len(errors) == 1 and errors[0].scope == ("c",)
+    assert len(errors) == 1
+    assert errors[0].scope == ("c",)
 
 
 def test_bad_scope_names_and_cycles(bus: EventBus) -> None:
@@ -153,7 +162,8 @@ def test_scope_inherits_options(bus: EventBus) -> None:
     """A scope inherits max_depth and error mode, with a path-like name."""
     strict = EventBus(raise_handler_errors=True, max_depth=5)
     child = strict.scope("x").scope("y")
-    assert child.raise_handler_errors and child.max_depth == 5
+    assert child.raise_handler_errors
+    assert child.max_depth == 5
     assert child.name == "x/y"
     assert bus.scope("h", history_limit=2).history_limit == 2
 

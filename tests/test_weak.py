@@ -132,7 +132,8 @@ def test_weak_handler_with_filter_and_once(bus: EventBus) -> None:
     del comp2
     collect()
     bus.publish(ET.TASK_STARTED, 9)
-    assert sink == [2] and not tok.active
+    assert sink == [2]
+    assert not tok.active
 
 
 def test_many_short_lived_components_leave_the_registry_empty(bus: EventBus) -> None:

@@ -1,0 +1,442 @@
+"""Tests for async streams: bounded queues, policies, terminal events, replay, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import gc
+import threading
+import time
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from atlas_events import ANY, Event, EventBus, EventStream, EventType, InvalidHandlerError
+from atlas_events.exceptions import StreamClosedError
+
+ET = EventType
+
+
+class Run(enum.Enum):
+    """A user's run lifecycle, with terminal members."""
+
+    STEP = "step"
+    FINISHED = "finished"
+    ERROR = "error"
+
+
+def make_bus(**kw: Any) -> EventBus:
+    """A bus whose Run.FINISHED / Run.ERROR are terminal."""
+    return EventBus(terminal_types=(Run.FINISHED, Run.ERROR), **kw)
+
+
+async def drain(stream: EventStream, n: int, limit: float = 10.0) -> list[Event[Any]]:
+    """Read n events from the stream (failing after `limit` seconds)."""
+    out: list[Event[Any]] = []
+    async with asyncio.timeout(limit):
+        async for ev in stream:
+            out.append(ev)
+            if len(out) == n:
+                break
+    return out
+
+
+# ------------------------------------------------------------------ basics
+
+
+@pytest.mark.asyncio
+async def test_stream_receives_matching_events(bus: EventBus) -> None:
+    """A typed stream gets only its type; an ANY stream gets all, in seq order."""
+    typed = bus.stream(ET.TASK_STARTED)
+    every = bus.stream()
+    bus.publish(ET.TASK_STARTED, 1)
+    bus.publish(ET.TASK_COMPLETED, 2)
+    bus.publish(ET.TASK_STARTED, 3)
+    assert [e.data for e in await drain(typed, 2)] == [1, 3]
+    assert [e.seq for e in await drain(every, 3)] == [1, 2, 3]
+    assert bus.stats()["streams"] == 2
+    typed.close()
+    every.close()
+    assert bus.stats()["streams"] == 0
+
+
+@pytest.mark.asyncio
+async def test_stream_filter_and_get(bus: EventBus) -> None:
+    """filter= applies to streams; get() and get_nowait() read single events."""
+    s = bus.stream(filter=lambda e: e.data % 2 == 1)
+    for i in range(4):
+        bus.publish(ET.TASK_STARTED, i)
+    assert (await s.get()).data == 1
+    nxt = s.get_nowait()
+    assert nxt is not None
+    assert nxt.data == 3
+    assert s.get_nowait() is None
+    s.close()
+    with pytest.raises(StreamClosedError):
+        await s.get()
+
+
+# ---------------------------------------------------------------- policies
+
+
+@pytest.mark.asyncio
+async def test_drop_oldest_counts_exactly(bus: EventBus) -> None:
+    """A stream that is not read keeps the newest max_queue events; drops are exact."""
+    s = bus.stream(max_queue=10)
+    for i in range(25):
+        bus.publish(ET.TASK_STARTED, i)
+    assert s.dropped == 15
+    assert s.depth == 10
+    assert [e.data for e in await drain(s, 10)] == list(range(15, 25))
+    stats = bus.stats()
+    assert stats["stream_events_dropped"] == 15
+    (sink,) = stats["sinks"]
+    assert sink["policy"] == "drop_oldest"
+    assert sink["capacity"] == 10
+    assert sink["dropped"] == 15
+    s.close()
+
+
+@pytest.mark.asyncio
+async def test_drop_newest_keeps_the_oldest(bus: EventBus) -> None:
+    """drop_newest discards arrivals while full."""
+    s = bus.stream(max_queue=3, policy="drop_newest")
+    for i in range(6):
+        bus.publish(ET.TASK_STARTED, i)
+    assert [e.data for e in await drain(s, 3)] == [0, 1, 2]
+    assert s.dropped == 3
+    s.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
+async def test_terminal_events_always_arrive(policy: str) -> None:
+    """A terminal event gets into a full queue by evicting a non-terminal one."""
+    bus = make_bus()
+    s = bus.stream(max_queue=3, policy=policy)  # type: ignore[arg-type]
+    for i in range(5):
+        bus.publish(Run.STEP, i)
+    bus.publish(Run.FINISHED, "done")
+    got = await drain(s, 3)
+    assert got[-1].type is Run.FINISHED
+    assert s.dropped == 3
+    # A queue full of terminal events still takes another terminal one (over capacity).
+    s2 = bus.stream(max_queue=2)
+    for _ in range(3):
+        bus.publish(ET.SYSTEM_SHUTDOWN)
+    bus.publish(Run.STEP, "dropped")
+    assert [e.type for e in await drain(s2, 3)] == [ET.SYSTEM_SHUTDOWN] * 3
+    assert s2.dropped == 1
+    bus.close()
+
+
+@pytest.mark.asyncio
+async def test_block_policy_holds_a_publisher_thread(bus: EventBus) -> None:
+    """With policy='block', a publisher in another thread waits for the consumer."""
+    s = bus.stream(max_queue=2, policy="block", block_timeout=5)
+    published = threading.Event()
+
+    def producer() -> None:
+        for i in range(6):
+            bus.publish(ET.TASK_STARTED, i)
+        published.set()
+
+    t = threading.Thread(target=producer)
+    t.start()
+    await asyncio.sleep(0.2)
+    assert not published.is_set()  # blocked on the full queue
+    got = await drain(s, 6)
+    t.join(5)
+    assert published.is_set()
+    assert [e.data for e in got] == list(range(6))
+    assert s.dropped == 0
+    s.close()
+
+
+@pytest.mark.asyncio
+async def test_block_policy_times_out_by_dropping_oldest(bus: EventBus) -> None:
+    """After block_timeout the publisher continues and the oldest overflow is dropped."""
+    s = bus.stream(max_queue=1, policy="block", block_timeout=0.05)
+
+    def producer() -> None:
+        for i in range(3):
+            bus.publish(ET.TASK_STARTED, i)
+
+    t = threading.Thread(target=producer)
+    t0 = time.monotonic()
+    t.start()
+    await asyncio.to_thread(t.join, 5)
+    assert time.monotonic() - t0 < 2
+    assert s.dropped == 2
+    assert [e.data for e in await drain(s, 1)] == [2]
+    s.close()
+
+
+@pytest.mark.asyncio
+async def test_block_policy_on_the_consumer_loop_never_deadlocks(bus: EventBus) -> None:
+    """Publishing from the consumer's own loop does not wait (it would deadlock): it drops."""
+    s = bus.stream(max_queue=2, policy="block", block_timeout=10)
+    t0 = time.monotonic()
+    for i in range(5):
+        bus.publish(ET.TASK_STARTED, i)
+    assert time.monotonic() - t0 < 1
+    assert [e.data for e in await drain(s, 2)] == [3, 4]
+    assert s.dropped == 3
+    s.close()
+
+
+# ------------------------------------------------------------ concurrency
+
+
+@pytest.mark.asyncio
+async def test_four_threads_into_three_streams(bus: EventBus) -> None:
+    """4 publisher threads, 3 keeping-up streams: every event once, per-thread order."""
+    per_thread = 2000
+    streams = [bus.stream(max_queue=10 * per_thread) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def publisher(t: int) -> None:
+        try:
+            for i in range(per_thread):
+                bus.publish(ET.TASK_STARTED, (t, i))
+        except BaseException as exc:  # re-raised in the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publisher, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    results = await asyncio.gather(*(drain(s, 4 * per_thread, 30) for s in streams))
+    for th in threads:
+        th.join(10)
+    if errors:
+        raise errors[0]
+    for got in results:
+        seqs = [e.seq for e in got]
+        assert seqs == sorted(seqs)
+        assert len(set(seqs)) == len(seqs)
+        for t in range(4):
+            assert [e.data[1] for e in got if e.data[0] == t] == list(range(per_thread))
+    for s in streams:
+        assert s.dropped == 0
+        s.close()
+
+
+@pytest.mark.asyncio
+async def test_slow_consumer_drops_while_fast_one_keeps_everything(bus: EventBus) -> None:
+    """A sleeping consumer loses its oldest events (counted exactly); the fast one loses none."""
+    n = 3000
+    fast = bus.stream(max_queue=n)
+    slow = bus.stream(max_queue=50)
+    slow_got: list[int] = []
+
+    async def slow_reader() -> None:
+        async for ev in slow:
+            slow_got.append(ev.data)
+            await asyncio.sleep(0.002)
+            if ev.data == n - 1:
+                break
+
+    reader = asyncio.create_task(slow_reader())
+    publisher = threading.Thread(target=lambda: [bus.publish(ET.TASK_STARTED, i) for i in range(n)])
+    publisher.start()
+    fast_got = await drain(fast, n, 30)
+    await asyncio.to_thread(publisher.join, 10)
+    await asyncio.wait_for(reader, 30)
+    assert [e.data for e in fast_got] == list(range(n))
+    assert fast.dropped == 0
+    assert slow.dropped > 0
+    assert len(slow_got) + slow.dropped == n
+    assert slow_got == sorted(slow_got)
+    assert slow_got[-1] == n - 1
+    fast.close()
+    slow.close()
+
+
+@pytest.mark.asyncio
+async def test_slow_consumer_does_not_slow_the_publisher(bus: EventBus) -> None:
+    """Publishing into a stream nobody reads costs about the same as into no stream."""
+    bus.stream(max_queue=10)  # never read
+    t0 = time.perf_counter()
+    for i in range(20_000):
+        bus.publish(ET.TASK_STARTED, i)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 5  # a stall would block here; the real figure is in benchmarks/
+
+
+# ------------------------------------------------------------------ replay
+
+
+@pytest.mark.asyncio
+async def test_replay_all_then_live_without_gap_or_duplicate(bus: EventBus) -> None:
+    """replay='all' delivers history, then live events, seamlessly."""
+    for i in range(5):
+        bus.publish(ET.TASK_STARTED, i)
+    s = bus.stream(replay="all")
+    assert s.replay_count == 5
+    for i in range(5, 8):
+        bus.publish(ET.TASK_STARTED, i)
+    assert [e.data for e in await drain(s, 8)] == list(range(8))
+    s.close()
+
+
+@pytest.mark.asyncio
+async def test_replay_last_n_and_since_seq(bus: EventBus) -> None:
+    """replay=N keeps the last N matches; since_seq resumes after a seq."""
+    for i in range(10):
+        bus.publish(ET.TASK_STARTED if i % 2 else ET.TASK_COMPLETED, i)
+    s = bus.stream(ET.TASK_STARTED, replay=2)
+    assert [e.data for e in await drain(s, 2)] == [7, 9]
+    r = bus.stream(since_seq=7)
+    assert [e.seq for e in await drain(r, 3)] == [8, 9, 10]
+    assert r.gap is None
+    s.close()
+    r.close()
+
+
+@pytest.mark.asyncio
+async def test_since_seq_reports_a_gap_when_history_is_gone() -> None:
+    """Resuming from a seq older than history reports exactly what is missing."""
+    bus = EventBus(history_limit=3)
+    for i in range(10):
+        bus.publish(ET.TASK_STARTED, i)
+    s = bus.stream(since_seq=2)
+    assert s.gap == (3, 7)
+    assert [e.seq for e in await drain(s, 3)] == [8, 9, 10]
+    s.close()
+
+
+@pytest.mark.asyncio
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(before=st.integers(0, 200), during=st.integers(0, 400), threads=st.integers(1, 3))
+async def test_replay_seam_under_concurrent_publishing(
+    before: int, during: int, threads: int
+) -> None:
+    """Attaching with replay while threads publish: every seq exactly once, in order."""
+    bus = EventBus(history_limit=10_000)
+    for i in range(before):
+        bus.publish(ET.TASK_STARTED, i)
+    start = threading.Barrier(threads + 1)
+
+    def publisher() -> None:
+        start.wait()
+        for i in range(during):
+            bus.publish(ET.TASK_STARTED, i)
+
+    workers = [threading.Thread(target=publisher) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    start.wait()
+    s = bus.stream(replay="all", max_queue=100_000)
+    await asyncio.to_thread(lambda: [w.join(10) for w in workers])
+    total = before + during * threads
+    got = await drain(s, total) if total else []
+    assert [e.seq for e in got] == list(range(1, total + 1))
+    bus.close()
+
+
+# -------------------------------------------------------------- correlation
+
+
+@pytest.mark.asyncio
+async def test_correlated_stream_ends_after_its_terminal_event() -> None:
+    """A correlation stream replays its run and stops after the run's terminal event."""
+    bus = make_bus()
+    bus.publish(Run.STEP, 0, correlation_id="a")
+    bus.publish(Run.STEP, "other", correlation_id="b")
+    s = bus.stream(correlation_id="a", replay=True)
+    bus.publish(Run.STEP, 1, correlation_id="a")
+    bus.publish(Run.FINISHED, 2, correlation_id="a")
+    bus.publish(Run.STEP, 3, correlation_id="a")
+    got = [e.data async for e in s]
+    assert got == [0, 1, 2]
+    assert s.closed
+    assert bus.stats()["streams"] == 0
+    bus.close()
+
+
+# --------------------------------------------------------------- cleanup
+
+
+@pytest.mark.asyncio
+async def test_bus_close_ends_streams_cleanly(bus: EventBus) -> None:
+    """close() ends every stream: queued events are read, then iteration stops."""
+    s = bus.stream()
+    waiting = bus.stream()
+    reader = asyncio.create_task(drain(waiting, 100))
+    await asyncio.sleep(0.01)
+    bus.publish(ET.TASK_STARTED, 1)
+    bus.close()
+    assert [e.data for e in [ev async for ev in s]] == [1]
+    assert [e.data for e in await asyncio.wait_for(reader, 5)] == [1]
+
+
+@pytest.mark.asyncio
+async def test_cancelling_the_consumer_unregisters_its_queue(bus: EventBus) -> None:
+    """A cancelled consumer task detaches its stream: the stream count returns to zero."""
+
+    async def consume() -> None:
+        async for _ in bus.stream():
+            pass
+
+    tasks = [asyncio.create_task(consume()) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    assert bus.stats()["streams"] == 5
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert bus.stats()["streams"] == 0
+
+
+@pytest.mark.asyncio
+async def test_abandoned_stream_is_detached_when_collected(bus: EventBus) -> None:
+    """A stream object dropped without close() detaches once garbage-collected."""
+    bus.stream()
+    gc.collect()
+    assert bus.stats()["streams"] == 0
+
+
+@pytest.mark.asyncio
+async def test_async_with_detaches(bus: EventBus) -> None:
+    """Leaving `async with` closes the stream."""
+    async with bus.stream() as s:
+        bus.publish(ET.TASK_STARTED)
+        await s.get()
+    assert s.closed
+    assert bus.stats()["streams"] == 0
+    assert "ended" in repr(s)
+
+
+# ----------------------------------------------------------------- bad input
+
+
+@pytest.mark.asyncio
+async def test_stream_bad_input(bus: EventBus) -> None:
+    """Unknown policy, bad max_queue / replay / since_seq and coroutine filters are refused."""
+    with pytest.raises(ValueError, match="unknown policy 'fastest'"):
+        bus.stream(policy="fastest")  # type: ignore[arg-type]
+    for bad_size in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_queue"):
+            bus.stream(max_queue=bad_size)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="replay"):
+        bus.stream(replay="some")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="since_seq"):
+        bus.stream(since_seq=-3)
+    with pytest.raises(ValueError, match="block_timeout"):
+        bus.stream(policy="block", block_timeout=0)
+
+    async def afilter(e: Event[Any]) -> bool:
+        return True
+
+    with pytest.raises(InvalidHandlerError, match="coroutine"):
+        bus.stream(filter=afilter)  # type: ignore[arg-type]
+    assert bus.stats()["streams"] == 0
+
+
+def test_stream_needs_a_running_loop(bus: EventBus) -> None:
+    """bus.stream() outside async code is a clear error."""
+    with pytest.raises(RuntimeError, match="running event loop"):
+        bus.stream(ANY)
