@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import enum
 import gc
-from typing import Any
 
 import attrs
 
