@@ -31,7 +31,14 @@ from ._event import (
 )
 from ._history import History, select
 from ._ids import _SOURCE
-from ._receivers import ASYNC_COLLECTOR, Entry, Receiver, callable_name, check_one_arg_callable
+from ._receivers import (
+    ASYNC_COLLECTOR,
+    Entry,
+    Receiver,
+    callable_name,
+    check_one_arg_callable,
+    entry_name,
+)
 from ._stats import BusStats, HandlerFailure, SinkStats
 from ._subscription import Subscription
 from .exceptions import (
@@ -675,18 +682,7 @@ class EventBus:
         depth: int,
         errors: list[HandlerError] | None,
     ) -> list[HandlerError] | None:
-        owner = getattr(fn, "__self__", None)
-        if isinstance(owner, Receiver):
-            name = owner.name
-        elif ref is None:
-            name = callable_name(fn)
-        else:
-            obj = ref()
-            name = (
-                callable_name(obj)
-                if fn.__name__ == "_call_referent"
-                else (f"{getattr(fn, '__module__', '?')}.{fn.__qualname__}")
-            )
+        name = entry_name(fn, ref)
         with self._lock:
             self._handler_errors += 1
         if self.raise_handler_errors:

@@ -29,13 +29,21 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from ._event import ANY
 from .exceptions import InvalidHandlerError
 
 if TYPE_CHECKING:
     from ._bus import EventBus
     from ._event import Event
 
-__all__ = ["ASYNC_COLLECTOR", "Entry", "Receiver", "callable_name", "check_one_arg_callable"]
+__all__ = [
+    "ASYNC_COLLECTOR",
+    "Entry",
+    "Receiver",
+    "callable_name",
+    "check_one_arg_callable",
+    "entry_name",
+]
 
 log = logging.getLogger("atlas_events")
 
@@ -91,6 +99,18 @@ def _is_async(fn: object) -> bool:
 
 def _call_referent(fn: Callable[[Event[Any]], Any], event: Event[Any]) -> Any:
     return fn(event)
+
+
+def entry_name(fn: Callable[..., Any], ref: Any) -> str:
+    """The handler name behind a dispatch entry ``(fn, ref)`` (for error reports)."""
+    owner = getattr(fn, "__self__", None)
+    if isinstance(owner, Receiver):
+        return owner.name
+    if ref is None:
+        return callable_name(fn)
+    if fn is _call_referent:
+        return callable_name(ref())
+    return f"{getattr(fn, '__module__', '?')}.{fn.__qualname__}"
 
 
 class Receiver:
@@ -291,5 +311,5 @@ class Receiver:
 
     def describe(self) -> str:
         t = self.event_type
-        tname = "ANY" if t.name == "ANY" and t.value == "*" else f"{type(t).__name__}.{t.name}"
+        tname = "ANY" if t is ANY else f"{type(t).__name__}.{t.name}"
         return f"{self.name} -> {tname}"
