@@ -14,7 +14,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, cast, overload
 
 import blinker
 from readerwriterlock.rwlock import RWLockWrite
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = ["EventBus", "Sink", "correlate", "current_correlation_id"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 log = logging.getLogger("atlas_events")
 
 _time = time.time
@@ -118,28 +119,18 @@ class Sink(Protocol):
     def stats(self) -> SinkStats: ...
 
 
-class _MiddlewareRecord:
-    __slots__ = ("active", "bus", "fn")
+class _Registration(Generic[R]):
+    """A registered middleware or sink: the target of its :class:`Subscription`."""
 
-    def __init__(self, bus: EventBus, fn: Middleware) -> None:
-        self.bus = bus
-        self.fn = fn
+    __slots__ = ("_remove", "active", "item")
+
+    def __init__(self, item: R, remove: Callable[[_Registration[R]], bool]) -> None:
+        self.item = item
         self.active = True
+        self._remove = remove
 
     def cancel(self) -> bool:
-        return self.bus._remove_middleware(self)
-
-
-class _SinkRecord:
-    __slots__ = ("active", "bus", "sink")
-
-    def __init__(self, bus: EventBus, sink: Sink) -> None:
-        self.bus = bus
-        self.sink = sink
-        self.active = True
-
-    def cancel(self) -> bool:
-        return self.bus._detach_sink(self)
+        return self._remove(self)
 
 
 def _type_label(t: enum.Enum) -> str:
@@ -204,10 +195,10 @@ class EventBus:
         self._order = itertools.count()
         self._dead: deque[Receiver] = deque()
         self._middleware: tuple[Middleware, ...] = ()
-        self._mw_records: list[_MiddlewareRecord] = []
+        self._mw_records: list[_Registration[Middleware]] = []
         self._sinks: tuple[Sink, ...] = ()
         self._blocking_sinks: tuple[Sink, ...] = ()
-        self._sink_records: list[_SinkRecord] = []
+        self._sink_records: list[_Registration[Sink]] = []
         self._declared: dict[enum.Enum, type[Any]] = {}
         self._children: weakref.WeakSet[EventBus] = weakref.WeakSet()
         self._closed = False
@@ -414,19 +405,19 @@ class EventBus:
         check_one_arg_callable(fn, "middleware")
         if self._closed:
             raise BusClosedError(self.name, "add middleware")
-        rec = _MiddlewareRecord(self, fn)
+        rec = _Registration(fn, self._remove_middleware)
         with self._wlock:
             self._mw_records.append(rec)
-            self._middleware = tuple(r.fn for r in self._mw_records)
+            self._middleware = tuple(r.item for r in self._mw_records)
         return Subscription(rec, f"middleware {callable_name(fn)}")
 
-    def _remove_middleware(self, rec: _MiddlewareRecord) -> bool:
+    def _remove_middleware(self, rec: _Registration[Middleware]) -> bool:
         with self._wlock:
             if not rec.active:
                 return False
             rec.active = False
             self._mw_records.remove(rec)
-            self._middleware = tuple(r.fn for r in self._mw_records)
+            self._middleware = tuple(r.item for r in self._mw_records)
         return True
 
     # ---------------------------------------------------------- typed payloads
@@ -837,21 +828,21 @@ class EventBus:
         """
         if self._closed:
             raise BusClosedError(self.name, "attach a stream")
-        rec = _SinkRecord(self, sink)
+        rec = _Registration(sink, self._detach_sink)
         with self._wlock, self._lock:
             self._sink_records.append(rec)
-            self._sinks = tuple(r.sink for r in self._sink_records)
+            self._sinks = tuple(r.item for r in self._sink_records)
             self._blocking_sinks = tuple(s for s in self._sinks if s.blocks)
             replay = replay_from(self._history) if replay_from is not None else []
         return Subscription(rec, f"{sink.kind} sink"), replay
 
-    def _detach_sink(self, rec: _SinkRecord) -> bool:
+    def _detach_sink(self, rec: _Registration[Sink]) -> bool:
         with self._wlock, self._lock:
             if not rec.active:
                 return False
             rec.active = False
             self._sink_records.remove(rec)
-            self._sinks = tuple(r.sink for r in self._sink_records)
+            self._sinks = tuple(r.item for r in self._sink_records)
             self._blocking_sinks = tuple(s for s in self._sinks if s.blocks)
         return True
 
