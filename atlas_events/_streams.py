@@ -309,7 +309,7 @@ class EventStream:
                 events = [e for e in events if e.seq > since_seq]
             matched = [e for e in events if q.matches(e)]
             if replay is not True and replay != "all" and replay is not False:
-                matched = matched[len(matched) - int(replay) :] if replay else []
+                matched = matched[max(0, len(matched) - int(replay)) :] if replay else []
             return matched
 
         self._token: Subscription
