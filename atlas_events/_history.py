@@ -116,5 +116,5 @@ def select(
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValueError(f"limit must be a non-negative int, got {limit!r}")
-        out = out[len(out) - limit :] if limit else []
+        out = out[max(0, len(out) - limit) :] if limit else []
     return out

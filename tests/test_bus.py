@@ -333,6 +333,7 @@ def test_history_is_bounded_and_filtered(bus: EventBus) -> None:
     assert [e.data for e in small.history(source="s1")] == [3]
     assert [e.data for e in small.history(limit=2)] == [3, 4]
     assert small.history(limit=0) == []
+    assert [e.data for e in small.history(limit=5)] == [2, 3, 4]  # more than retained
     assert [e.data for e in small.history(since_seq=4)] == [4]
     ts = small.history()[1].timestamp
     assert [e.data for e in small.history(since=ts)] == [3, 4]
