@@ -13,17 +13,22 @@ from typing import Any
 
 __all__ = [
     "AtlasEventsError",
+    "BridgeConnectionError",
     "BusClosedError",
+    "CodecError",
     "HandlerError",
     "InvalidEventTypeError",
     "InvalidHandlerError",
     "InvalidMiddlewareResultError",
     "MiddlewareError",
+    "OutboxFullError",
+    "PayloadTooLargeError",
     "PayloadTypeError",
     "RecursionDepthError",
     "ScopeError",
     "StreamClosedError",
     "StreamFullError",
+    "UnregisteredTypeError",
 ]
 
 
@@ -193,3 +198,121 @@ class StreamFullError(AtlasEventsError, TimeoutError):
         )
         self.capacity = capacity
         self.timeout = timeout
+
+
+class CodecError(AtlasEventsError, ValueError):
+    """An event could not be encoded for the wire, or a wire entry decoded.
+
+    Attributes:
+        reason: A short machine-readable cause (``"malformed"``,
+            ``"version"``, ``"unknown-type"``, ``"unknown-payload"``,
+            ``"bad-payload"``, ``"oversized"``, ``"unencodable"``...), also
+            used as the dead-letter reason.
+        event_id: The id of the event concerned, when known.
+    """
+
+    def __init__(self, reason: str, message: str, *, event_id: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.event_id = event_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_with_state, (type(self), self.args, self.__dict__))
+
+
+def _rebuild_with_state(
+    cls: type[Exception], args: tuple[Any, ...], state: dict[str, Any]
+) -> Exception:
+    """Unpickle an exception whose ``__init__`` takes other arguments than ``args``."""
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
+
+class PayloadTooLargeError(CodecError):
+    """An event's encoded payload and metadata exceed the codec's size cap.
+
+    Raised at publish time (wrapped in a :class:`MiddlewareError`, as its
+    ``__cause__``) for a local event a bridge would send; nothing is
+    published.
+
+    Attributes:
+        size: The encoded size of ``data`` plus ``metadata``, in bytes.
+        limit: The cap (``Codec.max_payload_bytes``).
+    """
+
+    def __init__(
+        self, size: int, limit: int, *, event_id: str | None = None, event_type: object = None
+    ) -> None:
+        what = f"event {event_id} ({event_type!r})" if event_id else "the entry"
+        super().__init__(
+            "oversized",
+            f"{what} encodes to {size} bytes of payload and metadata, over the "
+            f"{limit}-byte cap of the bridge codec; send a reference (a key, a URL) "
+            "instead of the data, or raise Codec(max_payload_bytes=...)",
+            event_id=event_id,
+        )
+        self.size = size
+        self.limit = limit
+
+
+class UnregisteredTypeError(CodecError):
+    """An event type or payload class has no wire name in the codec registry.
+
+    Attributes:
+        value: The event type member, payload class or wire name concerned.
+        kind: ``"event type"`` or ``"payload class"``.
+    """
+
+    def __init__(self, value: object, kind: str, *, event_id: str | None = None) -> None:
+        label = getattr(value, "__qualname__", None) or repr(value)
+        reason = "unknown-type" if kind == "event type" else "unknown-payload"
+        super().__init__(
+            reason,
+            f"{kind} {label} is not registered with the bridge codec; register it on "
+            "every node (Codec.register_enum / register_type / register_payload)",
+            event_id=event_id,
+        )
+        self.value = value
+        self.kind = kind
+
+
+class OutboxFullError(AtlasEventsError, BufferError):
+    """A bridge's outbox is full and its policy is ``"raise"``.
+
+    Raised at publish time (as the ``__cause__`` of a :class:`MiddlewareError`);
+    nothing is published.
+
+    Attributes:
+        capacity: The outbox capacity.
+        node_id: The bridge's node id.
+    """
+
+    def __init__(self, capacity: int, node_id: str) -> None:
+        super().__init__(
+            f"bridge {node_id!r}: outbox full ({capacity} events waiting for the broker); "
+            "the event was not published"
+        )
+        self.capacity = capacity
+        self.node_id = node_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_with_state, (type(self), self.args, self.__dict__))
+
+
+class BridgeConnectionError(AtlasEventsError, ConnectionError):
+    """A bridge could not reach or set up its broker in time.
+
+    Attributes:
+        url: The broker URL, password masked.
+        reason: The last error seen.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot connect the bridge to {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_with_state, (type(self), self.args, self.__dict__))
