@@ -1,0 +1,271 @@
+"""Run the benchmark suite: ``python -m benchmarks [--quick] [--only NAME,...]``.
+
+Prints one table per scenario (ns/event, and the ratio to raw
+``blinker.Signal.send`` measured in the same scenario), the issue's goals
+with the measured figures, and a memory report; writes everything as JSON to
+``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, TypedDict
+
+from ._timing import Settings
+from .memory import MemoryReport, memory_report
+from .peers import PEERS, Atlas, Blinker, PlainLoop
+from .scenarios import SCENARIOS, ScenarioResult
+
+__all__ = ["Goal", "Report", "evaluate_goals", "main", "run_suite"]
+
+RESULTS_DIR = Path(__file__).parent / "results"
+ATLAS = Atlas.name
+BLINKER = Blinker.name
+SLOWER_PEERS = ("pyee emit", "PyPubSub", "PyDispatcher")
+
+
+class Goal(TypedDict):
+    goal: str
+    value: float | None
+    target: str
+    met: bool | None
+
+
+class Report(TypedDict):
+    meta: dict[str, Any]
+    scenarios: list[ScenarioResult]
+    goals: list[Goal]
+    memory: MemoryReport | None
+
+
+def _meta(settings: Settings) -> dict[str, Any]:
+    versions = {}
+    for dist in ("atlas-events", "blinker", "pyee", "Pypubsub", "PyDispatcher", "attrs"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+            versions[dist] = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except OSError:  # pragma: no cover
+        commit = ""
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:  # pragma: no cover - not Linux
+        cpu = platform.processor()
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "git_commit": commit,
+        "atlas_events_path": str(Path(sys.modules["atlas_events"].__file__ or "").parent),
+        "versions": versions,
+        "repeats": settings.repeats,
+        "quick": settings.quick,
+        "clock": settings.clock,
+        "target_s": settings.target_s,
+        "thread_events": settings.thread_events,
+        "stream_events": settings.stream_events,
+    }
+
+
+def _ns(results: dict[str, ScenarioResult], scenario: str, row: str) -> float | None:
+    res = results.get(scenario)
+    if res is None or row not in res["rows"]:
+        return None
+    return res["rows"][row]["ns"]
+
+
+def _goal(goal: str, value: float | None, target: str, ok: bool | None) -> Goal:
+    return {"goal": goal, "value": value, "target": target, "met": ok}
+
+
+def evaluate_goals(results: dict[str, ScenarioResult]) -> list[Goal]:
+    """The issue's goals, computed from the figures of this run."""
+    goals: list[Goal] = []
+    send1 = _ns(results, "subs_1", BLINKER)
+    a1 = _ns(results, "subs_1", ATLAS)
+    a0 = _ns(results, "subs_0", ATLAS)
+    if send1 and a1 is not None:
+        v = a1 / send1
+        goals.append(_goal("1 subscriber / raw send (1 receiver)", v, "<= 0.60", v <= 0.6))
+    if send1 and a0 is not None:
+        v = a0 / send1
+        goals.append(_goal("0 subscribers / raw send (1 receiver)", v, "<= 0.50", v <= 0.5))
+    for n in (10, 100):
+        an = _ns(results, f"subs_{n}", ATLAS)
+        pn = _ns(results, f"subs_{n}", PlainLoop.name)
+        p1 = _ns(results, "subs_1", PlainLoop.name)
+        if an is not None and pn is not None and a1 is not None and p1 is not None:
+            v = (an - a1) / (pn - p1) if pn > p1 else None
+            goals.append(
+                _goal(
+                    f"per extra subscriber ({n} subs) / plain-loop cost per handler",
+                    v,
+                    "<= 1.5",
+                    None if v is None else v <= 1.5,
+                )
+            )
+        if n == 100 and an is not None and pn:
+            v = an / pn
+            goals.append(_goal("100 subscribers / plain loop", v, "<= 6.0", v <= 6.0))
+    tr = results.get("types_100")
+    if tr is not None:
+        v = tr["extra"]["atlas_100_types_vs_1_type"]
+        goals.append(_goal("100 types round-robin / 1 type", v, "<= 1.05", v <= 1.05))
+    th = results.get("threads_2")
+    if th is not None:
+        v = th["extra"]["two_vs_one_thread"][ATLAS]["events_per_s_ratio"]
+        goals.append(_goal("two threads / one thread (events/s)", v, ">= 0.90", v >= 0.9))
+    st = results.get("streams_sync")
+    if st is not None:
+        v = st["extra"]["ns_per_stream"][ATLAS]
+        goals.append(_goal("publisher cost per attached stream (ns)", v, "<= 1000", v <= 1000))
+    losses = []
+    compared = 0
+    for name in ("subs_0", "subs_1", "subs_10", "subs_100", "types_100", "scoped_2", "threads_2"):
+        res = results.get(name)
+        if res is None:
+            continue
+        compared += 1
+        mine = res["rows"][ATLAS]["ns"]
+        losses += [f"{name}: {peer}" for peer in SLOWER_PEERS if res["rows"][peer]["ns"] <= mine]
+    if compared:
+        goals.append(
+            _goal(
+                "faster than pyee, PyPubSub, PyDispatcher in every scenario"
+                + (f" (slower in: {', '.join(losses)})" if losses else ""),
+                float(len(losses)),
+                "0 losses",
+                not losses,
+            )
+        )
+    return goals
+
+
+def _print_scenario(res: ScenarioResult) -> None:
+    print(f"\n== {res['name']}: {res['title']}")
+    width = max(len(name) for name in res["rows"]) + 2
+    print(f"{'':{width}} {res['unit']:>12} {'x blinker':>10} {'spread':>8}")
+    for name, row in res["rows"].items():
+        runs = row["runs"]
+        spread = (max(runs) - min(runs)) / row["ns"] * 100 if row["ns"] else 0.0
+        ratio = row["ratio_to_blinker"]
+        ratio_s = f"{ratio:10.2f}" if ratio is not None else f"{'-':>10}"
+        print(f"{name:{width}} {row['ns']:12.0f} {ratio_s} {spread:7.0f}%")
+    for key, value in res["extra"].items():
+        if isinstance(value, dict):
+            print(f"  {key}:")
+            for k, v in value.items():
+                if isinstance(v, dict):
+                    v = ", ".join(f"{kk}={vv:,.2f}" for kk, vv in v.items())
+                else:
+                    v = f"{v:,.2f}"
+                print(f"    {k}: {v}")
+        else:
+            print(f"  {key}: {value:.3f}")
+
+
+def _print_goals(goals: list[Goal]) -> None:
+    print("\n== goals (issue 5)")
+    for g in goals:
+        mark = {True: "met", False: "NOT MET", None: "n/a"}[g["met"]]
+        value = "-" if g["value"] is None else f"{g['value']:.3f}"
+        print(f"  [{mark:>7}] {g['goal']}: {value} (target {g['target']})")
+
+
+def _print_memory(mem: MemoryReport) -> None:
+    print("\n== memory")
+    for k, v in mem.items():
+        print(f"  {k}: {v:,.1f}" if isinstance(v, float) else f"  {k}: {v}")
+
+
+def run_suite(
+    settings: Settings, *, memory: bool = True, echo: bool = True, names: list[str] | None = None
+) -> Report:
+    """Run the selected scenarios (all by default) and return the report."""
+    meta = _meta(settings)
+    results: dict[str, ScenarioResult] = {}
+    for name in names or list(SCENARIOS):
+        t0 = time.perf_counter()
+        res = SCENARIOS[name](settings)
+        res["extra"]["seconds"] = round(time.perf_counter() - t0, 2)
+        results[name] = res
+        if echo:
+            _print_scenario(res)
+    goals = evaluate_goals(results)
+    mem = memory_report(quick=settings.quick) if memory else None
+    if echo:
+        _print_goals(goals)
+        if mem is not None:
+            _print_memory(mem)
+    meta["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"meta": meta, "scenarios": list(results.values()), "goals": goals, "memory": mem}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny iteration counts (smoke run)")
+    parser.add_argument("--repeats", type=int, default=None, help="rounds per scenario")
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="time per-event loops with the thread's CPU clock (default) or wall time",
+    )
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated scenarios: {', '.join(SCENARIOS)}"
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory report")
+    parser.add_argument("--json", type=Path, default=None, help="where to write the JSON")
+    parser.add_argument("--no-json", action="store_true", help="do not write JSON")
+    parser.add_argument(
+        "--atlas-path", default=None, help="import atlas_events from this directory instead"
+    )
+    args = parser.parse_args(argv)
+    settings = Settings.quick_mode() if args.quick else Settings()
+    settings = dataclasses.replace(settings, clock=args.clock)
+    if args.repeats is not None:
+        settings = dataclasses.replace(settings, repeats=args.repeats)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or None
+    unknown = sorted(set(names or ()) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    print(
+        f"atlas-events benchmarks: {len(PEERS)} peers, {settings.repeats} rounds per scenario,"
+        f" {settings.clock} clock;"
+        f" atlas_events from {Path(sys.modules['atlas_events'].__file__ or '?').parent}"
+    )
+    report = run_suite(settings, memory=not args.no_memory, names=names)
+    if not args.no_json:
+        path = args.json or RESULTS_DIR / (
+            f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}{'-quick' if settings.quick else ''}.json"
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        print(f"\nJSON written to {path}")
+    return 0
