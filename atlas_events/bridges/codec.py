@@ -23,12 +23,12 @@ import dataclasses
 import enum
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Final, NamedTuple, TypeAlias
+from typing import Any, Final, NamedTuple, TypeAlias, cast
 
 import attrs
 import msgspec
 
-from .._event import ANY, EMPTY_METADATA, Event, EventType
+from .._event import ANY, EMPTY_METADATA, Event, EventType, _EventFields
 from ..exceptions import CodecError, PayloadTooLargeError, UnregisteredTypeError
 
 __all__ = [
@@ -368,6 +368,10 @@ class Codec:
                 (:class:`~atlas_events.exceptions.UnregisteredTypeError`) or
                 ``"bad-payload"``.
         """
+        return Decoded(*self._decode(raw))
+
+    def _decode(self, raw: bytes) -> tuple[str, str, int, Event[Any]]:
+        """:meth:`decode` without the named tuple (the bridge's hot path)."""
         limit = self.max_payload_bytes
         if len(raw) > limit + HEADER_ALLOWANCE:
             raise PayloadTooLargeError(len(raw), limit)
@@ -405,7 +409,10 @@ class Codec:
             raise CodecError(
                 "bad-payload", f"entry {env.id}: payload does not decode: {exc}", event_id=env.id
             ) from exc
-        event: Event[Any] = Event(
+        # Every field is validated above (msgspec checked the types, the
+        # registry the event type), so skip Event's checking __init__: build
+        # the slots and swap the class, as the bus does.
+        fields = _EventFields(
             env.id,
             event_type,
             data,
@@ -418,7 +425,8 @@ class Codec:
             env.cid,
             env.o,
         )
-        return Decoded(env.o, env.i, env.s, event)
+        fields.__class__ = Event
+        return env.o, env.i, env.s, cast("Event[Any]", fields)
 
     def _malformed(self, raw: bytes, exc: Exception) -> CodecError:
         try:

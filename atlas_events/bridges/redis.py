@@ -42,6 +42,7 @@ from ..exceptions import (
     OutboxFullError,
 )
 from ._dedup import DedupWindow
+from ._resp import Conn, FastLink, pack_command
 from .codec import Codec, EncodedParts
 
 __all__ = [
@@ -167,30 +168,16 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-class _Conn(Protocol):
-    """The typed subset of ``redis.connection.Connection`` the bridge uses."""
-
-    def send_command(self, *args: Any, check_health: bool = True) -> None: ...
-
-    def send_packed_command(self, command: list[bytes], check_health: bool = True) -> None: ...
-
-    def pack_commands(self, commands: list[tuple[Any, ...]]) -> list[bytes]: ...
-
-    def read_response(self) -> Any: ...
-
-    def disconnect(self) -> None: ...
-
-
 class _Commands(Protocol):
     def execute_command(self, *args: Any) -> Any: ...
 
 
-def _conn(client: redis.Redis) -> _Conn:
+def _conn(client: redis.Redis) -> Conn:
     """The client's single connection (``single_connection_client=True``)."""
     conn = client.connection
     if conn is None:  # pragma: no cover - a single-connection client always has one
         raise RedisConnectionError("the client has no connection")
-    return cast("_Conn", conn)
+    return cast("Conn", conn)
 
 
 def _execute(client: redis.Redis, *args: Any) -> Any:
@@ -752,19 +739,16 @@ class RedisBridge:
                 log.error("bridge %s: event %s not sent: %s", self.node_id, ev.id, exc)
         return out
 
-    def _xadd_batch(self, client: redis.Redis, payloads: list[bytes]) -> None:
+    def _xadd_batch(self, link: FastLink, payloads: list[bytes]) -> None:
         """``XADD`` every payload in one round trip; raises link errors."""
-        conn = _conn(client)
         prefix = self._xadd_prefix
-        conn.send_packed_command(
-            [b"".join([prefix + _bulk(p) for p in payloads])], check_health=False
-        )
-        errors: list[ResponseError] = []
+        link.send(b"".join([prefix + _bulk(p) for p in payloads]))
+        errors: list[Exception] = []
+        read = link.read
         for _ in payloads:
-            try:
-                conn.read_response()
-            except ResponseError as exc:
-                errors.append(exc)
+            reply = read()
+            if isinstance(reply, Exception):
+                errors.append(reply)
         sent = len(payloads) - len(errors)
         self._sent += sent
         if errors:
@@ -782,6 +766,7 @@ class RedisBridge:
         if client is None:
             self._abandon([])
             return
+        link = FastLink(_conn(client))
         outbox = self._outbox
         payloads: list[bytes] = []  # in flight: taken from the outbox, not yet acknowledged
         try:
@@ -806,7 +791,7 @@ class RedisBridge:
                     if not payloads:
                         continue
                 try:
-                    self._xadd_batch(client, payloads)
+                    self._xadd_batch(link, payloads)
                 except _LINK_ERRORS as exc:
                     _drop_connection(client)
                     self._link_down(exc)
@@ -838,6 +823,7 @@ class RedisBridge:
         client = self._reader_client = self._open(reader=True)
         if client is None:
             return
+        link = FastLink(_conn(client))
         need_setup = True
         cursor: bytes | None = b"0"
         attempt = 0
@@ -851,16 +837,16 @@ class RedisBridge:
                     self._ready.set()
                     self._link_up()
                 if cursor is not None:
-                    entries = self._read(client, cursor, None)
+                    entries = self._read(link, cursor, None)
                     if not entries:
                         cursor = None
                         continue
                     cursor = entries[-1][0]
                 else:
-                    entries = self._read(client, b">", self.block_ms)
+                    entries = self._read(link, b">", self.block_ms)
                     if not entries:
                         continue
-                if not self._process(client, entries):
+                if not self._process(link, entries):
                     break
             except ResponseError as exc:
                 if self._halt.is_set():
@@ -919,25 +905,24 @@ class RedisBridge:
                 )
 
     def _read(
-        self, client: redis.Redis, cursor: bytes, block: int | None
+        self, link: FastLink, cursor: bytes, block: int | None
     ) -> list[tuple[bytes, list[bytes] | None]]:
-        conn = _conn(client)
-        args: list[Any] = ["XREADGROUP", "GROUP", self.node_id, self.node_id]
+        args: list[bytes | str | int] = ["XREADGROUP", "GROUP", self.node_id, self.node_id]
         args += ["COUNT", self.batch_size]
         if block is not None:
             args += ["BLOCK", block]
         args += ["STREAMS", self.stream_key, cursor]
-        conn.send_command(*args, check_health=False)
-        reply = conn.read_response()
+        link.send(pack_command(*args))
+        reply = link.read()
+        if isinstance(reply, Exception):
+            raise reply
         if not reply:
             return []
         return cast("list[tuple[bytes, list[bytes] | None]]", reply[0][1])
 
-    def _process(
-        self, client: redis.Redis, entries: list[tuple[bytes, list[bytes] | None]]
-    ) -> bool:
+    def _process(self, link: FastLink, entries: list[tuple[bytes, list[bytes] | None]]) -> bool:
         """Dispatch a batch, then dead-letter and acknowledge it; ``False`` if the bus closed."""
-        decode = self.codec.decode
+        decode = self.codec._decode
         check = self._dedup.check
         publish = self.bus.publish_event
         node_id = self.node_id
@@ -978,20 +963,19 @@ class RedisBridge:
                 self._dispatch_errors += 1
                 log.warning("bridge %s: remote event %s failed locally: %r", node_id, event.id, exc)
             acks.append(entry_id)
-        self._finish(client, acks, dead)
+        self._finish(link, acks, dead)
         return alive
 
     def _finish(
         self,
-        client: redis.Redis,
+        link: FastLink,
         acks: list[bytes],
         dead: list[tuple[bytes, list[bytes], str, str]],
     ) -> None:
         """Write dead letters, then acknowledge, in one round trip."""
         if not acks:
             return
-        conn = _conn(client)
-        commands: list[tuple[Any, ...]] = []
+        commands: list[bytes] = []
         for entry_id, fields, reason, error in dead:
             log.warning(
                 "bridge %s: entry %s dead-lettered (%s): %s",
@@ -1001,7 +985,7 @@ class RedisBridge:
                 error,
             )
             commands.append(
-                (
+                pack_command(
                     "XADD",
                     self.dead_letter_key,
                     "MAXLEN",
@@ -1019,13 +1003,12 @@ class RedisBridge:
                     *fields,
                 )
             )
-        commands.append(("XACK", self.stream_key, self.node_id, *acks))
-        conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        commands.append(pack_command("XACK", self.stream_key, self.node_id, *acks))
+        link.send(b"".join(commands))
         for _ in commands:
-            try:
-                conn.read_response()
-            except ResponseError as exc:
-                log.error("bridge %s: broker refused an ack/dead letter: %s", self.node_id, exc)
+            reply = link.read()
+            if isinstance(reply, Exception):
+                log.error("bridge %s: broker refused an ack/dead letter: %s", self.node_id, reply)
         self._dead_lettered += len(dead)
         self._last_id = acks[-1]
 

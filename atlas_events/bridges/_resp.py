@@ -1,0 +1,229 @@
+"""Pipelined raw I/O for the bridge's hot paths (``XADD``, ``XREADGROUP``, ``XACK``).
+
+redis-py's pure-Python reply parser costs several microseconds per reply
+element, which caps a bridge at a few tens of thousands of events per
+second. :class:`FastLink` sends pre-packed commands and parses RESP2 replies
+with an incremental parser that does one ``find`` and one slice per element,
+on the socket of a redis-py connection that redis-py connected (and
+authenticated, and wrapped in TLS). Anything unusual (no such socket on a
+future redis-py) falls back to the connection's own methods.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Final, Protocol
+
+from redis.exceptions import (
+    BusyLoadingError,
+    NoPermissionError,
+    ReadOnlyError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ["FastLink", "RespReader", "pack_command"]
+
+_CRLF: Final = b"\r\n"
+_RECV: Final = 256 * 1024
+_ERRORS: Final[dict[str, type[ResponseError]]] = {
+    "NOPERM": NoPermissionError,
+    "READONLY": ReadOnlyError,
+}
+
+
+class Conn(Protocol):
+    """The typed subset of ``redis.connection.Connection`` used here."""
+
+    def connect(self) -> None: ...
+
+    def disconnect(self) -> None: ...
+
+    def send_packed_command(self, command: list[bytes], check_health: bool = True) -> None: ...
+
+    def read_response(self) -> Any: ...
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def pack_command(*args: bytes | str | int) -> bytes:
+    """RESP2-encode one command."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, str):
+            arg = arg.encode()
+        elif isinstance(arg, int):
+            arg = b"%d" % arg
+        parts.append(_bulk(arg))
+    return b"".join(parts)
+
+
+def _error(message: str) -> Exception:
+    code = message.split(" ", 1)[0]
+    if code == "LOADING":
+        return BusyLoadingError(message)
+    return _ERRORS.get(code, ResponseError)(message)
+
+
+class _More(Exception):
+    """The buffer ends inside the next element."""
+
+
+class RespReader:
+    """An incremental RESP2 reply parser over a socket.
+
+    Error replies are *returned* as exception instances (like redis-py's
+    parsers), so a pipeline can read every reply before deciding; except
+    ``LOADING``, which means the whole link is not usable yet.
+    """
+
+    __slots__ = ("_buf", "_pos", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    @property
+    def sock(self) -> socket.socket:
+        return self._sock
+
+    def _fill(self) -> None:
+        try:
+            data = self._sock.recv(_RECV)
+        except TimeoutError as exc:  # socket.timeout
+            raise RedisTimeoutError("Timeout reading from the broker") from exc
+        except OSError as exc:
+            raise RedisConnectionError(f"Error while reading from the broker: {exc}") from exc
+        if not data:
+            raise RedisConnectionError("Connection closed by server.")
+        self._buf = self._buf[self._pos :] + data if self._pos < len(self._buf) else data
+        self._pos = 0
+
+    def read(self) -> Any:
+        """Read one complete reply (nested arrays as lists, bulk strings as bytes)."""
+        stack: list[list[Any]] = []
+        sizes: list[int] = []
+        while True:
+            try:
+                value = self._element(stack, sizes)
+            except _More:
+                self._fill()
+                continue
+            if value is _OPEN:
+                continue
+            while stack:
+                top = stack[-1]
+                top.append(value)
+                if len(top) < sizes[-1]:
+                    break
+                value = stack.pop()
+                sizes.pop()
+            else:
+                if isinstance(value, BusyLoadingError):
+                    raise value
+                return value
+
+    def _element(self, stack: list[list[Any]], sizes: list[int]) -> Any:
+        buf = self._buf
+        pos = self._pos
+        end = buf.find(_CRLF, pos)
+        if end < 0:
+            raise _More
+        kind = buf[pos]
+        if kind == 36:  # $ bulk string
+            n = int(buf[pos + 1 : end])
+            if n < 0:
+                self._pos = end + 2
+                return None
+            start = end + 2
+            stop = start + n
+            if stop + 2 > len(buf):
+                raise _More
+            self._pos = stop + 2
+            return buf[start:stop]
+        self._pos = end + 2
+        if kind == 42:  # * array
+            n = int(buf[pos + 1 : end])
+            if n < 0:
+                return None
+            if n == 0:
+                return []
+            stack.append([])
+            sizes.append(n)
+            return _OPEN
+        if kind == 58:  # : integer
+            return int(buf[pos + 1 : end])
+        if kind == 43:  # + simple string
+            return buf[pos + 1 : end]
+        if kind == 45:  # - error
+            return _error(buf[pos + 1 : end].decode("utf-8", "replace"))
+        raise RedisConnectionError(f"protocol error: unexpected reply type {chr(kind)!r}")
+
+
+_OPEN: Final = object()
+
+
+class FastLink:
+    """Sends packed commands and reads replies on one redis-py connection.
+
+    Args:
+        conn: A connection of a ``single_connection_client`` redis-py client.
+            It is connected on first use (redis-py does the handshake).
+    """
+
+    __slots__ = ("_conn", "_reader")
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+        self._reader: RespReader | None = None
+
+    def _socket(self) -> socket.socket | None:
+        sock = getattr(self._conn, "_sock", None)
+        if sock is None:
+            self._conn.connect()
+            sock = getattr(self._conn, "_sock", None)
+        return sock if isinstance(sock, socket.socket) else None
+
+    def send(self, payload: bytes) -> None:
+        """Send pre-packed commands; link errors disconnect and raise."""
+        sock = self._socket()
+        if sock is None:  # pragma: no cover - redis-py without a ``_sock``
+            self._reader = None
+            self._conn.send_packed_command([payload], check_health=False)
+            return
+        reader = self._reader
+        if reader is None or reader.sock is not sock:
+            self._reader = RespReader(sock)
+        try:
+            sock.sendall(payload)
+        except TimeoutError as exc:
+            self.drop()
+            raise RedisTimeoutError("Timeout writing to the broker") from exc
+        except OSError as exc:
+            self.drop()
+            raise RedisConnectionError(f"Error while writing to the broker: {exc}") from exc
+
+    def read(self) -> Any:
+        """Read the next reply; an error reply is returned, not raised."""
+        reader = self._reader
+        if reader is None:  # pragma: no cover - the fallback path
+            try:
+                return self._conn.read_response()
+            except ResponseError as exc:
+                if isinstance(exc, BusyLoadingError):
+                    raise
+                return exc
+        try:
+            return reader.read()
+        except (RedisConnectionError, RedisTimeoutError):
+            self.drop()
+            raise
+
+    def drop(self) -> None:
+        """Close the socket; the next :meth:`send` reconnects."""
+        self._reader = None
+        self._conn.disconnect()
