@@ -552,7 +552,17 @@ class RedisBridge:
         still unsent then are counted in ``abandoned``). A bridge with a
         generated ``node_id`` deletes its consumer group. Idempotent; the
         bridge can be started again.
+
+        Raises:
+            RuntimeError: Called from one of the bridge's own threads (a
+                handler of a remote or ``BRIDGE_*`` event); stop it from
+                another thread.
         """
+        if threading.current_thread() in self._threads:
+            raise RuntimeError(
+                f"bridge {self.node_id!r} cannot be stopped from its own thread "
+                "(a handler of a remote or BRIDGE_* event); stop it from another thread"
+            )
         with self._life:
             if self._state == "stopped" and not self._threads:
                 return

@@ -260,6 +260,49 @@ def test_pending_entries_come_first_after_a_crash(
     assert wait_until(lambda: client.xpending(key, "node-r")["pending"] == 0)
 
 
+def test_pending_entries_trimmed_meanwhile_are_acknowledged(
+    make_bus: Callable[[str], EventBus],
+    make_bridge: BridgeFactory,
+    client: redis.Redis,
+    namespace: str,
+) -> None:
+    """A pending entry deleted by trimming comes back empty: counted as trimmed and acked."""
+    key = f"{{{namespace}}}:events"
+    client.xgroup_create(key, "node-r", id="$", mkstream=True)
+    ids = [client.xadd(key, {"e": _envelope(seq, n=seq)}) for seq in (1, 2)]
+    client.xreadgroup("node-r", "node-r", {key: ">"}, count=10)
+    client.xdel(key, ids[0])
+    b = make_bus("b")
+    got = _collect(b)
+    bridge = make_bridge(b, "node-r")
+    assert wait_until(lambda: len(got) == 1)
+    assert got[0].data == {"n": 2}
+    assert bridge.health()["trimmed"] == 1
+    assert wait_until(lambda: client.xpending(key, "node-r")["pending"] == 0)
+
+
+def test_stop_from_a_bridge_thread_is_refused(
+    make_bus: Callable[[str], EventBus], make_bridge: BridgeFactory
+) -> None:
+    """A handler running on the reader thread cannot join that thread."""
+    a, b = make_bus("a"), make_bus("b")
+    make_bridge(a, "node-a")
+    bridge_b = make_bridge(b, "node-b")
+    errors: list[BaseException] = []
+
+    def stop_from_handler(ev: Event[Any]) -> None:
+        try:
+            bridge_b.stop()
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    b.subscribe(EventType.TASK_COMPLETED, stop_from_handler)
+    a.publish(EventType.TASK_COMPLETED, {"n": 1})
+    assert wait_until(lambda: len(errors) == 1)
+    assert "own thread" in str(errors[0])
+    assert bridge_b.connected
+
+
 def test_entries_are_acknowledged_only_after_dispatch(
     make_bus: Callable[[str], EventBus], make_bridge: BridgeFactory, client: redis.Redis
 ) -> None:
