@@ -67,6 +67,9 @@ _time = time.time
 _new_event = object.__new__
 _ids = _SOURCE
 _HANDLER_ERROR: Final = EventType.HANDLER_ERROR
+# Builtin types whose values can equal (and hash like) an enum member with
+# that mixin: never event types themselves.
+_PLAIN_VALUES: Final = frozenset({str, int, float, complex, bool, bytes, tuple, frozenset})
 
 # (parent event id, dispatch depth, correlation id) of the dispatch or
 # correlation block we are in; ``None`` at top level. One context variable
@@ -519,9 +522,11 @@ class EventBus:
             raise BusClosedError(self.name)
         try:
             route = self._routes.get(event_type)
-        except TypeError:  # unhashable: not an enum member; _resolve says so
+        except Exception:  # unhashable (or a failing __hash__): not an enum member
             route = None
-        if route is None:
+        if route is None or event_type.__class__ in _PLAIN_VALUES:
+            # A plain value equal to a str- or int-valued member ("task.started"
+            # == EventType.TASK_STARTED) finds that member's route: refuse it too.
             event_type, route = self._resolve(event_type, data)
         elif self._declared:
             self._check_payload(event_type, data)  # type: ignore[arg-type]
