@@ -206,16 +206,23 @@ class Codec:
 
         Args:
             cls: The payload class.
-            name: Its wire name; defaults to ``"<module>.<qualname>"``.
+            name: Its wire name; defaults to ``"<module>.<qualname>"`` (required
+                for classes defined in ``__main__``).
 
         Raises:
             TypeError: msgspec cannot decode into ``cls``.
-            ValueError: ``cls`` is a plain JSON type, or a name clashes.
+            ValueError: ``cls`` is a plain JSON type, a name clashes, or a
+                ``__main__`` class has no explicit name.
         """
         if not isinstance(cls, type):
             raise TypeError(f"register_payload() takes a class, got {cls!r}")
         if cls in _PLAIN or cls is type(None):
             raise ValueError(f"{cls.__qualname__} payloads are plain JSON; do not register them")
+        if name is None and cls.__module__ == "__main__":
+            raise ValueError(
+                f"{cls.__qualname__} is defined in __main__, whose name differs between "
+                "processes: give it an explicit wire name"
+            )
         wire = _check_name(name or f"{cls.__module__}.{cls.__qualname__}", "payload name")
         old = self._payload_names.get(cls)
         if old == wire:

@@ -59,7 +59,10 @@ class TaskResult:
 
 def demo_codec() -> Codec:
     """The codec both demo processes use (the payload classes registered)."""
-    return Codec(payloads=[TaskRequest, TaskResult])
+    codec = Codec()
+    codec.register_payload(TaskRequest, "atlas-demo.TaskRequest")
+    codec.register_payload(TaskResult, "atlas-demo.TaskResult")
+    return codec
 
 
 def run_worker(url: str, namespace: str, out: TextIO) -> int:
@@ -241,4 +244,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # Run the importable module's main, so its classes are the ones other
+    # modules see (not duplicates living in ``__main__``).
+    from atlas_events.bridges import demo
+
+    sys.exit(demo.main(sys.argv[1:]))

@@ -244,6 +244,10 @@ def test_max_payload_bytes_is_validated() -> None:
     """The cap must be a positive int."""
     with pytest.raises(ValueError, match="max_payload_bytes"):
         Codec(max_payload_bytes=0)
+    main_class = attrs.frozen(type("Local", (), {"__module__": "__main__", "__annotations__": {}}))
+    with pytest.raises(ValueError, match="explicit wire name"):
+        Codec().register_payload(main_class)
+    Codec().register_payload(main_class, "app.Local")
     with pytest.raises(TypeError, match="msgspec cannot decode"):
         Codec().register_payload(type("Weird", (), {"__init__": lambda self, x: None}))
     assert isinstance(msgspec.json.encode({"a": 1}), bytes)
