@@ -68,10 +68,6 @@ def _error(message: str) -> Exception:
     return _ERRORS.get(code, ResponseError)(message)
 
 
-class _More(Exception):
-    """The buffer ends inside the next element."""
-
-
 class RespReader:
     """An incremental RESP2 reply parser over a socket.
 
@@ -105,16 +101,57 @@ class RespReader:
 
     def read(self) -> Any:
         """Read one complete reply (nested arrays as lists, bulk strings as bytes)."""
+        # One loop, locals only: this parses every entry a bridge receives.
         stack: list[list[Any]] = []
         sizes: list[int] = []
+        buf = self._buf
+        pos = self._pos
+        find = buf.find
+        value: Any
         while True:
-            try:
-                value = self._element(stack, sizes)
-            except _More:
+            end = find(_CRLF, pos)
+            if end < 0:
+                self._pos = pos
                 self._fill()
+                buf, pos = self._buf, self._pos
+                find = buf.find
                 continue
-            if value is _OPEN:
-                continue
+            kind = buf[pos]
+            if kind == 36:  # $ bulk string
+                n = int(buf[pos + 1 : end])
+                if n < 0:
+                    value = None
+                    pos = end + 2
+                else:
+                    stop = end + 2 + n
+                    if stop + 2 > len(buf):
+                        self._pos = pos
+                        self._fill()
+                        buf, pos = self._buf, self._pos
+                        find = buf.find
+                        continue
+                    value = buf[end + 2 : stop]
+                    pos = stop + 2
+            elif kind == 42:  # * array
+                n = int(buf[pos + 1 : end])
+                pos = end + 2
+                if n > 0:
+                    stack.append([])
+                    sizes.append(n)
+                    continue
+                value = None if n < 0 else []
+            elif kind == 58:  # : integer
+                value = int(buf[pos + 1 : end])
+                pos = end + 2
+            elif kind == 43:  # + simple string
+                value = buf[pos + 1 : end]
+                pos = end + 2
+            elif kind == 45:  # - error
+                value = _error(buf[pos + 1 : end].decode("utf-8", "replace"))
+                pos = end + 2
+            else:
+                self._pos = pos
+                raise RedisConnectionError(f"protocol error: unexpected reply type {chr(kind)!r}")
             while stack:
                 top = stack[-1]
                 top.append(value)
@@ -123,48 +160,10 @@ class RespReader:
                 value = stack.pop()
                 sizes.pop()
             else:
+                self._pos = pos
                 if isinstance(value, BusyLoadingError):
                     raise value
                 return value
-
-    def _element(self, stack: list[list[Any]], sizes: list[int]) -> Any:
-        buf = self._buf
-        pos = self._pos
-        end = buf.find(_CRLF, pos)
-        if end < 0:
-            raise _More
-        kind = buf[pos]
-        if kind == 36:  # $ bulk string
-            n = int(buf[pos + 1 : end])
-            if n < 0:
-                self._pos = end + 2
-                return None
-            start = end + 2
-            stop = start + n
-            if stop + 2 > len(buf):
-                raise _More
-            self._pos = stop + 2
-            return buf[start:stop]
-        self._pos = end + 2
-        if kind == 42:  # * array
-            n = int(buf[pos + 1 : end])
-            if n < 0:
-                return None
-            if n == 0:
-                return []
-            stack.append([])
-            sizes.append(n)
-            return _OPEN
-        if kind == 58:  # : integer
-            return int(buf[pos + 1 : end])
-        if kind == 43:  # + simple string
-            return buf[pos + 1 : end]
-        if kind == 45:  # - error
-            return _error(buf[pos + 1 : end].decode("utf-8", "replace"))
-        raise RedisConnectionError(f"protocol error: unexpected reply type {chr(kind)!r}")
-
-
-_OPEN: Final = object()
 
 
 class FastLink:
