@@ -8,12 +8,13 @@ import contextvars
 import enum
 import itertools
 import logging
+import sys
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from types import MappingProxyType, TracebackType
+from types import FrameType, MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, cast, overload
 
 import blinker
@@ -737,6 +738,8 @@ class EventBus:
             self._emit(err_ev, self._route_for(_HANDLER_ERROR), depth, True, True)  # type: ignore[arg-type]
         except Exception:  # a middleware failed on the error report: log, never recurse
             log.exception("could not publish HANDLER_ERROR for %s", ev.id)
+        finally:
+            _release_frames(exc)
 
     def _has_error_subscribers(self) -> bool:
         bus: EventBus | None = self
@@ -1015,6 +1018,45 @@ class EventBus:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _release_frames(exc: BaseException) -> None:
+    """Stop a reported exception, kept in a ``HANDLER_ERROR`` event, from pinning objects.
+
+    The event outlives the dispatch (history, stream queues). Through its
+    traceback the exception would keep the failed dispatch's whole stack
+    alive -- every frame's locals, the failed handler's ``self``, and the
+    weakly subscribed component the dispatch loop touched last, which then
+    never dies -- since a finished frame holds on to its caller's frame.
+    ``HANDLER_ERROR`` subscribers (and the log) saw the traceback; afterwards
+    the bus drops it, and those of the exceptions chained to it that were
+    raised and caught inside the handler. An exception that code still
+    running is handling (a publish from an ``except`` block) is left alone.
+    """
+    running = set()
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        running.add(frame)
+        frame = frame.f_back
+    exc.__traceback__ = None
+    seen = {id(exc)}
+    todo: list[BaseException | None] = [exc.__cause__, exc.__context__]
+    if isinstance(exc, BaseExceptionGroup):
+        todo.extend(exc.exceptions)
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        tb = e.__traceback__
+        while tb is not None and tb.tb_frame not in running:
+            tb = tb.tb_next
+        if tb is not None:  # still being handled by a running frame: not ours
+            continue
+        e.__traceback__ = None
+        todo += [e.__cause__, e.__context__]
+        if isinstance(e, BaseExceptionGroup):
+            todo.extend(e.exceptions)
 
 
 def _qualname(cls: object) -> str:
