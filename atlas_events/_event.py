@@ -194,6 +194,7 @@ class Event(_EventFields[T]):
 
 # Fast construction (see _EventFields): plain __init__, then a class swap.
 _SEQ_SET = _EventFields.__dict__["seq"].__set__
+_new = object.__new__
 
 
 def _unpickle_event(*fields: Any) -> Event[Any]:
@@ -206,21 +207,22 @@ def _unpickle_event(*fields: Any) -> Event[Any]:
 def copy_event(ev: Event[Any], seq: int, *, scope: tuple[str, ...] | None = None) -> Event[Any]:
     """Return a copy of ``ev`` recorded at ``seq`` (and moved to ``scope``).
 
-    Skips validation: ``ev`` is already a valid event.
+    Skips validation: ``ev`` is already a valid event. Every scope level an
+    event is forwarded through records such a copy, so it is filled slot by
+    slot (no ``__init__`` frame), like :meth:`EventBus.publish` builds events.
     """
-    new = _EventFields(
-        ev.id,
-        ev.type,
-        ev.data,
-        ev.timestamp,
-        ev.source,
-        ev.metadata,
-        ev.scope if scope is None else scope,
-        ev.parent_id,
-        seq,
-        ev.correlation_id,
-        ev.origin,
-    )
+    new: _EventFields[Any] = _new(_EventFields)
+    new.id = ev.id
+    new.type = ev.type
+    new.data = ev.data
+    new.timestamp = ev.timestamp
+    new.source = ev.source
+    new.metadata = ev.metadata
+    new.scope = ev.scope if scope is None else scope
+    new.parent_id = ev.parent_id
+    new.seq = seq
+    new.correlation_id = ev.correlation_id
+    new.origin = ev.origin
     new.__class__ = Event
     return new  # type: ignore[return-value]
 
