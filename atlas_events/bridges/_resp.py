@@ -11,6 +11,7 @@ future redis-py) falls back to the connection's own methods.
 
 from __future__ import annotations
 
+import importlib
 import socket
 from typing import Any, Final, Protocol
 
@@ -23,7 +24,15 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["FastLink", "RespReader", "pack_command"]
+__all__ = ["HAS_HIREDIS", "FastLink", "RespReader", "pack_command"]
+
+try:  # the C parser redis-py also uses, when installed (``pip install hiredis``)
+    _hiredis: Any = importlib.import_module("hiredis")
+except ImportError:  # pragma: no cover - depends on the environment
+    _hiredis = None
+
+HAS_HIREDIS: Final = _hiredis is not None
+"""Whether replies are parsed by hiredis (C) rather than :class:`RespReader`."""
 
 _CRLF: Final = b"\r\n"
 _RECV: Final = 256 * 1024
@@ -68,6 +77,44 @@ def _error(message: str) -> Exception:
     return _ERRORS.get(code, ResponseError)(message)
 
 
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        data = sock.recv(_RECV)
+    except TimeoutError as exc:  # socket.timeout
+        raise RedisTimeoutError("Timeout reading from the broker") from exc
+    except OSError as exc:
+        raise RedisConnectionError(f"Error while reading from the broker: {exc}") from exc
+    if not data:
+        raise RedisConnectionError("Connection closed by server.")
+    return data
+
+
+class HiredisReader:
+    """:class:`RespReader`'s interface over ``hiredis.Reader``."""
+
+    __slots__ = ("_reader", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._reader = _hiredis.Reader(replyError=ResponseError)
+
+    @property
+    def sock(self) -> socket.socket:
+        return self._sock
+
+    def read(self) -> Any:
+        reader = self._reader
+        while True:
+            value = reader.gets()
+            if value is not False:
+                if isinstance(value, ResponseError):
+                    value = _error(str(value))
+                    if isinstance(value, BusyLoadingError):
+                        raise value
+                return value
+            reader.feed(_recv(self._sock))
+
+
 class RespReader:
     """An incremental RESP2 reply parser over a socket.
 
@@ -88,14 +135,7 @@ class RespReader:
         return self._sock
 
     def _fill(self) -> None:
-        try:
-            data = self._sock.recv(_RECV)
-        except TimeoutError as exc:  # socket.timeout
-            raise RedisTimeoutError("Timeout reading from the broker") from exc
-        except OSError as exc:
-            raise RedisConnectionError(f"Error while reading from the broker: {exc}") from exc
-        if not data:
-            raise RedisConnectionError("Connection closed by server.")
+        data = _recv(self._sock)
         self._buf = self._buf[self._pos :] + data if self._pos < len(self._buf) else data
         self._pos = 0
 
@@ -178,7 +218,7 @@ class FastLink:
 
     def __init__(self, conn: Conn) -> None:
         self._conn = conn
-        self._reader: RespReader | None = None
+        self._reader: RespReader | HiredisReader | None = None
 
     def _socket(self) -> socket.socket | None:
         sock = getattr(self._conn, "_sock", None)
@@ -196,7 +236,7 @@ class FastLink:
             return
         reader = self._reader
         if reader is None or reader.sock is not sock:
-            self._reader = RespReader(sock)
+            self._reader = HiredisReader(sock) if HAS_HIREDIS else RespReader(sock)
         try:
             sock.sendall(payload)
         except TimeoutError as exc:

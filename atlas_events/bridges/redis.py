@@ -453,6 +453,7 @@ class RedisBridge:
             if () in self._scopes:
                 self._scopes = None
 
+        self._own_prefix = self.codec.origin_prefix(self.node_id)
         self._outbox = _Outbox(self, outbox_size, outbox_policy)
         self._dedup = DedupWindow(dedup_window, dedup_origins)
         self._rng = random.Random()
@@ -936,6 +937,7 @@ class RedisBridge:
         check = self._dedup.check
         publish = self.bus.publish_event
         node_id = self.node_id
+        own = self._own_prefix
         acks: list[bytes] = []
         dead: list[tuple[bytes, list[bytes], str, str]] = []
         alive = True
@@ -948,6 +950,10 @@ class RedisBridge:
             raw = fields[1] if len(fields) == 2 and fields[0] == ENTRY_FIELD else None
             if raw is None:
                 dead.append((entry_id, fields, "malformed", f"no {ENTRY_FIELD!r} field"))
+                acks.append(entry_id)
+                continue
+            if raw.startswith(own):  # this node's own event: no need to decode it
+                self._own_skipped += 1
                 acks.append(entry_id)
                 continue
             try:

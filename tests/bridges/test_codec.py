@@ -91,6 +91,15 @@ def test_envelope_is_versioned_json_never_pickle() -> None:
     assert not raw.startswith(b"\x80")  # not a pickle
 
 
+def test_origin_prefix_matches_what_encode_writes() -> None:
+    """A node can spot its own entries by their first bytes, even with odd characters."""
+    codec = Codec()
+    for origin in ("node-a", 'we"ird\\node', "ünï"):
+        raw = codec.encode(_event(EventType.TASK_STARTED), origin=origin, incarnation="i", seq=1)
+        assert raw.startswith(codec.origin_prefix(origin))
+        assert not raw.startswith(codec.origin_prefix(origin + "x"))
+
+
 def test_registered_payload_classes_round_trip() -> None:
     """attrs classes and dataclasses come back as instances of the same class."""
     codec = Codec(enums=[Shop], payloads=[Order, Parcel])

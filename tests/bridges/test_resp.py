@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 from redis.exceptions import BusyLoadingError, NoPermissionError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from atlas_events.bridges._resp import RespReader, pack_command
+from atlas_events.bridges._resp import HAS_HIREDIS, HiredisReader, RespReader, pack_command
 
 
 class ChunkedSocket:
@@ -76,3 +77,15 @@ def test_closed_socket_is_a_connection_error() -> None:
 def test_pack_command() -> None:
     """Commands are RESP arrays of bulk strings."""
     assert pack_command("XACK", b"k", 7) == b"*3\r\n$4\r\nXACK\r\n$1\r\nk\r\n$1\r\n7\r\n"
+
+
+@given(replies=st.lists(values, min_size=1, max_size=5), chunk=st.integers(1, 64))
+def test_hiredis_reader_agrees_when_installed(replies: list[Any], chunk: int) -> None:
+    """With hiredis installed the bridge parses with it, with RespReader's results."""
+    if importlib.util.find_spec("hiredis") is None:
+        assert not HAS_HIREDIS  # the pure-Python reader is the one in use
+        return
+    wire = b"".join(_encode(r) for r in replies)
+    reader = HiredisReader(ChunkedSocket(wire, chunk))  # type: ignore[arg-type]
+    assert HAS_HIREDIS
+    assert [reader.read() for _ in replies] == replies
