@@ -16,8 +16,11 @@ PyPubSub and PyDispatcher pass message data by keyword and match it by name.
 from __future__ import annotations
 
 import enum
+import importlib.util
 import itertools
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from atlas_events import Event, EventBus, EventType
@@ -28,19 +31,24 @@ __all__ = [
     "IMPLEMENTATIONS",
     "PEERS",
     "Atlas",
+    "AtlasBaseline",
     "BenchType",
     "Blinker",
     "Handler",
     "Implementation",
     "PlainLoop",
+    "PlainType",
     "PyDispatcher",
     "PyPubSub",
     "Pyee",
+    "load_baseline",
     "passthrough",
 ]
 
 Handler = Callable[[Any], Any]
 TYPE: enum.Enum = EventType.TASK_STARTED
+PlainType = enum.Enum("PlainType", ["STARTED"])
+"""A plain ``Enum`` (its members hash in Python, unlike a ``StrEnum``'s)."""
 BenchType = enum.StrEnum("BenchType", [(f"T{i}", f"bench.t{i}") for i in range(100)])  # type: ignore[misc]
 """100 event types for the round-robin scenario (a ``StrEnum``, like ``EventType``)."""
 
@@ -92,19 +100,25 @@ class Atlas(Implementation):
     Args:
         history_limit: The bus's history size (the default bus keeps 1000).
         middleware: How many pass-through middlewares to add.
+        event_type: The type published by :meth:`fanout` and :meth:`scoped`.
     """
 
     name = "atlas-events"
     peer = False
 
-    def __init__(self, *, history_limit: int = 1000, middleware: int = 1) -> None:
+    bus_class: ClassVar[type[EventBus]] = EventBus
+
+    def __init__(
+        self, *, history_limit: int = 1000, middleware: int = 1, event_type: enum.Enum = TYPE
+    ) -> None:
         self.history_limit = history_limit
         self.middleware = middleware
+        self.event_type = event_type
         self.buses: list[EventBus] = []
 
     def bus(self, parent: EventBus | None = None, scope: str = "") -> EventBus:
         if parent is None:
-            bus = EventBus(history_limit=self.history_limit, name="bench")
+            bus = self.bus_class(history_limit=self.history_limit, name="bench")
         else:
             bus = parent.scope(scope, history_limit=self.history_limit)
         self.buses.append(bus)
@@ -114,10 +128,9 @@ class Atlas(Implementation):
         for _ in range(self.middleware):
             bus.add_middleware(passthrough)
 
-    @staticmethod
-    def _loop(bus: EventBus, payload: object) -> Loop:
+    def _loop(self, bus: EventBus, payload: object) -> Loop:
         publish = bus.publish
-        event_type = TYPE
+        event_type = self.event_type
 
         def run(n: int) -> None:
             for _ in _repeat(None, n):
@@ -129,7 +142,7 @@ class Atlas(Implementation):
         bus = self.bus()
         self._add_middleware(bus)
         for h in handlers:
-            bus.subscribe(TYPE, h)
+            bus.subscribe(self.event_type, h)
         return self._loop(bus, payload)
 
     def round_robin(
@@ -154,7 +167,7 @@ class Atlas(Implementation):
         leaf = self.bus(mid, "planner")
         self._add_middleware(leaf)
         for bus, h in zip((leaf, mid, root), handlers, strict=True):
-            bus.subscribe(TYPE, h)
+            bus.subscribe(self.event_type, h)
         return self._loop(leaf, payload)
 
     def close(self) -> None:
@@ -432,5 +445,38 @@ class PlainLoop(Implementation):
         return _repeat_call(send, payload)
 
 
+class AtlasBaseline(Atlas):
+    """Another copy of atlas-events (e.g. an older commit), loaded by :func:`load_baseline`."""
+
+    name = "atlas-events (baseline)"
+
+
+def load_baseline(path: str | Path) -> str:
+    """Import the ``atlas_events`` package found in ``path`` as a second copy.
+
+    It is loaded under another module name, so both copies run side by side
+    and :class:`AtlasBaseline` rows are measured in the same rounds as the
+    working tree's. Returns where it was loaded from.
+    """
+    init = Path(path) / "atlas_events" / "__init__.py"
+    if not init.is_file():
+        raise FileNotFoundError(f"no atlas_events package in {path}")
+    name = "_atlas_events_baseline"
+    spec = importlib.util.spec_from_file_location(
+        name, init, submodule_search_locations=[str(init.parent)]
+    )
+    if spec is None or spec.loader is None:  # pragma: no cover
+        raise ImportError(f"cannot load {init}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    AtlasBaseline.bus_class = module.EventBus
+    global IMPLEMENTATIONS
+    if AtlasBaseline not in IMPLEMENTATIONS:
+        IMPLEMENTATIONS = (Atlas, AtlasBaseline, *PEERS)
+    return str(init.parent)
+
+
 PEERS: tuple[type[Implementation], ...] = (Blinker, Pyee, PyPubSub, PyDispatcher, PlainLoop)
 IMPLEMENTATIONS: tuple[type[Implementation], ...] = (Atlas, *PEERS)
+"""atlas-events and the peers (plus :class:`AtlasBaseline` once one is loaded)."""

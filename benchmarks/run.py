@@ -23,7 +23,7 @@ from typing import Any, TypedDict
 
 from ._timing import Settings
 from .memory import MemoryReport, memory_report
-from .peers import PEERS, Atlas, Blinker, PlainLoop
+from .peers import PEERS, Atlas, Blinker, PlainLoop, load_baseline
 from .scenarios import SCENARIOS, ScenarioResult
 
 __all__ = ["Goal", "Report", "evaluate_goals", "main", "run_suite"]
@@ -246,11 +246,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--atlas-path", default=None, help="import atlas_events from this directory instead"
     )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="DIR",
+        help="also measure the atlas_events package in DIR, in the same rounds",
+    )
     args = parser.parse_args(argv)
     settings = Settings.quick_mode() if args.quick else Settings()
     settings = dataclasses.replace(settings, clock=args.clock)
     if args.repeats is not None:
         settings = dataclasses.replace(settings, repeats=args.repeats)
+    if args.baseline:
+        print(f"baseline: atlas_events from {load_baseline(args.baseline)}")
     names = [n.strip() for n in args.only.split(",") if n.strip()] or None
     unknown = sorted(set(names or ()) - set(SCENARIOS))
     if unknown:

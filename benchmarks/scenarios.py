@@ -18,9 +18,9 @@ from typing import Any, TypedDict
 
 from atlas_events import EventBus
 
+from . import peers as _peers
 from ._timing import Loop, Settings, measure_interleaved, median
 from .peers import (
-    IMPLEMENTATIONS,
     PEERS,
     TYPE,
     Atlas,
@@ -28,6 +28,7 @@ from .peers import (
     Blinker,
     Handler,
     Implementation,
+    PlainType,
     passthrough,
 )
 
@@ -40,6 +41,7 @@ BLINKER = Blinker.name
 
 class Row(TypedDict):
     ns: float
+    min_ns: float
     runs: list[float]
     ratio_to_blinker: float | None
 
@@ -66,9 +68,9 @@ def noop_handlers(n: int) -> list[Handler]:
 
 @contextmanager
 def _impls(
-    kinds: Sequence[type[Implementation]] = IMPLEMENTATIONS,
+    kinds: Sequence[type[Implementation]] | None = None,
 ) -> Iterator[list[Implementation]]:
-    impls = [kind() for kind in kinds]
+    impls = [kind() for kind in (_peers.IMPLEMENTATIONS if kinds is None else kinds)]
     try:
         yield impls
     finally:
@@ -85,6 +87,7 @@ def _result(
         ns = median(values)
         rows[impl] = {
             "ns": ns,
+            "min_ns": min(values),
             "runs": [round(v, 1) for v in values],
             "ratio_to_blinker": ns / base if base else None,
         }
@@ -116,6 +119,9 @@ def features(settings: Settings) -> ScenarioResult:
         f"{ATLAS} (history)": Atlas(history_limit=1000, middleware=0),
         f"{ATLAS} (history + 1 middleware)": Atlas(history_limit=1000, middleware=1),
         f"{ATLAS} (history + 3 middlewares)": Atlas(history_limit=1000, middleware=3),
+        f"{ATLAS} (history + 1 middleware, plain Enum type)": Atlas(
+            history_limit=1000, middleware=1, event_type=PlainType.STARTED
+        ),
     }
     try:
         with _impls(PEERS) as peers:

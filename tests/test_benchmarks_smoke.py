@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import peers
 from benchmarks import run as bench_run
 from benchmarks._timing import Settings
 from benchmarks.peers import IMPLEMENTATIONS, BenchType, Implementation
@@ -94,3 +95,20 @@ def test_command_line_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     data = json.loads(out.read_text())
     assert [s["name"] for s in data["scenarios"]] == ["subs_1", "features"]
     assert data["meta"]["quick"] is True
+
+
+def test_a_baseline_copy_is_measured_beside_the_working_tree(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--baseline DIR`` loads a second atlas_events and measures it in the same rounds."""
+    monkeypatch.setattr(peers, "IMPLEMENTATIONS", peers.IMPLEMENTATIONS)
+    monkeypatch.setattr(peers.AtlasBaseline, "bus_class", peers.AtlasBaseline.bus_class)
+    repo = Path(__file__).resolve().parents[1]
+    peers.load_baseline(repo)
+    assert peers.AtlasBaseline.bus_class.__module__.startswith("_atlas_events_baseline")
+
+    report = bench_run.run_suite(
+        Settings.quick_mode(), memory=False, echo=False, names=["subs_1", "scoped_2"]
+    )
+    for scenario in report["scenarios"]:
+        assert {"atlas-events", "atlas-events (baseline)"} <= set(scenario["rows"])
