@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import contextvars
 import enum
+import functools
 import itertools
 import logging
 import sys
@@ -138,6 +139,47 @@ class _Registration(Generic[R]):
         return self._remove(self)
 
 
+class _RegistryLock:
+    """One side of the registry's read/write lock; knows if this thread holds the lock.
+
+    The garbage collector may run a finalizer at any allocation, also while
+    this thread is inside a registry operation, and a finalizer may well
+    unsubscribe (``__del__`` calling a token, an abandoned stream detaching
+    itself). The lock is not reentrant: such a call must not wait for it. It
+    checks :attr:`held` and leaves its work in the bus's queues; the holder
+    does that work before it releases the write lock, or right after it
+    releases a read lock.
+    """
+
+    __slots__ = ("_bus", "_local", "_lock", "_write")
+
+    def __init__(self, bus: EventBus, lock: Any, local: threading.local, write: bool) -> None:
+        self._bus = bus
+        self._lock = lock
+        self._local = local
+        self._write = write
+
+    @property
+    def held(self) -> bool:
+        """Whether this thread holds the registry lock (either side)."""
+        return bool(getattr(self._local, "depth", 0))
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        bus = self._bus
+        try:
+            if self._write:
+                bus._purge_dead_locked()
+        finally:
+            self._local.depth -= 1
+            self._lock.release()
+        if not self._write and (bus._dead or bus._deferred) and not self.held:
+            bus._purge_dead()
+
+
 def _type_label(t: enum.Enum) -> str:
     return "ANY" if t is ANY else f"{type(t).__name__}.{t.name}"
 
@@ -193,12 +235,14 @@ class EventBus:
         )
         self._lock = threading.RLock()
         rw = RWLockWrite()
-        self._rlock = rw.gen_rlock()
-        self._wlock = rw.gen_wlock()
+        holders = threading.local()
+        self._rlock = _RegistryLock(self, rw.gen_rlock(), holders, write=False)
+        self._wlock = _RegistryLock(self, rw.gen_wlock(), holders, write=True)
         self._signals: dict[enum.Enum, blinker.Signal] = {}
         self._routes: dict[Any, tuple[Entry, ...]] = {}
         self._order = itertools.count()
         self._dead: deque[Receiver] = deque()
+        self._deferred: deque[Callable[[], object]] = deque()  # see _RegistryLock
         self._middleware: tuple[Middleware, ...] = ()
         self._mw_records: list[_Registration[Middleware]] = []
         self._sinks: tuple[Sink, ...] = ()
@@ -339,6 +383,11 @@ class EventBus:
         return Subscription(rec, rec.describe())
 
     def _remove_receiver(self, rec: Receiver) -> bool:
+        if self._wlock.held:  # a finalizer inside this thread's registry operation
+            was_active = rec.active
+            rec.active = False
+            self._dead.append(rec)
+            return was_active
         with self._wlock:
             was_active = rec.active
             rec.active = False
@@ -358,17 +407,30 @@ class EventBus:
 
     def _purge_dead_locked(self) -> None:
         dead = self._dead
-        while dead:
+        deferred = self._deferred
+        while dead or deferred:
             try:
                 rec = dead.popleft()
-            except IndexError:  # pragma: no cover - raced with another purger
-                break
+            except IndexError:  # only deferred work left (or raced with another purger)
+                try:
+                    deferred.popleft()()
+                except IndexError:  # pragma: no cover - raced with another purger
+                    break
+                continue
             self._disconnect_locked(rec)
 
     def _purge_dead(self) -> None:
-        if self._dead:
+        if self._dead or self._deferred:
             with self._wlock:
-                self._purge_dead_locked()
+                pass  # leaving the write lock purges
+
+    def _defer(self, rec: _Registration[Any], unlink: Callable[[_Registration[Any]], None]) -> bool:
+        """Unregister ``rec`` when this thread leaves the registry lock (see _RegistryLock)."""
+        if not rec.active:
+            return False
+        rec.active = False
+        self._deferred.append(functools.partial(unlink, rec))
+        return True
 
     def _rebuild_locked(self, event_type: enum.Enum) -> None:
         """Rebuild dispatch snapshots after a change to ``event_type``'s receivers."""
@@ -417,13 +479,19 @@ class EventBus:
         return Subscription(rec, f"middleware {callable_name(fn)}")
 
     def _remove_middleware(self, rec: _Registration[Middleware]) -> bool:
+        if self._wlock.held:  # a finalizer inside this thread's registry operation
+            return self._defer(rec, self._unlink_middleware_locked)
         with self._wlock:
             if not rec.active:
                 return False
             rec.active = False
+            self._unlink_middleware_locked(rec)
+        return True
+
+    def _unlink_middleware_locked(self, rec: _Registration[Middleware]) -> None:
+        if rec in self._mw_records:
             self._mw_records.remove(rec)
             self._middleware = tuple(r.item for r in self._mw_records)
-        return True
 
     # ---------------------------------------------------------- typed payloads
 
@@ -851,14 +919,21 @@ class EventBus:
         return Subscription(rec, f"{sink.kind} sink"), replay
 
     def _detach_sink(self, rec: _Registration[Sink]) -> bool:
-        with self._wlock, self._lock:
+        if self._wlock.held:  # a finalizer inside this thread's registry operation
+            return self._defer(rec, self._unlink_sink_locked)
+        with self._wlock:
             if not rec.active:
                 return False
             rec.active = False
-            self._sink_records.remove(rec)
-            self._sinks = tuple(r.item for r in self._sink_records)
-            self._blocking_sinks = tuple(s for s in self._sinks if s.blocks)
+            self._unlink_sink_locked(rec)
         return True
+
+    def _unlink_sink_locked(self, rec: _Registration[Sink]) -> None:
+        with self._lock:
+            if rec in self._sink_records:
+                self._sink_records.remove(rec)
+                self._sinks = tuple(r.item for r in self._sink_records)
+                self._blocking_sinks = tuple(s for s in self._sinks if s.blocks)
 
     # ---------------------------------------------------------------- history
 
