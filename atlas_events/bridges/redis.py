@@ -210,6 +210,7 @@ class _Outbox:
         "kind",
         "name",
         "policy",
+        "raise_when_full",
         "seq",
         "stash",
         "stats_of",
@@ -229,6 +230,7 @@ class _Outbox:
         self.closed = False
         self.dropped = 0
         self.seq = 0
+        self.raise_when_full = policy == "raise"
         self.stash = _Stash()
         self.wants = bridge._wants
         self.stats_of = bridge._sink_stats
@@ -730,7 +732,7 @@ class RedisBridge:
         if not name or (self._scopes is not None and not self._in_scope(ev.scope)):
             return ev
         outbox = self._outbox
-        if outbox.policy == "raise" and len(outbox.items) >= outbox.capacity:
+        if outbox.raise_when_full and len(outbox.items) >= outbox.capacity:
             raise OutboxFullError(outbox.capacity, self.node_id)
         outbox.stash.pending = (ev, self.codec.encode_parts(ev, name))
         return ev
