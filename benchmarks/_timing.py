@@ -50,11 +50,11 @@ class Settings:
         clock: ``"cpu"`` (thread CPU time) or ``"wall"`` for per-event loops.
     """
 
-    repeats: int = 11
-    target_s: float = 0.02
+    repeats: int = 21
+    target_s: float = 0.01
     quick: bool = False
-    thread_events: int = 20_000
-    stream_events: int = 20_000
+    thread_events: int = 10_000
+    stream_events: int = 10_000
     clock: Clock = "cpu"
 
     @classmethod

@@ -44,6 +44,7 @@ class Row(TypedDict):
     min_ns: float
     runs: list[float]
     ratio_to_blinker: float | None
+    min_ratio_to_blinker: float | None
 
 
 class ScenarioResult(TypedDict):
@@ -79,18 +80,28 @@ def _impls(
 
 
 def _result(
-    name: str, title: str, runs: dict[str, list[float]], unit: str = "ns/event"
+    name: str,
+    title: str,
+    runs: dict[str, list[float]],
+    unit: str = "ns/event",
+    base: str = BLINKER,
 ) -> ScenarioResult:
-    base = median(runs[BLINKER]) if BLINKER in runs else None
-    rows: dict[str, Row] = {}
-    for impl, values in runs.items():
-        ns = median(values)
-        rows[impl] = {
-            "ns": ns,
+    """Rows of median and minimum ns/event, with ratios to the ``base`` row."""
+    rows: dict[str, Row] = {
+        impl: {
+            "ns": median(values),
             "min_ns": min(values),
             "runs": [round(v, 1) for v in values],
-            "ratio_to_blinker": ns / base if base else None,
+            "ratio_to_blinker": None,
+            "min_ratio_to_blinker": None,
         }
+        for impl, values in runs.items()
+    }
+    if base in rows:
+        ref = rows[base]
+        for row in rows.values():
+            row["ratio_to_blinker"] = row["ns"] / ref["ns"]
+            row["min_ratio_to_blinker"] = row["min_ns"] / ref["min_ns"]
     return {"name": name, "title": title, "unit": unit, "rows": rows, "extra": {}}
 
 
@@ -308,11 +319,9 @@ async def _streams_sync(settings: Settings) -> ScenarioResult:
         "sync publish cost with 0 / 3 attached async streams, 1 subscriber"
         " (peers: 3 asyncio.Queue.put_nowait receivers)",
         runs,
+        base=f"{BLINKER} (0 queues)",
     )
     rows = res["rows"]
-    base = rows[f"{Blinker.name} (0 queues)"]["ns"]
-    for row in rows.values():
-        row["ratio_to_blinker"] = row["ns"] / base
     per_stream = {
         ATLAS: (rows[f"{ATLAS} (3 streams)"]["ns"] - rows[f"{ATLAS} (0 streams)"]["ns"]) / 3
     }
@@ -450,10 +459,8 @@ async def _streams_e2e(settings: Settings) -> ScenarioResult:
         "end to end into one async stream: publish -> queue -> `async for` consumer"
         " (ns per event; peers: a receiver feeding an asyncio.Queue)",
         {name: [s * 1e9 / n for s in values] for name, values in seconds.items()},
+        base=f"{BLINKER} -> asyncio.Queue (same loop)",
     )
-    base = res["rows"][f"{BLINKER} -> asyncio.Queue (same loop)"]["ns"]
-    for row in res["rows"].values():
-        row["ratio_to_blinker"] = row["ns"] / base
     res["extra"]["events_per_s"] = {name: 1e9 / row["ns"] for name, row in res["rows"].items()}
     return res
 
