@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -28,27 +29,36 @@ class RedisServer:
     Args:
         directory: The data directory (AOF files live here).
         port: The port; a free one by default.
+        tls: ``(ca_cert, server_cert, server_key)`` files: serve TLS only.
     """
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, tls: tuple[Path, Path, Path] | None = None
+    ) -> None:
         self.directory = directory
         self.port = port or free_port()
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the server and wait until it answers ``PING``."""
         if REDIS_SERVER is None:  # pragma: no cover - guarded by the fixtures
             raise RuntimeError("redis-server is not installed")
         self.directory.mkdir(parents=True, exist_ok=True)
+        ports = ["--port", str(self.port)]
+        if self.tls is not None:
+            ca, cert, key = self.tls
+            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert)]
+            ports += ["--tls-key-file", str(key), "--tls-ca-cert-file", str(ca)]
+            ports += ["--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(
             [
                 REDIS_SERVER,
-                "--port",
-                str(self.port),
+                *ports,
                 "--bind",
                 "127.0.0.1",
                 "--dir",
@@ -68,7 +78,7 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=1)
+        client = self.client(socket_connect_timeout=0.2, socket_timeout=1)
         try:
             while True:
                 try:
@@ -90,8 +100,11 @@ class RedisServer:
             self.proc.wait(10)
         self.proc = None
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5)
+    def client(self, **options: Any) -> redis.Redis:
+        options.setdefault("socket_timeout", 5)
+        if self.tls is not None:
+            options.update(ssl=True, ssl_ca_certs=str(self.tls[0]))
+        return redis.Redis(host="127.0.0.1", port=self.port, **options)
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, step: float = 0.005) -> bool:
@@ -102,3 +115,34 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, step: flo
             return bool(predicate())
         time.sleep(step)
     return True
+
+
+OPENSSL = shutil.which("openssl")
+
+
+def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1: ``(ca, cert, key)``."""
+    if OPENSSL is None:  # pragma: no cover - guarded by the test
+        raise RuntimeError("openssl is not installed")
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = directory / "ca.crt", directory / "ca.key"
+    cert, key, csr = directory / "server.crt", directory / "server.key", directory / "server.csr"
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    run = [OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    subprocess.run(
+        [*run, "-keyout", str(ca_key), "-out", str(ca), "-subj", "/CN=atlas-test-ca"],
+        check=True,
+        capture_output=True,
+    )
+    request = [OPENSSL, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key)]
+    subprocess.run(
+        [*request, "-out", str(csr), "-subj", "/CN=127.0.0.1"], check=True, capture_output=True
+    )
+    sign = [OPENSSL, "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key)]
+    subprocess.run(
+        [*sign, "-CAcreateserial", "-out", str(cert), "-days", "1", "-extfile", str(ext)],
+        check=True,
+        capture_output=True,
+    )
+    return ca, cert, key

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from atlas_events import Event, EventBus, EventType, MiddlewareError
 from atlas_events.bridges.redis import OutboxPolicy, RedisBridge
 from atlas_events.exceptions import BridgeConnectionError, OutboxFullError
 
-from ._support import RedisServer, wait_until
+from ._support import OPENSSL, RedisServer, make_tls_files, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -235,3 +237,36 @@ def test_acl_user_limited_to_the_bridge_keys(
     with pytest.raises(BridgeConnectionError, match=r"(?i)no permissions"):
         outsider.start(timeout=1)
     admin.close()
+
+
+def test_tls_connection_with_a_private_ca(
+    tmp_path: Path, make_bus: Callable[[str], EventBus], bridges: list[RedisBridge]
+) -> None:
+    """rediss:// plus client_options (ssl_ca_certs) pass through to redis-py."""
+    if OPENSSL is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("openssl is required when CI=true", pytrace=False)
+        pytest.skip("openssl is not installed")
+    ca, cert, key = make_tls_files(tmp_path / "tls")
+    server = RedisServer(tmp_path / "redis", tls=(ca, cert, key))
+    server.start()
+    try:
+        a, b = make_bus("a"), make_bus("b")
+        got: list[Event[Any]] = []
+        b.subscribe(EventType.TASK_COMPLETED, got.append)
+        for bus, node in ((a, "node-a"), (b, "node-b")):
+            bridge = RedisBridge(
+                bus, server.url, "tls", node_id=node, client_options={"ssl_ca_certs": str(ca)}
+            )
+            bridges.append(bridge)
+            bridge.start()
+        a.publish(EventType.TASK_COMPLETED, {"n": 1})
+        assert wait_until(lambda: len(got) == 1)
+        assert server.url.startswith("rediss://")
+        untrusted = RedisBridge(make_bus("c"), server.url, "tls", node_id="c", backoff_max=0.1)
+        with pytest.raises(BridgeConnectionError, match=r"(?i)certificate"):
+            untrusted.start(timeout=1)
+    finally:
+        for bridge in bridges:
+            bridge.stop(timeout=1)
+        server.kill()
