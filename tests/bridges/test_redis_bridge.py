@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -99,6 +100,29 @@ def test_events_cross_with_their_identity(
     assert remote.is_remote
     assert b.history(EventType.TASK_COMPLETED)[0].origin == "node-a"
     assert len(got_a) == 1  # a never gets its own event back
+
+
+@pytest.mark.asyncio
+async def test_remote_events_reach_async_streams_and_middleware(
+    make_bus: Callable[[str], EventBus], make_bridge: BridgeFactory
+) -> None:
+    """Local middleware sees remote events, and an async stream on the loop gets them."""
+    a, b = make_bus("a"), make_bus("b")
+    make_bridge(a, "node-a")
+    make_bridge(b, "node-b")
+    seen_by_middleware: list[str | None] = []
+
+    def note(ev: Event[Any]) -> Event[Any]:
+        seen_by_middleware.append(ev.origin)
+        return ev
+
+    b.add_middleware(note)
+    async with b.stream(EventType.TASK_COMPLETED) as events:
+        a.publish(EventType.TASK_COMPLETED, {"n": 1})
+        remote = await asyncio.wait_for(events.get(), timeout=10)
+    assert remote.origin == "node-a"
+    assert remote.data == {"n": 1}
+    assert "node-a" in seen_by_middleware
 
 
 def test_remote_events_are_never_sent_back(
