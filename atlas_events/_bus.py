@@ -474,6 +474,8 @@ class EventBus:
             raise BusClosedError(self.name, "add middleware")
         rec = _Registration(fn, self._remove_middleware)
         with self._wlock:
+            if self._closed:  # again: close() may have run since the check above
+                raise BusClosedError(self.name, "add middleware")
             self._mw_records.append(rec)
             self._middleware = tuple(r.item for r in self._mw_records)
         return Subscription(rec, f"middleware {callable_name(fn)}")
@@ -912,6 +914,8 @@ class EventBus:
             raise BusClosedError(self.name, "attach a stream")
         rec = _Registration(sink, self._detach_sink)
         with self._wlock, self._lock:
+            if self._closed:  # again: close() may have run since the check above
+                raise BusClosedError(self.name, "attach a stream")
             self._sink_records.append(rec)
             self._sinks = tuple(r.item for r in self._sink_records)
             self._blocking_sinks = tuple(s for s in self._sinks if s.blocks)
@@ -990,14 +994,15 @@ class EventBus:
         return ScopedEventBus(self, name, **options)
 
     def _adopt(self, child: EventBus) -> None:
-        if self._closed:
-            raise BusClosedError(self.name, "create a scope")
         node: EventBus | None = self
         while node is not None:
             if node is child:
                 raise ScopeError(f"{child.name!r} cannot become its own ancestor")
             node = node._parent
-        self._children.add(child)
+        with self._wlock:  # close() lists the children to close under this lock
+            if self._closed:
+                raise BusClosedError(self.name, "create a scope")
+            self._children.add(child)
 
     # ------------------------------------------------------------------ stats
 
