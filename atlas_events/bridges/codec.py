@@ -51,6 +51,7 @@ HEADER_ALLOWANCE: Final = 64 * 1024
 _EMPTY_RAW: Final = msgspec.Raw(b"{}")
 _NULL_RAW: Final = msgspec.Raw(b"null")
 _PLAIN: Final = (dict, list, tuple, str, int, float, bool)
+_PLAIN_TYPES: Final = frozenset(_PLAIN)
 
 # (type name, payload class name or None, payload JSON, metadata JSON or None)
 EncodedParts: TypeAlias = tuple[str, str | None, bytes, bytes | None]
@@ -149,6 +150,7 @@ class Codec:
         self._payload_names: dict[type[Any], str] = {}
         self._payload_decoders: dict[str, msgspec.json.Decoder[Any]] = {}
         self._encoder = msgspec.json.Encoder()
+        self._encode = self._encoder.encode
         self._env_decoder = msgspec.json.Decoder(Envelope)
         self._version_decoder = msgspec.json.Decoder(_Version)
         self._md_decoder = msgspec.json.Decoder(dict[str, Any])
@@ -291,16 +293,19 @@ class Codec:
         data = event.data
         md = event.metadata
         payload_name: str | None = None
+        encode = self._encode
         try:
             if data is None:
                 d = b"null"
             else:
-                payload_name = self._payload_names.get(type(data))
-                if payload_name is None and not isinstance(data, _PLAIN):
-                    raise UnregisteredTypeError(type(data), "payload class", event_id=event.id)
-                d = self._encoder.encode(data)
+                cls = type(data)
+                if cls not in _PLAIN_TYPES:
+                    payload_name = self._payload_names.get(cls)
+                    if payload_name is None and not isinstance(data, _PLAIN):
+                        raise UnregisteredTypeError(cls, "payload class", event_id=event.id)
+                d = encode(data)
             if md:
-                encoded_md = self._encoder.encode(dict(md))
+                encoded_md = encode(dict(md))
                 md_bytes: bytes | None = encoded_md
                 size = len(d) + len(encoded_md)
             else:

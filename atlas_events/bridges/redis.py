@@ -243,8 +243,8 @@ class _Outbox:
         parts: EncodedParts | None = None
         pending = stash.pending
         if pending is not None:
-            # The publish check just passed this event (or its copy) on this thread.
-            stash.pending = None
+            # The publish check just passed this event (or its copy) on this
+            # thread. (A stale entry is harmless: it cannot match another event.)
             seen = pending[0]
             if seen is ev or (
                 seen.id == ev.id
@@ -457,6 +457,8 @@ class RedisBridge:
 
         self._own_prefix = self.codec.origin_prefix(self.node_id)
         self._outbox = _Outbox(self, outbox_size, outbox_policy)
+        self._stash = self._outbox.stash
+        self._encode_parts = self.codec.encode_parts
         self._dedup = DedupWindow(dedup_window, dedup_origins)
         self._rng = random.Random()
         self._xadd_prefix = (
@@ -734,7 +736,7 @@ class RedisBridge:
         outbox = self._outbox
         if outbox.raise_when_full and len(outbox.items) >= outbox.capacity:
             raise OutboxFullError(outbox.capacity, self.node_id)
-        outbox.stash.pending = (ev, self.codec.encode_parts(ev, name))
+        self._stash.pending = (ev, self._encode_parts(ev, name))
         return ev
 
     def _encode_batch(self, items: list[_Item]) -> list[bytes]:
