@@ -30,7 +30,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._event import ANY
-from .exceptions import InvalidHandlerError
+from .exceptions import InvalidHandlerError, _describe
 
 if TYPE_CHECKING:
     from ._bus import EventBus
@@ -65,7 +65,7 @@ def callable_name(fn: object) -> str:
         )
     qual = getattr(fn, "__qualname__", None)
     if qual is None:
-        return repr(fn)
+        return _describe(fn)
     mod = getattr(fn, "__module__", None)
     return f"{mod}.{qual}" if mod else str(qual)
 

@@ -9,6 +9,7 @@ attributes.
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 __all__ = [
@@ -30,6 +31,27 @@ __all__ = [
     "StreamFullError",
     "UnregisteredTypeError",
 ]
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = 80
+_REPR.maxother = 120
+
+
+def _describe(value: object) -> str:
+    """``repr(value)`` for an error message: shortened, and never raising.
+
+    A huge list passed by mistake does not become a megabyte-long message,
+    and an object whose ``__repr__`` raises does not replace the error.
+    """
+    return _REPR.repr(value)
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return "(str() of the exception failed)"
 
 
 class AtlasEventsError(Exception):
@@ -60,7 +82,9 @@ class InvalidEventTypeError(AtlasEventsError, TypeError):
         hint = "an Enum member (EventType.X or a member of your own Enum)"
         if allow_any:
             hint += " or atlas_events.ANY"
-        super().__init__(f"event type must be {hint}, got {value!r} ({type(value).__name__})")
+        super().__init__(
+            f"event type must be {hint}, got {_describe(value)} ({type(value).__name__})"
+        )
         self.value = value
 
 
@@ -74,7 +98,7 @@ class InvalidHandlerError(AtlasEventsError, TypeError):
 
     def __init__(self, value: object, role: str, reason: str | None = None) -> None:
         why = reason or f"expected a callable, got {type(value).__name__}"
-        super().__init__(f"invalid {role} {value!r}: {why}")
+        super().__init__(f"invalid {role} {_describe(value)}: {why}")
         self.value = value
         self.role = role
 
@@ -109,9 +133,9 @@ class MiddlewareError(AtlasEventsError, RuntimeError):
     """
 
     def __init__(self, middleware: object, event_id: str, cause: BaseException) -> None:
-        name = getattr(middleware, "__qualname__", None) or repr(middleware)
+        name = getattr(middleware, "__qualname__", None) or _describe(middleware)
         super().__init__(
-            f"middleware {name} raised {type(cause).__name__}: {cause} "
+            f"middleware {name} raised {type(cause).__name__}: {_text(cause)} "
             f"(event {event_id} was dropped)"
         )
         self.middleware = middleware
@@ -145,7 +169,7 @@ class HandlerError(AtlasEventsError, RuntimeError):
 
     def __init__(self, event_id: str, handler_name: str, exception: BaseException) -> None:
         super().__init__(
-            f"handler {handler_name} raised {type(exception).__name__}: {exception} "
+            f"handler {handler_name} raised {type(exception).__name__}: {_text(exception)} "
             f"while handling event {event_id}"
         )
         self.event_id = event_id
