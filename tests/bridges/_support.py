@@ -87,6 +87,7 @@ class RedisServer:
                 except (redis.ConnectionError, redis.TimeoutError):
                     pass
                 if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.kill()
                     log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
                     raise RuntimeError(f"redis-server did not start on {self.port}:\n{log}")
                 time.sleep(0.02)
