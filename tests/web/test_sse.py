@@ -1,0 +1,197 @@
+"""Server-Sent Events against a real uvicorn server: heartbeats, disconnects, live resume."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from atlas_events import EventBus, EventType
+from atlas_events.web import DashboardServer
+
+from .conftest import Message, events_of, iter_messages, stream_count, wait_until
+
+MakeServer = Callable[..., DashboardServer]
+
+
+def test_events_arrive_live_from_another_thread(bus: EventBus, make_server: MakeServer) -> None:
+    """An event published in a worker thread reaches a connected client at once."""
+    server = make_server(bus)
+    with (
+        httpx.Client(timeout=5) as client,
+        client.stream("GET", f"{server.base_url}/events") as resp,
+    ):
+        messages = iter_messages(resp)
+        assert next(messages).event == "hello"
+        t0 = time.monotonic()
+        threading.Thread(target=bus.publish, args=(EventType.TASK_STARTED, {"n": 1})).start()
+        msg = next(messages)
+        assert time.monotonic() - t0 < 1.0
+    assert msg.event == "EventType.TASK_STARTED"
+    assert msg.data["data"] == {"n": 1}
+
+
+def test_heartbeat_comments_keep_idle_streams_alive(bus: EventBus, make_server: MakeServer) -> None:
+    """An idle stream gets a ``: heartbeat`` comment every ``heartbeat`` seconds."""
+    server = make_server(bus, heartbeat=0.2)
+    beats: list[float] = []
+    t0 = time.monotonic()
+    with (
+        httpx.Client(timeout=5) as client,
+        client.stream("GET", f"{server.base_url}/events") as resp,
+    ):
+        for msg in iter_messages(resp):
+            if "heartbeat" in msg.comments:
+                beats.append(time.monotonic() - t0)
+                if len(beats) == 3:
+                    break
+    assert 0.4 <= beats[-1] < 2.0
+    assert all(b - a >= 0.1 for a, b in itertools.pairwise(beats))
+
+
+def test_heartbeat_zero_disables_comments(bus: EventBus, make_server: MakeServer) -> None:
+    """``heartbeat=0`` sends no comments at all."""
+    server = make_server(bus, heartbeat=0)
+    with (
+        httpx.Client(timeout=5) as client,
+        client.stream("GET", f"{server.base_url}/events") as resp,
+    ):
+        messages = iter_messages(resp)
+        assert next(messages).event == "hello"
+        time.sleep(0.3)
+        bus.publish(EventType.TASK_STARTED, 1)
+        msg = next(messages)
+    assert msg.comments == []
+    assert msg.event == "EventType.TASK_STARTED"
+
+
+def test_disconnect_frees_the_queue_at_once(bus: EventBus, make_server: MakeServer) -> None:
+    """When a client goes away its stream is closed and detached from the bus."""
+    server = make_server(bus, heartbeat=60)
+    with httpx.Client(timeout=5) as client:
+        with client.stream("GET", f"{server.base_url}/events") as resp:
+            messages = iter_messages(resp)  # keep it: a collected iterator closes the response
+            assert next(messages).event == "hello"
+            assert stream_count(bus) == 1
+            bus.publish(EventType.TASK_STARTED, 1)
+        t0 = time.monotonic()
+        wait_until(lambda: stream_count(bus) == 0, 2.0, "the stream to detach")
+        freed_after = time.monotonic() - t0
+        assert freed_after < 0.5
+        stats = client.get(f"{server.base_url}/stats").json()
+        assert stats["dashboard"]["clients"] == 0
+        assert stats["sinks"] == []
+
+
+def test_client_cap_on_a_real_server(bus: EventBus, make_server: MakeServer) -> None:
+    """A third client gets 503 while two are connected, and gets in once one leaves."""
+    server = make_server(bus, max_clients=2)
+    url = f"{server.base_url}/events"
+    with httpx.Client(timeout=5) as client:
+        with client.stream("GET", url) as first, client.stream("GET", url) as second:
+            first_messages, second_messages = iter_messages(first), iter_messages(second)
+            assert next(first_messages).event == "hello"
+            assert next(second_messages).event == "hello"
+            refused = client.get(url)
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "5"
+        wait_until(lambda: stream_count(bus) == 0, 2.0, "the streams to detach")
+        with client.stream("GET", url) as third:
+            assert third.status_code == 200
+
+
+def test_live_resume_under_concurrent_publishing(make_server: MakeServer) -> None:
+    """A client that drops its connection every few hundred events and resumes with
+    Last-Event-ID, while a thread keeps publishing, sees every event exactly once."""
+    bus = EventBus(history_limit=10_000)
+    server = make_server(bus, client_queue=10_000, heartbeat=60)
+    total = 4000
+
+    def publisher() -> None:
+        for i in range(total):
+            bus.publish(EventType.TASK_STARTED, {"i": i})
+            if i % 100 == 0:
+                time.sleep(0.002)
+
+    thread = threading.Thread(target=publisher)
+    received: list[int] = []
+    notices: list[Message] = []
+    last = 0
+    reconnects = 0
+    with httpx.Client(timeout=5) as client:
+        thread.start()
+        while last < total:
+            reconnects += 1
+            headers = {"Last-Event-ID": str(last)}
+            with client.stream("GET", f"{server.base_url}/events", headers=headers) as resp:
+                count = 0
+                for msg in iter_messages(resp):
+                    if msg.event in ("gap", "dropped", "reset"):
+                        notices.append(msg)
+                    if msg.id is None:
+                        continue
+                    received.append(msg.seq)
+                    last = msg.seq
+                    count += 1
+                    if count >= 300 or last == total:
+                        break  # drop the connection mid-stream
+        thread.join()
+    bus.close()
+    assert notices == []
+    assert received == list(range(1, total + 1))
+    assert reconnects > 5
+
+
+def test_stop_ends_open_streams_promptly(make_server: MakeServer) -> None:
+    """Stopping the server ends connected SSE clients instead of waiting for them."""
+    bus = EventBus()
+    server = make_server(bus, heartbeat=60)
+    got: list[Message] = []
+
+    def reader() -> None:
+        with (
+            httpx.Client(timeout=10) as client,
+            client.stream("GET", f"{server.base_url}/events") as resp,
+        ):
+            for msg in iter_messages(resp):
+                got.append(msg)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    wait_until(lambda: stream_count(bus) == 1, 5.0, "the client")
+    bus.publish(EventType.TASK_STARTED, 1)
+    wait_until(lambda: len(events_of(got)) == 1, 5.0, "the event")
+    t0 = time.monotonic()
+    server.stop()
+    thread.join(5)
+    assert time.monotonic() - t0 < 2.0
+    assert not thread.is_alive()
+    assert [m.seq for m in events_of(got)] == [1]
+    assert stream_count(bus) == 0
+    bus.close()
+
+
+def test_server_url_and_token(bus: EventBus, make_server: MakeServer) -> None:
+    """``url`` carries the token; the query token opens the stream on a real server."""
+    server = make_server(bus, token="tkn")
+    assert server.url == f"{server.base_url}/?token=tkn"
+    assert repr(server).endswith("running>")
+    with httpx.Client(timeout=5) as client:
+        assert client.get(f"{server.base_url}/stats").status_code == 401
+        with client.stream("GET", f"{server.base_url}/events?token=tkn") as resp:
+            assert resp.status_code == 200
+            messages = iter_messages(resp)
+            assert next(messages).event == "hello"
+
+
+def test_start_reports_a_taken_port(bus: EventBus, make_server: MakeServer) -> None:
+    """Binding a port in use fails in start(), not later in the thread."""
+    server = make_server(bus)
+    other = DashboardServer(bus, port=server.port)
+    with pytest.raises(OSError, match="in use"):
+        other.start()
+    assert not other.running
