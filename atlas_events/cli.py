@@ -309,7 +309,7 @@ def _restore_signals(previous: dict[int, Any]) -> None:
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
     if args.redis:
         try:
-            from .bridges.demo import run_redis_demo  # type: ignore[import-not-found, unused-ignore]
+            from .bridges.demo import run_redis_demo
         except ImportError as exc:
             sys.stderr.write(
                 f"atlas-events demo --redis: the Redis bridge is not available ({exc}); "
