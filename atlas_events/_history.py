@@ -27,7 +27,7 @@ class History:
             when a new one starts.
     """
 
-    __slots__ = ("_events", "_runs", "evicted_runs", "limit", "max_runs", "run_limit")
+    __slots__ = ("_events", "_runs", "_trimmed", "evicted_runs", "limit", "max_runs", "run_limit")
 
     def __init__(self, limit: int, run_limit: int, max_runs: int) -> None:
         for name, value in (
@@ -45,6 +45,7 @@ class History:
         self.evicted_runs = 0
         self._events: deque[Event[Any]] = deque(maxlen=limit)
         self._runs: OrderedDict[str, deque[Event[Any]]] = OrderedDict()
+        self._trimmed: dict[str, int] = {}
 
     def record(self, event: Event[Any]) -> None:
         self._events.append(event)
@@ -57,12 +58,22 @@ class History:
         run = runs.get(cid)
         if run is None:
             if len(runs) >= self.max_runs:
-                runs.popitem(last=False)
+                evicted, _ = runs.popitem(last=False)
+                self._trimmed.pop(evicted, None)
                 self.evicted_runs += 1
             run = runs[cid] = deque(maxlen=self.run_limit)
         else:
             runs.move_to_end(cid)
+            if len(run) == self.run_limit:
+                self._trimmed[cid] = run[0].seq  # about to be pushed out
         run.append(event)
+
+    def run_trimmed_upto(self, correlation_id: str) -> int | None:
+        """The ``seq`` of the newest event this run lost to its bound, if any.
+
+        Not known for a run that was evicted whole and has started again.
+        """
+        return self._trimmed.get(correlation_id)
 
     def __len__(self) -> int:
         return len(self._events)
@@ -87,6 +98,7 @@ class History:
     def clear(self) -> None:
         self._events.clear()
         self._runs.clear()
+        self._trimmed.clear()
 
 
 def select(

@@ -303,9 +303,14 @@ class EventStream:
                 return []
             events = history.events(correlation_id)
             if since_seq is not None:
-                oldest = events[0].seq if events else bus.last_seq + 1
-                if oldest > since_seq + 1 and since_seq < bus.last_seq:
-                    self.gap = (since_seq + 1, oldest - 1)
+                if correlation_id is None:  # every seq is recorded: a hole was evicted
+                    oldest = events[0].seq if events else bus.last_seq + 1
+                    if oldest > since_seq + 1 and since_seq < bus.last_seq:
+                        self.gap = (since_seq + 1, oldest - 1)
+                else:  # a run's seqs are sparse: only its own trimmed events are missing
+                    lost = history.run_trimmed_upto(correlation_id)
+                    if lost is not None and lost > since_seq:
+                        self.gap = (since_seq + 1, lost)
                 events = [e for e in events if e.seq > since_seq]
             matched = [e for e in events if q.matches(e)]
             if replay is not True and replay != "all" and replay is not False:

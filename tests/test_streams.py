@@ -338,6 +338,25 @@ async def test_replay_seam_under_concurrent_publishing(
     bus.close()
 
 
+@pytest.mark.asyncio
+async def test_run_resume_reports_only_real_gaps() -> None:
+    """A run that started after since_seq has no gap; a trimmed run reports what it lost."""
+    bus = EventBus(run_history_limit=3)
+    for i in range(10):
+        bus.publish(ET.TASK_STARTED, i)  # seq 1..10, no run
+    for i in range(2):
+        bus.publish(ET.TASK_STARTED, i, correlation_id="late")  # seq 11, 12
+    fresh = bus.stream(correlation_id="late", since_seq=5)
+    assert fresh.gap is None
+    assert [e.seq for e in await drain(fresh, 2)] == [11, 12]
+    for i in range(4):
+        bus.publish(ET.TASK_STARTED, i, correlation_id="long")  # seq 13..16, keeps 14..16
+    trimmed = bus.stream(correlation_id="long", since_seq=0)
+    assert trimmed.gap == (1, 13)
+    assert [e.seq for e in await drain(trimmed, 3)] == [14, 15, 16]
+    bus.close()
+
+
 # -------------------------------------------------------------- correlation
 
 
