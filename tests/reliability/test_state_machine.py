@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import attrs
+import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -530,6 +531,7 @@ class TestBusAgainstModel(BusMachine.TestCase):  # type: ignore[misc,name-define
     """The bus tree agrees with the model after every step (300 examples x 40 steps in CI)."""
 
     settings = profile()
+    pytestmark = pytest.mark.slow
 
     def setUp(self) -> None:
         # The delete rule runs a full collection; freezing what exists now
