@@ -604,6 +604,16 @@ def test_correlation_ids(bus: EventBus) -> None:
         pass
 
 
+def test_run_history_can_be_disabled() -> None:
+    """max_runs=0 (or run_history_limit=0) keeps no runs; correlated publishes still work."""
+    for options in ({"max_runs": 0}, {"run_history_limit": 0}):
+        b = EventBus(**options)
+        b.publish(ET.TASK_STARTED, correlation_id="r")
+        assert b.history(correlation_id="r") == []
+        assert len(b.history()) == 1
+        assert b.stats()["runs_retained"] == 0
+
+
 def test_run_history_is_bounded_two_ways() -> None:
     """Per-run history keeps run_history_limit events for at most max_runs runs (LRU)."""
     b = EventBus(history_limit=5, run_history_limit=3, max_runs=2)
