@@ -10,6 +10,7 @@ registered on the closed bus.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -79,11 +80,10 @@ def test_close_while_threads_publish_and_subscribe(workers: Workers) -> None:
     going.wait()
     time.sleep(0.5)
     started = time.perf_counter()
-    closers = [threading.Thread(target=root.close) for _ in range(2)]  # close twice at once
-    for t in closers:
-        t.start()
-    for t in closers:
-        t.join(10)
+    closers = Workers()
+    for n in range(2):  # two threads close at once
+        closers.start(root.close, name=f"closer-{n}")
+    closers.join(timeout=10)
     close_time = time.perf_counter() - started
     workers.join(timeout=30)
 
@@ -114,7 +114,7 @@ def test_close_while_threads_publish_and_subscribe(workers: Workers) -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.timeout(120)
-async def test_close_ends_async_streams_while_threads_publish() -> None:
+async def test_close_ends_async_streams_while_threads_publish(workers: Workers) -> None:
     """Streams on root and scopes end cleanly when another thread closes the root."""
     buses = _buses()
     root, a, b = buses
@@ -142,19 +142,13 @@ async def test_close_ends_async_streams_while_threads_publish() -> None:
         return got
 
     consumers = [asyncio.create_task(consume(s, slow=i == 3)) for i, s in enumerate(streams)]
-    threads = [
-        threading.Thread(target=publisher, args=(bus, n), daemon=True)
-        for n, bus in enumerate(buses)
-    ]
-    for t in threads:
-        t.start()
+    for n, bus in enumerate(buses):
+        workers.start(publisher, bus, n, name=f"publisher-{n}")
     await asyncio.sleep(0.3)
     await asyncio.to_thread(root.close)
     stop.set()
     results = await asyncio.wait_for(asyncio.gather(*consumers), timeout=20)
-    for t in threads:
-        t.join(10)
-        assert not t.is_alive()
+    await asyncio.to_thread(workers.join, 10)
 
     for got in results[:3]:
         assert got, "a stream received nothing"
@@ -206,7 +200,7 @@ class RacyBus(EventBus):
 
     def __init__(self, **kwargs: Any) -> None:
         self._armed_by: int | None = None
-        self._closer: threading.Thread | None = None
+        self._closer: Workers | None = None
         super().__init__(**kwargs)
 
     @property  # type: ignore[override]
@@ -214,9 +208,10 @@ class RacyBus(EventBus):
         value: bool = self.__dict__["_closed_value"]
         if self._armed_by == threading.get_ident():  # the check saw "open"; now close
             self._armed_by = None
-            self._closer = threading.Thread(target=self.close, daemon=True)
-            self._closer.start()
-            self._closer.join(0.5)
+            self._closer = Workers()
+            self._closer.start(self.close, name="racing-close")
+            with contextlib.suppress(AssertionError):  # still waiting for a lock we hold
+                self._closer.join(timeout=0.5)
         return value
 
     @_closed.setter
@@ -228,8 +223,7 @@ class RacyBus(EventBus):
 
     def finish_close(self) -> None:
         assert self._closer is not None, "the operation never checked whether the bus was closed"
-        self._closer.join(10)
-        assert not self._closer.is_alive()
+        self._closer.join(timeout=10)
         assert self.closed
 
 
