@@ -234,6 +234,7 @@ class EventBus:
             (EventType.SYSTEM_SHUTDOWN, *terminal_types)
         )
         self._lock = threading.RLock()
+        self._lock_owned: Callable[[], bool] = self._lock._is_owned  # type: ignore[attr-defined]
         rw = RWLockWrite()
         holders = threading.local()
         self._rlock = _RegistryLock(self, rw.gen_rlock(), holders, write=False)
@@ -382,15 +383,24 @@ class EventBus:
             self._rebuild_locked(et)
         return Subscription(rec, rec.describe())
 
+    def _must_defer(self) -> bool:
+        """Whether this thread is inside a bus lock (so a finalizer must not wait).
+
+        True inside a registry operation, and inside the recording step,
+        where another thread may hold the registry lock while it waits for
+        the recording lock (attaching a stream): waiting there would deadlock.
+        """
+        return self._wlock.held or self._lock_owned()
+
     def _remove_receiver(self, rec: Receiver) -> bool:
-        if self._wlock.held:  # a finalizer inside this thread's registry operation
+        if self._must_defer():  # a finalizer inside one of this thread's bus operations
             was_active = rec.active
-            rec.active = False
+            rec.retire()
             self._dead.append(rec)
             return was_active
         with self._wlock:
             was_active = rec.active
-            rec.active = False
+            rec.retire()
             self._disconnect_locked(rec)
             self._purge_dead_locked()
         return was_active
@@ -451,6 +461,10 @@ class EventBus:
                 route = self._routes[event_type]
         return route
 
+    def _skip_event(self, event: Event[Any]) -> None:
+        """What a retired dispatch entry calls instead of its handler."""
+        self._count_skip()
+
     def _count_skip(self) -> None:
         with self._lock:
             self._skipped += 1
@@ -481,7 +495,7 @@ class EventBus:
         return Subscription(rec, f"middleware {callable_name(fn)}")
 
     def _remove_middleware(self, rec: _Registration[Middleware]) -> bool:
-        if self._wlock.held:  # a finalizer inside this thread's registry operation
+        if self._must_defer():  # a finalizer inside one of this thread's bus operations
             return self._defer(rec, self._unlink_middleware_locked)
         with self._wlock:
             if not rec.active:
@@ -923,7 +937,7 @@ class EventBus:
         return Subscription(rec, f"{sink.kind} sink"), replay
 
     def _detach_sink(self, rec: _Registration[Sink]) -> bool:
-        if self._wlock.held:  # a finalizer inside this thread's registry operation
+        if self._must_defer():  # a finalizer inside one of this thread's bus operations
             return self._defer(rec, self._unlink_sink_locked)
         with self._wlock:
             if not rec.active:
@@ -1069,7 +1083,7 @@ class EventBus:
         with self._wlock:
             for sig in self._signals.values():
                 for rec in _receivers_of(sig):
-                    rec.active = False
+                    rec.retire()
                     sig.disconnect(rec)
             self._routes.clear()
             for mrec in self._mw_records:
