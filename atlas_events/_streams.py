@@ -113,9 +113,15 @@ class _Queue:
     # -- publisher side (any thread, under the bus's recording lock) ---------
 
     def push(self, ev: Event[Any]) -> None:
-        if not self.matches(ev):
+        # Paid by the publisher once per stream per event: the common case
+        # (an ANY stream with room, consumer not parked) stays inline.
+        if (
+            self.event_type is not ANY or self.correlation_id is not None or self.filter is not None
+        ) and (not self.matches(ev)):
             return
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             if self.closed:
                 return
             items = self.items
@@ -128,7 +134,10 @@ class _Queue:
                     self.dropped += 1
                     return
             items.append(ev)
-            self._wake_locked()
+            if self.waiter is not None:
+                self._wake_locked()
+        finally:
+            lock.release()
 
     def _evict_oldest_locked(self) -> bool:
         """Drop the oldest non-terminal queued event; ``False`` if there is none."""
