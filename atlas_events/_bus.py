@@ -71,8 +71,6 @@ _ids = _SOURCE
 _HANDLER_ERROR: Final = EventType.HANDLER_ERROR
 # Builtin types whose values can equal (and hash like) an enum member with
 # that mixin: never event types themselves.
-_PLAIN_VALUES: Final = frozenset({str, int, float, complex, bool, bytes, tuple, frozenset})
-
 # (parent event id, dispatch depth, correlation id) of the dispatch or
 # correlation block we are in; ``None`` at top level. One context variable
 # serves causation, recursion depth and correlation, so publish reads one.
@@ -233,14 +231,21 @@ class EventBus:
         self.terminal_types: frozenset[enum.Enum] = frozenset(
             (EventType.SYSTEM_SHUTDOWN, *terminal_types)
         )
+        # By identity, for the same reason as the registries below.
+        self.terminal_ids: frozenset[int] = frozenset(map(id, self.terminal_types))
         self._lock = threading.RLock()
         self._lock_owned: Callable[[], bool] = self._lock._is_owned  # type: ignore[attr-defined]
         rw = RWLockWrite()
         holders = threading.local()
         self._rlock = _RegistryLock(self, rw.gen_rlock(), holders, write=False)
         self._wlock = _RegistryLock(self, rw.gen_wlock(), holders, write=True)
-        self._signals: dict[enum.Enum, blinker.Signal] = {}
-        self._routes: dict[Any, tuple[Entry, ...]] = {}
+        # Registries are keyed by id(member), never by the member itself:
+        # members of IntEnum / StrEnum classes hash and compare by value, so
+        # A.X and B.Y with equal values would share a key. _members keeps
+        # every keyed member alive (so its id cannot be reused).
+        self._members: dict[int, enum.Enum] = {}
+        self._signals: dict[int, blinker.Signal] = {}
+        self._routes: dict[int, tuple[Entry, ...]] = {}
         self._order = itertools.count()
         self._dead: deque[Receiver] = deque()
         self._deferred: deque[Callable[[], object]] = deque()  # see _RegistryLock
@@ -249,7 +254,7 @@ class EventBus:
         self._sinks: tuple[Sink, ...] = ()
         self._blocking_sinks: tuple[Sink, ...] = ()
         self._sink_records: list[_Registration[Sink]] = []
-        self._declared: dict[enum.Enum, type[Any]] = {}
+        self._declared: dict[int, tuple[enum.Enum, type[Any]]] = {}
         self._children: weakref.WeakSet[EventBus] = weakref.WeakSet()
         self._closed = False
         self._seq = 0
@@ -283,11 +288,11 @@ class EventBus:
     # --------------------------------------------------------------- signals
 
     def _signal(self, event_type: enum.Enum) -> blinker.Signal:
-        sig = self._signals.get(event_type)
+        key = id(event_type)
+        sig = self._signals.get(key)
         if sig is None:
-            sig = self._signals[event_type] = blinker.Signal(
-                f"{self.name}: {_type_label(event_type)}"
-            )
+            self._members[key] = event_type
+            sig = self._signals[key] = blinker.Signal(f"{self.name}: {_type_label(event_type)}")
         return sig
 
     def get_signal(self, event_type: enum.Enum | EventKey[Any]) -> blinker.Signal:
@@ -406,7 +411,7 @@ class EventBus:
         return was_active
 
     def _disconnect_locked(self, rec: Receiver) -> None:
-        sig = self._signals.get(rec.event_type)
+        sig = self._signals.get(id(rec.event_type))
         if sig is not None and id(rec) in sig.receivers:
             sig.disconnect(rec)
             self._rebuild_locked(rec.event_type)
@@ -444,21 +449,23 @@ class EventBus:
 
     def _rebuild_locked(self, event_type: enum.Enum) -> None:
         """Rebuild dispatch snapshots after a change to ``event_type``'s receivers."""
-        any_recs = _receivers_of(self._signals.get(ANY))
-        types = list(self._routes) if event_type is ANY else [event_type]
-        for t in types:
-            recs = _receivers_of(self._signals.get(t))
+        any_recs = _receivers_of(self._signals.get(id(ANY)))
+        keys = list(self._routes) if event_type is ANY else [id(event_type)]
+        if event_type is not ANY:
+            self._members[keys[0]] = event_type
+        for key in keys:
+            recs = _receivers_of(self._signals.get(key))
             if any_recs:
                 recs.extend(any_recs)
                 recs.sort(key=_order_of)
-            self._routes[t] = tuple(r.entry for r in recs if r.active)
+            self._routes[key] = tuple(r.entry for r in recs if r.active)
 
     def _route_for(self, event_type: enum.Enum) -> tuple[Entry, ...]:
-        route = self._routes.get(event_type)
+        route = self._routes.get(id(event_type))
         if route is None:
             with self._wlock:
                 self._rebuild_locked(event_type)
-                route = self._routes[event_type]
+                route = self._routes[id(event_type)]
         return route
 
     def _skip_event(self, event: Event[Any]) -> None:
@@ -521,13 +528,13 @@ class EventBus:
         """
         if not isinstance(key, EventKey):
             raise TypeError(f"declare() takes an EventKey (see atlas_events.declare), got {key!r}")
-        existing = self._declared.get(key.type)
-        if existing is not None and existing is not key.payload:
+        existing = self._declared.get(id(key.type))
+        if existing is not None and existing[1] is not key.payload:
             raise ValueError(
-                f"{key.type!r} is already declared to carry {existing.__qualname__}, "
+                f"{key.type!r} is already declared to carry {existing[1].__qualname__}, "
                 f"not {_qualname(key.payload)}"
             )
-        self._declared[key.type] = key.payload
+        self._declared[id(key.type)] = (key.type, key.payload)
 
     # ---------------------------------------------------------------- publish
 
@@ -547,9 +554,9 @@ class EventBus:
         return et, self._route_for(et)
 
     def _check_payload(self, event_type: enum.Enum, data: object) -> None:
-        cls = self._declared.get(event_type)
-        if cls is not None and not isinstance(data, cls):
-            raise PayloadTypeError(event_type, cls, type(data))
+        declared = self._declared.get(id(event_type))
+        if declared is not None and not isinstance(data, declared[1]):
+            raise PayloadTypeError(event_type, declared[1], type(data))
 
     @overload
     def publish(
@@ -605,13 +612,12 @@ class EventBus:
         # off to helpers and the common case reads each attribute once.
         if self._closed:
             raise BusClosedError(self.name)
-        try:
-            route = self._routes.get(event_type)
-        except Exception:  # unhashable (or a failing __hash__): not an enum member
-            route = None
-        if route is None or event_type.__class__ in _PLAIN_VALUES:
-            # A plain value equal to a str- or int-valued member ("task.started"
-            # == EventType.TASK_STARTED) finds that member's route: refuse it too.
+        # Keyed by identity: a plain value equal to a str- or int-valued member
+        # ("task.started" == EventType.TASK_STARTED), an unhashable object or a
+        # member of another enum with the same value finds no route here and
+        # is validated (and refused, or routed) by _resolve.
+        route = self._routes.get(id(event_type))
+        if route is None:
             event_type, route = self._resolve(event_type, data)
         elif self._declared:
             self._check_payload(event_type, data)  # type: ignore[arg-type]
@@ -749,7 +755,7 @@ class EventBus:
         if parent is not None and propagate and not parent._closed:
             # Forward: the same event, through the parent's own middleware,
             # history (its own seq) and handlers, and on up the chain.
-            up = parent._routes.get(ev.type)
+            up = parent._routes.get(id(ev.type))
             parent._emit(ev, parent._route_for(ev.type) if up is None else up, depth, True, False)
         if self._blocking_sinks:
             for sink in self._blocking_sinks:
@@ -1025,7 +1031,7 @@ class EventBus:
         self._purge_dead()
         et = None if event_type is None else self._check_type(event_type, allow_any=True)
         with self._rlock:
-            sigs = self._signals.values() if et is None else [self._signals.get(et)]
+            sigs = self._signals.values() if et is None else [self._signals.get(id(et))]
             return sum(1 for s in sigs for r in _receivers_of(s) if r.active)
 
     def stats(self) -> BusStats:
@@ -1033,8 +1039,8 @@ class EventBus:
         self._purge_dead()
         with self._rlock:
             subscribers = {
-                _type_label(t): n
-                for t, s in self._signals.items()
+                _type_label(self._members[k]): n
+                for k, s in self._signals.items()
                 if (n := sum(1 for r in _receivers_of(s) if r.active))
             }
             sink_stats = [s.stats() for s in self._sinks]

@@ -20,6 +20,7 @@ __all__ = [
     "Event",
     "EventKey",
     "EventType",
+    "MemberMap",
     "copy_event",
     "declare",
 ]
@@ -195,6 +196,40 @@ class Event(_EventFields[T]):
 # Fast construction (see _EventFields): plain __init__, then a class swap.
 _SEQ_SET = _EventFields.__dict__["seq"].__set__
 _new = object.__new__
+
+
+V = TypeVar("V")
+
+
+class MemberMap(Generic[V]):
+    """A mapping keyed by enum members *by identity*.
+
+    Members of ``IntEnum`` / ``StrEnum`` (and other mixin enums) hash and
+    compare by value, so in a plain dict ``A.X`` and ``B.Y`` with equal values
+    share a key. Every registry keyed by event type uses this instead.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: dict[int, tuple[enum.Enum, V]] = {}
+
+    def get(self, member: enum.Enum) -> V | None:
+        item = self._items.get(id(member))
+        return item[1] if item is not None and item[0] is member else None
+
+    def __setitem__(self, member: enum.Enum, value: V) -> None:
+        self._items[id(member)] = (member, value)  # holds the member: its id stays unique
+
+    def __contains__(self, member: object) -> bool:
+        item = self._items.get(id(member))
+        return item is not None and item[0] is member
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
 
 
 def _unpickle_event(*fields: Any) -> Event[Any]:

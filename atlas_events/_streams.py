@@ -88,7 +88,7 @@ class _Queue:
         self.block_timeout = block_timeout
         self.loop = loop
         self.name = name
-        self.terminal = bus.terminal_types
+        self.terminal = bus.terminal_ids  # ids: membership by identity, not value
         self.items: deque[Event[Any]] = deque()
         self.lock = threading.Lock()
         self.not_full = threading.Condition(self.lock)
@@ -126,8 +126,8 @@ class _Queue:
                 return
             items = self.items
             if len(items) >= self.capacity and not self.blocks:
-                if ev.type in self.terminal or self.policy == "drop_oldest":
-                    if not self._evict_oldest_locked() and ev.type not in self.terminal:
+                if id(ev.type) in self.terminal or self.policy == "drop_oldest":
+                    if not self._evict_oldest_locked() and id(ev.type) not in self.terminal:
                         self.dropped += 1  # the queue holds only terminal events
                         return
                 else:  # drop_newest, non-terminal arrival
@@ -143,12 +143,12 @@ class _Queue:
         """Drop the oldest non-terminal queued event; ``False`` if there is none."""
         items = self.items
         terminal = self.terminal
-        if items[0].type not in terminal:
+        if id(items[0].type) not in terminal:
             items.popleft()
             self.dropped += 1
             return True
         for i, queued in enumerate(items):
-            if queued.type not in terminal:
+            if id(queued.type) not in terminal:
                 del items[i]
                 self.dropped += 1
                 return True
@@ -390,7 +390,7 @@ class EventStream:
             except asyncio.CancelledError:
                 self.close()
                 raise
-        if q.correlation_id is not None and ev.type in q.terminal:
+        if q.correlation_id is not None and id(ev.type) in q.terminal:
             self._pending_end = True
         return ev
 

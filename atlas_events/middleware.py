@@ -135,13 +135,15 @@ class SetMetadata:
 class DropTypes:
     """Drop events of the given types (e.g. noisy debug events in production)."""
 
-    __slots__ = ("types",)
+    __slots__ = ("_ids", "types")
 
     def __init__(self, *types: enum.Enum) -> None:
-        self.types = frozenset(types)
+        self.types = tuple(types)
+        # By identity: IntEnum / StrEnum members of other enums may be equal.
+        self._ids = frozenset(map(id, self.types))
 
     def __call__(self, event: Event[Any]) -> Event[Any] | None:
-        return None if event.type in self.types else event
+        return None if id(event.type) in self._ids else event
 
     def __repr__(self) -> str:
         return f"DropTypes({', '.join(map(repr, self.types))})"

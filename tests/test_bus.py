@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 from typing import Any
@@ -677,3 +678,53 @@ def test_concurrent_publish_subscribe_unsubscribe(bus: EventBus) -> None:
     seqs = [e.seq for e in bus.history()]
     assert seqs == sorted(seqs)
     assert len(seqs) == 1000
+
+
+# ------------------------------------------------- enums that compare by value
+
+
+class Alpha(enum.IntEnum):
+    """An IntEnum: its members compare and hash like ints."""
+
+    X = 1
+
+
+class Beta(enum.IntEnum):
+    """Another IntEnum whose member has the same value as Alpha.X."""
+
+    Y = 1
+
+
+class Lookalike(enum.StrEnum):
+    """A user StrEnum whose value equals a core EventType value."""
+
+    STARTED = "task.started"
+
+
+def test_equal_valued_members_of_different_enums_stay_apart(bus: EventBus) -> None:
+    """Routing, counts, declarations and DropTypes go by member identity, not value."""
+    got: list[Any] = []
+    bus.subscribe(Alpha.X, lambda e: got.append(("alpha", e.data)))
+    bus.subscribe(ET.TASK_STARTED, lambda e: got.append(("core", e.data)))
+    bus.publish(Beta.Y, 1)
+    bus.publish(Lookalike.STARTED, 2)
+    assert got == []
+    bus.publish(Alpha.X, 3)
+    bus.publish(ET.TASK_STARTED, 4)
+    assert got == [("alpha", 3), ("core", 4)]
+    assert bus.subscriber_count(Beta.Y) == 0
+    assert bus.subscriber_count(Alpha.X) == 1
+    assert set(bus.stats()["subscribers"]) == {"Alpha.X", "EventType.TASK_STARTED"}
+    bus.declare(declare(Alpha.X, int))
+    bus.publish(Beta.Y, "not an int: Beta.Y is not declared")
+    bus.add_middleware(DropTypes(Alpha.X))
+    bus.publish(Beta.Y, 5)
+    assert bus.history()[-1].type is Beta.Y
+    assert bus.stats()["dropped_by_middleware"] == 0
+
+
+def test_terminal_types_go_by_identity() -> None:
+    """A member equal in value to a terminal type is not terminal itself."""
+    b = EventBus(terminal_types=(Alpha.X,))
+    assert id(Alpha.X) in b.terminal_ids
+    assert id(Beta.Y) not in b.terminal_ids

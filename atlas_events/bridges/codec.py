@@ -28,7 +28,7 @@ from typing import Any, Final, NamedTuple, TypeAlias, cast
 import attrs
 import msgspec
 
-from .._event import ANY, EMPTY_METADATA, Event, EventType, _EventFields
+from .._event import ANY, EMPTY_METADATA, Event, EventType, MemberMap, _EventFields
 from ..exceptions import CodecError, PayloadTooLargeError, UnregisteredTypeError
 
 __all__ = [
@@ -145,7 +145,7 @@ class Codec:
         ):
             raise ValueError(f"max_payload_bytes must be an int >= 1, got {max_payload_bytes!r}")
         self.max_payload_bytes = max_payload_bytes
-        self._names: dict[enum.Enum, str] = {}
+        self._names: MemberMap[str] = MemberMap()  # by identity (IntEnum/StrEnum)
         self._types: dict[str, enum.Enum] = {}
         self._payload_names: dict[type[Any], str] = {}
         self._payload_decoders: dict[str, msgspec.json.Decoder[Any]] = {}

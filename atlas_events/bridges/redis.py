@@ -32,7 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from .._bus import EventBus
-from .._event import Event, EventKey, EventType
+from .._event import Event, EventKey, EventType, MemberMap
 from .._stats import SinkStats
 from .._subscription import Subscription
 from ..exceptions import (
@@ -437,18 +437,18 @@ class RedisBridge:
         self._safe_url = redact_url(url)
         self._options = options
 
-        self._wire_names: dict[enum.Enum, str] = {}
-        self._types: frozenset[enum.Enum] | None = None
+        self._wire_names: MemberMap[str] = MemberMap()  # by identity (IntEnum/StrEnum)
+        self._types: MemberMap[bool] | None = None
         if types is not None:
-            chosen = set()
+            chosen: MemberMap[bool] = MemberMap()
             for t in types:
                 member = t.type if isinstance(t, EventKey) else t
                 if not isinstance(member, enum.Enum) or not self.codec.knows(member):
                     raise ValueError(
                         f"{member!r} has no wire name: register it with the codec first"
                     )
-                chosen.add(member)
-            self._types = frozenset(chosen)
+                chosen[member] = True
+            self._types = chosen
         self._scopes: tuple[tuple[str, ...], ...] | None = None
         if scopes is not None:
             self._scopes = tuple(_scope_path(s) for s in scopes)
@@ -705,7 +705,8 @@ class RedisBridge:
         if name is None:
             types = self._types
             if types is None:
-                wanted = event_type not in LOCAL_ONLY_TYPES and self.codec.knows(event_type)
+                local_only = any(event_type is t for t in LOCAL_ONLY_TYPES)  # identity, not value
+                wanted = not local_only and self.codec.knows(event_type)
             else:
                 wanted = event_type in types
             name = self.codec.type_name(event_type) if wanted else ""

@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._bus import EventBus
-from .._event import Event
+from .._event import Event, MemberMap
 from .._streams import EventStream, Replay
 from ..exceptions import BusClosedError, StreamClosedError
 from ..middleware import Redact
@@ -133,15 +133,16 @@ class _TypeMatch:
 
     def __init__(self, names: frozenset[str]) -> None:
         self.names = names
-        self.memo: dict[enum.Enum, bool] = {}
+        self.memo: MemberMap[bool] = MemberMap()  # by identity (IntEnum/StrEnum)
 
     def __call__(self, t: enum.Enum) -> bool:
         hit = self.memo.get(t)
         if hit is None:
             names = self.names
-            hit = self.memo[t] = (
+            hit = (
                 f"{type(t).__name__}.{t.name}" in names or t.name in names or str(t.value) in names
             )
+            self.memo[t] = hit
         return hit
 
 
