@@ -708,7 +708,7 @@ class EventBus:
                 if res.type is not ev.type:
                     route = self._route_for(res.type)
                 ev = res
-                fresh = True  # a middleware's new event: unrecorded unless seq says otherwise
+                fresh = False  # not built here: the middleware may hold it, so copy
 
         cid = ev.correlation_id
         lock = self._lock

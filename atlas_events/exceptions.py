@@ -28,7 +28,6 @@ __all__ = [
     "RecursionDepthError",
     "ScopeError",
     "StreamClosedError",
-    "StreamFullError",
     "UnregisteredTypeError",
 ]
 
@@ -205,23 +204,6 @@ class ScopeError(AtlasEventsError, ValueError):
 
 class StreamClosedError(AtlasEventsError, RuntimeError):
     """An operation needed an open stream, but it was closed."""
-
-
-class StreamFullError(AtlasEventsError, TimeoutError):
-    """A ``block``-policy stream stayed full longer than its timeout.
-
-    Attributes:
-        capacity: The stream's queue capacity.
-        timeout: How long the publisher waited, in seconds.
-    """
-
-    def __init__(self, capacity: int, timeout: float) -> None:
-        super().__init__(
-            f"stream queue stayed full ({capacity} events) for {timeout:.3f}s; "
-            "the consumer is not keeping up"
-        )
-        self.capacity = capacity
-        self.timeout = timeout
 
 
 class CodecError(AtlasEventsError, ValueError):

@@ -728,3 +728,14 @@ def test_terminal_types_go_by_identity() -> None:
     b = EventBus(terminal_types=(Alpha.X,))
     assert id(Alpha.X) in b.terminal_ids
     assert id(Beta.Y) not in b.terminal_ids
+
+
+def test_middleware_returned_event_is_never_mutated(bus: EventBus) -> None:
+    """An event a middleware returns (maybe one it keeps) is recorded as a copy."""
+    cached = Event.create(ET.TASK_COMPLETED, "cached")
+    bus.add_middleware(lambda e: cached)
+    bus.publish(ET.TASK_STARTED)
+    bus.publish(ET.TASK_STARTED)
+    assert cached.seq == -1
+    assert [e.seq for e in bus.history()] == [1, 2]
+    assert all(e.id == cached.id for e in bus.history())

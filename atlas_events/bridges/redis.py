@@ -8,7 +8,6 @@ and the tuning knobs.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import os
@@ -260,11 +259,15 @@ class _Outbox:
         self.seq = seq = self.seq + 1
         items = self.items
         if len(items) >= self.capacity:
-            self.dropped += 1
             if self.policy != "drop_oldest":
+                self.dropped += 1
                 return
-            with contextlib.suppress(IndexError):  # the sender may just have emptied it
+            try:
                 items.popleft()
+            except IndexError:  # the sender just emptied it: nothing was dropped
+                pass
+            else:
+                self.dropped += 1
         items.append((seq, ev, parts))
         if self.idle:
             self.wake.set()
