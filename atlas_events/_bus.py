@@ -30,6 +30,7 @@ from ._event import (
     EventType,
     _EventFields,
     copy_event,
+    trusted_event,
 )
 from ._history import History, select
 from ._ids import _SOURCE
@@ -810,7 +811,7 @@ class EventBus:
                 exc_info=exc,
             )
         failure = HandlerFailure(ev.id, ev.type, name, exc, is_async)
-        err_ev = _EventFields(
+        err_ev = trusted_event(
             _ids.prefix + str(next(_ids.counter)),
             _HANDLER_ERROR,
             failure,
@@ -823,9 +824,8 @@ class EventBus:
             ev.correlation_id,
             None,
         )
-        err_ev.__class__ = Event
         try:
-            self._emit(err_ev, self._route_for(_HANDLER_ERROR), depth, True, True)  # type: ignore[arg-type]
+            self._emit(err_ev, self._route_for(_HANDLER_ERROR), depth, True, True)
         except Exception:  # a middleware failed on the error report: log, never recurse
             log.exception("could not publish HANDLER_ERROR for %s", ev.id)
         finally:

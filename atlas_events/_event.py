@@ -23,6 +23,7 @@ __all__ = [
     "MemberMap",
     "copy_event",
     "declare",
+    "trusted_event",
 ]
 
 T = TypeVar("T")
@@ -232,11 +233,54 @@ class MemberMap(Generic[V]):
         self._items.clear()
 
 
-def _unpickle_event(*fields: Any) -> Event[Any]:
-    ev = _EventFields(*fields)
-    ev.metadata = MappingProxyType(ev.metadata) if ev.metadata else EMPTY_METADATA
+def trusted_event(
+    event_id: str,
+    event_type: enum.Enum,
+    data: Any,
+    timestamp: float,
+    source: str | None,
+    metadata: Mapping[str, Any],
+    scope: tuple[str, ...],
+    parent_id: str | None,
+    seq: int,
+    correlation_id: str | None,
+    origin: str | None,
+) -> Event[Any]:
+    """Build an :class:`Event` from fields the caller has already validated.
+
+    Skips the frozen ``__init__`` and its checks: the mutable layout is
+    filled positionally and the class swapped (see :class:`_EventFields`).
+    ``metadata`` must already be read-only.
+    """
+    ev = _EventFields(
+        event_id,
+        event_type,
+        data,
+        timestamp,
+        source,
+        metadata,
+        scope,
+        parent_id,
+        seq,
+        correlation_id,
+        origin,
+    )
     ev.__class__ = Event
     return ev  # type: ignore[return-value]
+
+
+def _unpickle_event(
+    event_id: str,
+    event_type: enum.Enum,
+    data: Any,
+    timestamp: float,
+    source: str | None,
+    metadata: dict[str, Any],
+    *rest: Any,
+) -> Event[Any]:
+    # Pickled with a plain dict for metadata: make it read-only again.
+    frozen = MappingProxyType(metadata) if metadata else EMPTY_METADATA
+    return trusted_event(event_id, event_type, data, timestamp, source, frozen, *rest)
 
 
 def copy_event(ev: Event[Any], seq: int, *, scope: tuple[str, ...] | None = None) -> Event[Any]:

@@ -23,12 +23,12 @@ import dataclasses
 import enum
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Final, NamedTuple, TypeAlias, cast
+from typing import Any, Final, NamedTuple, TypeAlias
 
 import attrs
 import msgspec
 
-from .._event import ANY, EMPTY_METADATA, Event, EventType, MemberMap, _EventFields
+from .._event import ANY, EMPTY_METADATA, Event, EventType, MemberMap, trusted_event
 from ..exceptions import CodecError, PayloadTooLargeError, UnregisteredTypeError
 
 __all__ = [
@@ -431,7 +431,7 @@ class Codec:
         # Every field is validated above (msgspec checked the types, the
         # registry the event type), so skip Event's checking __init__: build
         # the slots and swap the class, as the bus does.
-        fields = _EventFields(
+        event = trusted_event(
             env.id,
             event_type,
             data,
@@ -444,8 +444,7 @@ class Codec:
             env.cid,
             env.o,
         )
-        fields.__class__ = Event
-        return env.o, env.i, env.s, cast("Event[Any]", fields)
+        return env.o, env.i, env.s, event
 
     def _malformed(self, raw: bytes, exc: Exception) -> CodecError:
         try:
