@@ -8,6 +8,7 @@ and the tuning knobs.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import os
@@ -80,6 +81,7 @@ _LINK_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 _STREAM_ID_RE: Final = re.compile(r"^(0|\$|\d+(-\d+)?)$")
 _SOURCE: Final = "atlas_events.bridges.redis"
+_POLL: Final = 0.005  # seconds between readiness checks of the async lifecycle
 
 
 @attrs.frozen(slots=True)
@@ -548,10 +550,14 @@ class RedisBridge:
             for thread in self._threads:
                 thread.start()
         if timeout is not None and not self._ready.wait(timeout):
-            reason = self._last_error or f"no answer within {timeout}s"
             self.stop(timeout=0)
-            raise BridgeConnectionError(self._safe_url, reason)
+            raise self._no_answer(timeout)
         return self
+
+    def _no_answer(self, timeout: float) -> BridgeConnectionError:
+        return BridgeConnectionError(
+            self._safe_url, self._last_error or f"no answer within {timeout}s"
+        )
 
     def stop(self, timeout: float = 5.0) -> None:
         """Detach from the bus, send what the outbox holds, stop the threads.
@@ -605,6 +611,78 @@ class RedisBridge:
                     client.close()
             self._reader_client = self._sender_client = None
             self._set_state("stopped")
+
+    async def start_async(
+        self,
+        timeout: float | None = 5.0,  # noqa: ASYNC109 - as start(): on expiry, stops and raises
+    ) -> RedisBridge:
+        """:meth:`start` for asyncio code: waits for the broker without blocking the loop.
+
+        The threads start at once; the coroutine then polls for the consumer
+        group to be ready. If it times out, or the awaiting task is
+        cancelled, the bridge is stopped again (in a worker thread) before
+        the error propagates, so the bus is left as it was.
+
+        Raises:
+            BridgeConnectionError, BusClosedError, RuntimeError: as :meth:`start`.
+        """
+        starting = asyncio.ensure_future(asyncio.to_thread(self.start, None))
+        try:
+            await asyncio.shield(starting)
+            if timeout is not None:
+                deadline = time.monotonic() + timeout
+                while not self._ready.is_set():
+                    if time.monotonic() >= deadline:
+                        raise self._no_answer(timeout)
+                    await asyncio.sleep(_POLL)
+        except BaseException:
+            await asyncio.shield(self._undo_start(starting))
+            raise
+        return self
+
+    async def _undo_start(self, starting: asyncio.Future[RedisBridge]) -> None:
+        """Stop the bridge that ``starting`` started (nothing if it raised)."""
+        try:
+            await starting
+        except BaseException:  # start() refused: it changed nothing, nothing to undo
+            return
+        await asyncio.to_thread(self.stop, 0)
+
+    async def stop_async(
+        self,
+        timeout: float = 5.0,  # noqa: ASYNC109 - the outbox drain budget of stop()
+    ) -> None:
+        """:meth:`stop` in a worker thread, so the loop keeps running meanwhile.
+
+        Cancelling the awaiting task does not interrupt the stop: it
+        finishes in its thread (the cancellation still propagates).
+        """
+        await asyncio.shield(asyncio.to_thread(self.stop, timeout))
+
+    async def wait_connected_async(self) -> bool:
+        """Wait until the bridge is connected, without blocking the loop.
+
+        Returns ``False`` if the bridge is stopped or stops first. Bound the
+        wait with ``asyncio.timeout(...)``.
+        """
+        while self._state != "connected":
+            if self._halt.is_set() or self._state == "stopped":
+                return False
+            await asyncio.sleep(_POLL)
+        return True
+
+    async def __aenter__(self) -> RedisBridge:
+        if self._state == "stopped":
+            await self.start_async()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop_async()
 
     def __enter__(self) -> RedisBridge:
         if self._state == "stopped":
