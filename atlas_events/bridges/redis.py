@@ -198,6 +198,27 @@ class _Stash(threading.local):
 _Item: TypeAlias = tuple[int, Event[Any], "EncodedParts | None"]
 
 
+def _stashed_parts(
+    ev: Event[Any], pending: tuple[Event[Any], EncodedParts] | None
+) -> EncodedParts | None:
+    """The stashed parts if the publish check passed a copy of ``ev``, else ``None``.
+
+    (A later middleware may return a copy with the same id, payload and
+    metadata. A stale stash is harmless: it cannot match another event.)
+    """
+    if pending is None:
+        return None
+    seen = pending[0]
+    if (
+        seen.id == ev.id
+        and seen.data is ev.data
+        and seen.metadata is ev.metadata
+        and seen.type is ev.type
+    ):
+        return pending[1]
+    return None
+
+
 class _Outbox:
     """The bridge's sink: a bounded queue of outbound events, fed under the bus lock."""
 
@@ -240,22 +261,14 @@ class _Outbox:
         # Called under the bus's recording lock, so pushes never race each
         # other; the sender thread only pops from the left (atomic), so the
         # deque needs no lock of its own.
-        stash = self.stash
-        parts: EncodedParts | None = None
-        pending = stash.pending
-        if pending is not None:
-            # The publish check just passed this event (or its copy) on this
-            # thread. (A stale entry is harmless: it cannot match another event.)
-            seen = pending[0]
-            if seen is ev or (
-                seen.id == ev.id
-                and seen.data is ev.data
-                and seen.metadata is ev.metadata
-                and seen.type is ev.type
-            ):
-                parts = pending[1]
-        if parts is None and (ev.origin is not None or not self.wants(ev)):
-            return
+        pending = self.stash.pending
+        parts: EncodedParts | None
+        if pending is not None and pending[0] is ev:
+            parts = pending[1]  # the publish check just passed this event on this thread
+        else:
+            parts = _stashed_parts(ev, pending)
+            if parts is None and (ev.origin is not None or not self.wants(ev)):
+                return
         if self.closed:
             return
         self.seq = seq = self.seq + 1
@@ -443,6 +456,9 @@ class RedisBridge:
         self._options = options
 
         self._wire_names: MemberMap[str] = MemberMap()  # by identity (IntEnum/StrEnum)
+        # The publish check's lookup: the same names by id(member), without a
+        # method call; _wire_names holds the members, so their ids stay unique.
+        self._wire_ids: dict[int, str] = {}
         self._types: MemberMap[bool] | None = None
         if types is not None:
             chosen: MemberMap[bool] = MemberMap()
@@ -531,6 +547,7 @@ class RedisBridge:
             self._stopping.clear()
             self._ready.clear()
             self._outbox.closed = False
+            self._wire_ids.clear()  # first: every id left in it still has its member held
             self._wire_names.clear()
             self._set_state("connecting")
             try:
@@ -792,6 +809,7 @@ class RedisBridge:
                 wanted = event_type in types
             name = self.codec.type_name(event_type) if wanted else ""
             self._wire_names[event_type] = name
+            self._wire_ids[id(event_type)] = name
         return name
 
     def _in_scope(self, path: tuple[str, ...]) -> bool:
@@ -810,7 +828,7 @@ class RedisBridge:
         """
         if ev.origin is not None:
             return ev
-        name = self._wire_names.get(ev.type)
+        name = self._wire_ids.get(id(ev.type))
         if name is None:
             name = self._wire_name(ev.type)
         if not name or (self._scopes is not None and not self._in_scope(ev.scope)):
