@@ -214,11 +214,14 @@ class FastLink:
             It is connected on first use (redis-py does the handshake).
     """
 
-    __slots__ = ("_conn", "_reader")
+    __slots__ = ("_conn", "_owed", "_reader", "owed_errors")
 
     def __init__(self, conn: Conn) -> None:
         self._conn = conn
         self._reader: RespReader | HiredisReader | None = None
+        self._owed = 0  # replies to commands sent ahead, not read yet
+        self.owed_errors: list[Exception] = []
+        """Error replies to commands sent with :meth:`send_ahead` (the caller clears it)."""
 
     def _socket(self) -> socket.socket | None:
         sock = getattr(self._conn, "_sock", None)
@@ -237,6 +240,7 @@ class FastLink:
         reader = self._reader
         if reader is None or reader.sock is not sock:
             self._reader = HiredisReader(sock) if HAS_HIREDIS else RespReader(sock)
+            self._owed = 0  # a new connection owes nothing
         try:
             sock.sendall(payload)
         except TimeoutError as exc:
@@ -246,8 +250,31 @@ class FastLink:
             self.drop()
             raise RedisConnectionError(f"Error while writing to the broker: {exc}") from exc
 
+    def send_ahead(self, payload: bytes, replies: int) -> None:
+        """Send ``replies`` commands whose replies are read later, not awaited now.
+
+        Saves a round trip: the replies are read (error replies collected in
+        :attr:`owed_errors`) before the reply to the next command, by
+        :meth:`read`, or by :meth:`settle`.
+        """
+        self.send(payload)
+        self._owed += replies
+
+    def settle(self) -> None:
+        """Read the replies still owed to :meth:`send_ahead` (before others use the link)."""
+        while self._owed:
+            self._owed -= 1
+            reply = self._read_one()
+            if isinstance(reply, Exception):
+                self.owed_errors.append(reply)
+
     def read(self) -> Any:
         """Read the next reply; an error reply is returned, not raised."""
+        if self._owed:
+            self.settle()
+        return self._read_one()
+
+    def _read_one(self) -> Any:
         reader = self._reader
         if reader is None:  # pragma: no cover - the fallback path
             try:
@@ -265,4 +292,5 @@ class FastLink:
     def drop(self) -> None:
         """Close the socket; the next :meth:`send` reconnects."""
         self._reader = None
+        self._owed = 0
         self._conn.disconnect()
