@@ -854,25 +854,27 @@ class RedisBridge:
                 log.error("bridge %s: event %s not sent: %s", self.node_id, ev.id, exc)
         return out
 
-    def _xadd_batch(self, link: FastLink, payloads: list[bytes]) -> None:
-        """``XADD`` every payload in one round trip; raises link errors."""
+    def _xadd_commands(self, payloads: list[bytes]) -> bytes:
+        """One ``XADD`` per payload, packed for a single write."""
         prefix = self._xadd_prefix
-        link.send(b"".join([prefix + _bulk(p) for p in payloads]))
+        return b"".join([prefix + _bulk(p) for p in payloads])
+
+    def _read_xadd_replies(self, link: FastLink, count: int) -> None:
+        """Read the replies to ``count`` ``XADD``s and count them; raises link errors."""
         errors: list[Exception] = []
         read = link.read
-        for _ in payloads:
+        for _ in range(count):
             reply = read()
             if isinstance(reply, Exception):
                 errors.append(reply)
-        sent = len(payloads) - len(errors)
-        self._sent += sent
+        self._sent += count - len(errors)
         if errors:
             self._send_errors += len(errors)
             log.error(
                 "bridge %s: the broker refused %d of %d events (dropped): %s",
                 self.node_id,
                 len(errors),
-                len(payloads),
+                count,
                 errors[0],
             )
 
@@ -883,16 +885,23 @@ class RedisBridge:
             return
         link = FastLink(_conn(client))
         outbox = self._outbox
-        payloads: list[bytes] = []  # in flight: taken from the outbox, not yet acknowledged
+        # Up to two batches are on their way: ``sent`` (written, replies not
+        # read yet) and ``ready`` (encoded, not written yet). The next batch
+        # is taken and encoded while Redis works on the previous one, and
+        # written before that one's replies are read.
+        sent: list[bytes] = []
+        ready: list[bytes] = []
         try:
             while not self._halt.is_set():
-                if not payloads:
-                    if self._state == "disconnected":
-                        if not self._recover(client):
-                            break
-                        self._link_up()
+                if not ready:
                     items = outbox.take(self.batch_size)
-                    if not items:
+                    if items:
+                        ready = self._encode_batch(items)
+                    elif not sent:
+                        if self._state == "disconnected":
+                            if not self._recover(client):
+                                break
+                            self._link_up()
                         if self._stopping.is_set() or outbox.closed:
                             break
                         outbox.wake.clear()
@@ -901,26 +910,32 @@ class RedisBridge:
                             outbox.wake.wait(0.5)
                         outbox.idle = False
                         continue
-                    payloads = self._encode_batch(items)
-                    self._in_flight = len(payloads)
-                    if not payloads:
+                    if not ready and not sent:  # every event of the batch was rejected
                         continue
+                self._in_flight = len(sent) + len(ready)
                 try:
-                    self._xadd_batch(link, payloads)
+                    if ready:
+                        link.send(self._xadd_commands(ready))
+                    if sent:
+                        self._read_xadd_replies(link, len(sent))
                 except _LINK_ERRORS as exc:
+                    # Whatever may not have arrived goes again, in order
+                    # (receivers drop the duplicates).
+                    ready, sent = sent + ready, []
+                    self._in_flight = len(ready)
                     _drop_connection(client)
                     self._link_down(exc)
                     if not self._recover(client):
                         break
                     self._link_up()
                     continue
-                payloads = []
-                self._in_flight = 0
+                sent, ready = ready, []
+                self._in_flight = len(sent)
                 self._link_up()
         except Exception:  # pragma: no cover - a bug: keep the process alive, say it loudly
             log.exception("bridge %s: sender thread failed", self.node_id)
         finally:
-            self._abandon(payloads)
+            self._abandon(sent + ready)
 
     def _abandon(self, payloads: list[bytes]) -> None:
         """Count what the sender leaves unsent when it stops."""
