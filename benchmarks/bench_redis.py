@@ -215,6 +215,9 @@ def publisher_overhead(url: str, namespace: str, n: int, rounds: int) -> dict[st
         bridge.stop()
         plain.close()
         live.close()
+        admin = redis.Redis.from_url(url)
+        admin.delete(bridge.stream_key)  # ~n entries per round: do not leave them in Redis
+        admin.close()
     return {
         "inline_none": inline["none"],
         "inline_attached": inline["attached"],
