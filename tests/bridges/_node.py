@@ -12,7 +12,7 @@ import json
 import sys
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, cast
 
 from atlas_events import Event, EventBus, EventType
 from atlas_events.bridges.redis import RedisBridge
@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
     total = [0]
 
     def on_event(ev: Event[Any]) -> None:
-        received[ev.origin or "local"].append(ev.data["n"])
+        received[ev.origin or "local"].append(cast("dict[str, int]", ev.data)["n"])
         total[0] += 1
 
     bus.subscribe(EventType.TASK_COMPLETED, on_event)

@@ -9,11 +9,20 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
 REDIS_SERVER = shutil.which("redis-server")
+
+StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
+"""What ``XRANGE`` returns on a client without ``decode_responses``: ``(id, fields)`` pairs."""
+
+
+class RawCommands(Protocol):
+    """A client's raw command interface (redis-py leaves ``execute_command`` unannotated)."""
+
+    def execute_command(self, *args: str) -> object: ...
 
 
 def free_port() -> int:

@@ -7,16 +7,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
 
 from atlas_events import Event, EventBus, EventType, MiddlewareError
-from atlas_events.bridges.redis import OutboxPolicy, RedisBridge
+from atlas_events.bridges.redis import BridgeStatus, OutboxPolicy, RedisBridge
 from atlas_events.exceptions import BridgeConnectionError, OutboxFullError
 
-from ._support import OPENSSL, RedisServer, make_tls_files, wait_until
+from ._support import OPENSSL, RawCommands, RedisServer, make_tls_files, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -31,7 +31,7 @@ def bridges() -> Iterator[list[RedisBridge]]:
 
 
 def _numbers(events: list[Event[Any]]) -> list[int]:
-    return [int(e.data["n"]) for e in events]
+    return [int(cast("dict[str, Any]", e.data)["n"]) for e in events]
 
 
 def test_sigkill_and_restart_loses_nothing_and_reconnects_fast(
@@ -54,21 +54,24 @@ def test_sigkill_and_restart_loses_nothing_and_reconnects_fast(
 
     def on_b(ev: Event[Any]) -> None:
         received.append(ev)
-        if ev.data["n"] == hold_at and not held.is_set():
+        if cast("dict[str, int]", ev.data)["n"] == hold_at and not held.is_set():
             held.set()  # b's reader now sits on a read-but-unacknowledged batch
             release.wait(20)
 
     b.subscribe(EventType.TASK_COMPLETED, on_b)
     local: list[int] = []
-    a.subscribe(EventType.TASK_COMPLETED, lambda ev: local.append(ev.data["n"]))
+    a.subscribe(
+        EventType.TASK_COMPLETED, lambda ev: local.append(cast("dict[str, int]", ev.data)["n"])
+    )
     reconnected: dict[str, float] = {}
     disconnected: list[Event[Any]] = []
     a.subscribe(EventType.BRIDGE_DISCONNECTED, disconnected.append)
     for bus, name in ((a, "a"), (b, "b")):
-        bus.subscribe(
-            EventType.BRIDGE_RECONNECTED,
-            lambda ev, name=name: reconnected.setdefault(name, time.monotonic()),
-        )
+
+        def on_reconnected(ev: Event[Any], name: str = name) -> None:
+            reconnected.setdefault(name, time.monotonic())
+
+        bus.subscribe(EventType.BRIDGE_RECONNECTED, on_reconnected)
     bridge_a = RedisBridge(a, server.url, "faults", node_id="node-a", block_ms=100)
     bridge_b = RedisBridge(b, server.url, "faults", node_id="node-b", block_ms=100, batch_size=50)
     bridges += [bridge_a, bridge_b]
@@ -123,7 +126,10 @@ def test_sigkill_and_restart_loses_nothing_and_reconnects_fast(
     assert health_a["reconnects"] == health_a["disconnects"], context
     assert health_a["outbox_dropped"] == 0, context
     assert len(disconnected) == health_a["disconnects"], context
-    assert "Connection" in disconnected[0].data.error
+    status = disconnected[0].data
+    assert isinstance(status, BridgeStatus)
+    assert status.error is not None
+    assert "Connection" in status.error
 
 
 @pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
@@ -136,7 +142,7 @@ def test_outbox_overflow_reports_exact_drops(
     """With the broker down, a full outbox drops exactly the overflow, by policy."""
     server = own_redis_server
     a, b = make_bus("a"), make_bus("b")
-    got = []
+    got: list[Event[Any]] = []
     b.subscribe(EventType.TASK_COMPLETED, got.append)
     bridge_a = RedisBridge(
         a, server.url, "overflow", node_id="node-a", outbox_size=100, outbox_policy=policy
@@ -217,10 +223,11 @@ def test_acl_user_limited_to_the_bridge_keys(
 ) -> None:
     """The ACL from docs/cross-process.md is enough for a bridge and for nothing else."""
     admin = own_redis_server.client()
-    admin.execute_command(*ACL.split())
+    raw: RawCommands = admin
+    raw.execute_command(*ACL.split())
     url = f"redis://atlas-bridge:s3cret@127.0.0.1:{own_redis_server.port}/0"
     a, b = make_bus("a"), make_bus("b")
-    got = []
+    got: list[Event[Any]] = []
     b.subscribe(EventType.TASK_COMPLETED, got.append)
     for bus, node in ((a, "node-a"), (b, "node-b")):
         bridge = RedisBridge(bus, url, "acl", node_id=node, replay_last=5)

@@ -5,21 +5,21 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
 
 from atlas_events import Event, EventBus, EventType, MiddlewareError
 from atlas_events.bridges.codec import Codec
-from atlas_events.bridges.redis import BridgeStatus, RedisBridge, redact_url
+from atlas_events.bridges.redis import BridgeSinkStats, BridgeStatus, RedisBridge, redact_url
 from atlas_events.exceptions import (
     BridgeConnectionError,
     PayloadTooLargeError,
     UnregisteredTypeError,
 )
 
-from ._support import RedisServer, free_port, wait_until
+from ._support import RedisServer, StreamEntries, free_port, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -162,7 +162,7 @@ def test_type_and_scope_filters(
     planner.scope("deeper").publish(EventType.TASK_COMPLETED, {"n": 4})
     planner.publish(EventType.TASK_COMPLETED, {"n": 5})
     assert wait_until(lambda: len(got) == 2)
-    assert [e.data["n"] for e in got] == [4, 5]
+    assert [cast("dict[str, int]", e.data)["n"] for e in got] == [4, 5]
 
 
 def test_local_only_types_stay_local(
@@ -180,7 +180,7 @@ def test_local_only_types_stay_local(
     assert a.history(EventType.HANDLER_ERROR)
     assert a.history(EventType.BRIDGE_CONNECTED)
     assert wait_until(lambda: bridge.health()["sent"] == 1)
-    entries = client.xrange(bridge.stream_key)
+    entries = cast(StreamEntries, client.xrange(bridge.stream_key))
     assert len(entries) == 1
     assert b'"t":"task.failed"' in entries[0][1][b"e"]
 
@@ -235,7 +235,7 @@ def test_malformed_and_oversized_entries_are_dead_lettered(
     health = bridge.health()
     assert health["received"] == 6
     assert health["connected"]
-    dead = client.xrange(bridge.dead_letter_key)
+    dead = cast(StreamEntries, client.xrange(bridge.dead_letter_key))
     reasons = [fields[b"x-reason"] for _, fields in dead]
     assert reasons == [b"malformed", b"malformed", b"unknown-type", b"version", b"oversized"]
     assert all(fields[b"x-node"] == b"node-b" for _, fields in dead)
@@ -256,9 +256,9 @@ def test_duplicates_are_delivered_once(
     client.xadd(bridge.stream_key, {"e": _envelope(2, n=2)})
     client.xadd(bridge.stream_key, {"e": _envelope(1, n=1, incarnation="restarted")})
     assert wait_until(lambda: bridge.health()["received"] == 4)
-    assert [e.data["n"] for e in got] == [1, 2, 1]
+    assert [cast("dict[str, int]", e.data)["n"] for e in got] == [1, 2, 1]
     assert bridge.health()["duplicates"] == 1
-    assert b.stats()["sinks"][0]["duplicates"] == 1
+    assert cast(BridgeSinkStats, b.stats()["sinks"][0])["duplicates"] == 1
 
 
 def test_pending_entries_come_first_after_a_crash(
@@ -273,6 +273,7 @@ def test_pending_entries_come_first_after_a_crash(
     for seq in (1, 2, 3):
         client.xadd(key, {"e": _envelope(seq, n=seq)})
     read = client.xreadgroup("node-r", "node-r", {key: ">"}, count=10)  # then "crash"
+    assert isinstance(read, list)  # RESP2: [[stream, entries]]
     assert len(read[0][1]) == 3
     for seq in (4, 5):
         client.xadd(key, {"e": _envelope(seq, n=seq)})
@@ -280,7 +281,7 @@ def test_pending_entries_come_first_after_a_crash(
     got = _collect(b)
     make_bridge(b, "node-r")
     assert wait_until(lambda: len(got) == 5)
-    assert [e.data["n"] for e in got] == [1, 2, 3, 4, 5]
+    assert [cast("dict[str, int]", e.data)["n"] for e in got] == [1, 2, 3, 4, 5]
     assert wait_until(lambda: client.xpending(key, "node-r")["pending"] == 0)
 
 
@@ -364,9 +365,9 @@ def test_late_joiners_can_replay(
     make_bridge(live, "late-live")
     a.publish(EventType.TASK_COMPLETED, {"n": 10})
     assert wait_until(lambda: len(got3) == 4 and len(got_all) == 11 and len(got_live) == 1)
-    assert [e.data["n"] for e in got3] == [7, 8, 9, 10]
-    assert [e.data["n"] for e in got_all] == list(range(11))
-    assert [e.data["n"] for e in got_live] == [10]
+    assert [cast("dict[str, int]", e.data)["n"] for e in got3] == [7, 8, 9, 10]
+    assert [cast("dict[str, int]", e.data)["n"] for e in got_all] == list(range(11))
+    assert [cast("dict[str, int]", e.data)["n"] for e in got_live] == [10]
 
 
 def test_health_stats_and_lifecycle_events(
@@ -388,7 +389,7 @@ def test_health_stats_and_lifecycle_events(
     assert health["state"] == "connected"
     assert health["outbox_capacity"] == 123
     assert health["stream"] == bridge_a.stream_key
-    (sink,) = a.stats()["sinks"]
+    (sink,) = cast("list[BridgeSinkStats]", a.stats()["sinks"])
     assert sink["kind"] == "redis-bridge"
     assert sink["name"] == "node-a"
     assert sink["capacity"] == 123
