@@ -365,12 +365,12 @@ class Driver:
         raised_before = self.seen.raises
         result = self._expect(
             allowed,
-            lambda: self.bus.publish(
-                et,  # type: ignore[arg-type]
+            lambda: self.bus.publish(  # type: ignore[call-overload]
+                et,
                 data,
-                metadata=metadata,  # type: ignore[arg-type]
-                source=source,  # type: ignore[arg-type]
-                correlation_id=cid,  # type: ignore[arg-type]
+                metadata=metadata,
+                source=source,
+                correlation_id=cid,
             ),
         )
         if isinstance(result, ExceptionGroup):
@@ -418,12 +418,12 @@ class Driver:
             (maybe if callable(filter_fn) else bad).append(InvalidHandlerError)
         token = self._expect(
             bad + maybe,
-            lambda: self.bus.subscribe(
-                et,  # type: ignore[arg-type]
+            lambda: self.bus.subscribe(  # type: ignore[call-overload]
+                et,
                 handler,
-                weak=weak,  # type: ignore[arg-type]
+                weak=weak,
                 filter=filter_fn,
-                once=once,  # type: ignore[arg-type]
+                once=once,
             ),
             may_succeed=not bad,
         )
@@ -612,7 +612,7 @@ def test_error_messages_survive_hostile_and_huge_values() -> None:
         (InvalidEventTypeError, lambda: bus.publish(BadRepr())),  # type: ignore[call-overload]
         (InvalidEventTypeError, lambda: bus.publish(huge)),  # type: ignore[call-overload]
         (InvalidEventTypeError, lambda: bus.subscribe(huge, print)),  # type: ignore[call-overload]
-        (InvalidHandlerError, lambda: bus.subscribe(ET.TASK_STARTED, BadRepr())),
+        (InvalidHandlerError, lambda: bus.subscribe(ET.TASK_STARTED, BadRepr())),  # type: ignore[arg-type]
         (InvalidHandlerError, lambda: bus.add_middleware(BadRepr())),  # type: ignore[arg-type]
     ]
     for expected, call in cases:

@@ -22,11 +22,11 @@ import time
 import tracemalloc
 import weakref
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pytest
 
-from atlas_events import ANY, Event, EventBus, EventType, Subscription
+from atlas_events import ANY, Event, EventBus, EventType, HandlerFailure, Subscription
 
 from .conftest import Workers, collect
 
@@ -105,7 +105,7 @@ def test_subscribe_unsubscribe_cycles_leave_no_trace() -> None:
         delivered[0] += 1
 
     def odd(event: Event[Any]) -> bool:
-        return bool(event.data % 2)
+        return bool(cast(int, event.data) % 2)
 
     def cycle(i: int) -> None:
         bus = buses[i % 2]
@@ -162,7 +162,7 @@ def test_short_lived_components_leave_no_trace() -> None:
     def lifetime(i: int) -> None:
         comp = Owner(cyclic=i % 2 == 0)
         root.subscribe(ET.TASK_STARTED, comp.on_event)
-        scope.subscribe(ET.TASK_STARTED, comp.on_scoped, filter=lambda e: e.data >= 0)
+        scope.subscribe(ET.TASK_STARTED, comp.on_scoped, filter=lambda e: cast(int, e.data) >= 0)
         root.subscribe(ANY, comp.on_once, once=True)
         scope.publish(ET.TASK_STARTED, i)  # scope: on_scoped; root: on_event, on_once
         if comp.calls < 3:
@@ -217,7 +217,7 @@ def test_handler_error_in_history_does_not_pin_a_weak_component(who_raises: str)
                 raise ValueError("boom")
             if who_raises == "chained":
                 try:
-                    {}["missing"]
+                    cast("dict[str, object]", {})["missing"]
                 except KeyError:
                     raise ValueError("boom") from None
 
@@ -228,7 +228,9 @@ def test_handler_error_in_history_does_not_pin_a_weak_component(who_raises: str)
     live_tracebacks: list[bool] = []
     bus.subscribe(
         ET.HANDLER_ERROR,
-        lambda e: live_tracebacks.append(e.data.exception.__traceback__ is not None),
+        lambda e: live_tracebacks.append(
+            cast(HandlerFailure, e.data).exception.__traceback__ is not None
+        ),
     )
     comp = Failing()
     if who_raises == "another handler":
@@ -241,7 +243,7 @@ def test_handler_error_in_history_does_not_pin_a_weak_component(who_raises: str)
     collect()
     assert ref() is None, "the component is still alive"
     assert bus.subscriber_count(ET.TASK_STARTED) == (who_raises == "another handler")
-    failure = bus.history(ET.HANDLER_ERROR)[0].data
+    failure = cast(HandlerFailure, bus.history(ET.HANDLER_ERROR)[0].data)
     assert isinstance(failure.exception, ValueError)  # the report itself is kept
     bus.close()
 
@@ -261,7 +263,7 @@ def test_publishing_inside_except_keeps_the_callers_exception_intact() -> None:
         bus.publish(ET.TASK_STARTED)
         caught.append(outer)
     assert caught[0].__traceback__ is not None
-    failure = bus.history(ET.HANDLER_ERROR)[0].data
+    failure = cast(HandlerFailure, bus.history(ET.HANDLER_ERROR)[0].data)
     assert failure.exception.__context__ is caught[0]
     bus.close()
 

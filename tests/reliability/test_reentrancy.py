@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import pytest
@@ -22,6 +22,7 @@ from atlas_events import (
     EventBus,
     EventType,
     HandlerError,
+    HandlerFailure,
     RecursionDepthError,
     Subscription,
 )
@@ -208,7 +209,7 @@ def test_handler_closes_its_own_scope() -> None:
 
 def _runaway(bus: EventBus, publish_on: Callable[[], EventBus] | None = None) -> None:
     def again(event: Event[Any]) -> None:
-        (publish_on() if publish_on else bus).publish(ET.TASK_STARTED, event.data + 1)
+        (publish_on() if publish_on else bus).publish(ET.TASK_STARTED, cast(int, event.data) + 1)
 
     bus.subscribe(ET.TASK_STARTED, again)
 
@@ -225,7 +226,7 @@ def test_runaway_recursion_stops_at_the_depth_limit(max_depth: int) -> None:
 
     assert [e.data for e in bus.history(ET.TASK_STARTED)] == list(range(1, max_depth + 1))
     assert len(errors) == 1
-    failure = errors[0].data
+    failure = cast(HandlerFailure, errors[0].data)
     assert isinstance(failure.exception, RecursionDepthError)
     assert failure.exception.depth == max_depth + 1
     assert failure.exception.limit == max_depth
@@ -267,15 +268,16 @@ def test_ping_pong_between_scopes_stops_at_the_depth_limit() -> None:
     errors: list[Event[Any]] = []
     root.subscribe(ET.HANDLER_ERROR, errors.append)
     scope.subscribe(
-        ET.TASK_STARTED, lambda e: root.publish(ET.TASK_COMPLETED, e.data + 1, propagate=False)
+        ET.TASK_STARTED,
+        lambda e: root.publish(ET.TASK_COMPLETED, cast(int, e.data) + 1, propagate=False),
     )
     root.subscribe(
         ET.TASK_COMPLETED,
-        lambda e: scope.publish(ET.TASK_STARTED, e.data + 1) if e.scope == () else None,
+        lambda e: scope.publish(ET.TASK_STARTED, cast(int, e.data) + 1) if e.scope == () else None,
     )
     scope.publish(ET.TASK_STARTED, 0)
     assert len(errors) == 1
-    assert isinstance(errors[0].data.exception, RecursionDepthError)
+    assert isinstance(cast(HandlerFailure, errors[0].data).exception, RecursionDepthError)
     assert scope.publish(ET.AGENT_STARTED)  # both still usable
     assert root.publish(ET.AGENT_STARTED)
     root.close()
@@ -313,16 +315,16 @@ def test_reentrant_handlers_on_many_threads(workers: Workers) -> None:
     lock = threading.Lock()
 
     def republisher(event: Event[Any]) -> None:
-        i, k = event.data
+        i, k = cast("tuple[int, int]", event.data)
         if k % 4 == 1:
             scope.publish(ET.TASK_COMPLETED, (i, k))
 
     def on_nested(event: Event[Any]) -> None:
         with lock:
-            nested_seen[event.data[0]] += 1
+            nested_seen[cast("tuple[int, int]", event.data)[0]] += 1
 
     def churner(event: Event[Any]) -> None:
-        i, k = event.data
+        i, k = cast("tuple[int, int]", event.data)
         token: Subscription | None = None
 
         def temp(e: Event[Any]) -> None:

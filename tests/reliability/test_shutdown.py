@@ -203,7 +203,7 @@ class RacyBus(EventBus):
         self._closer: Workers | None = None
         super().__init__(**kwargs)
 
-    @property  # type: ignore[override]
+    @property
     def _closed(self) -> bool:
         value: bool = self.__dict__["_closed_value"]
         if self._armed_by == threading.get_ident():  # the check saw "open"; now close

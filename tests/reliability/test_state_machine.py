@@ -190,9 +190,10 @@ class BusMachine(RuleBasedStateMachine):
             self.violations.append(f"sub{sid} called after its owner died: {event!r}")
         data = event.data
         if isinstance(data, HandlerFailure):
+            failure = data
             m = re.search(r"\bsub(\d+)\b", data.handler)
             data = ("err", int(m.group(1)) if m else data.handler, data.event_type, data.event_id)
-            if not isinstance(event.data.exception, Boom):
+            if not isinstance(failure.exception, Boom):
                 self.violations.append(f"unexpected failure payload {event.data!r}")
         link = ("parent", event.parent_id) if event.type is ET.HANDLER_ERROR else ("id", event.id)
         self.calls.append(
@@ -527,7 +528,7 @@ def attrs_replace(ev: ModelEvent, **changes: Any) -> ModelEvent:
     return ModelEvent(**{**ev.__dict__, **changes})
 
 
-class TestBusAgainstModel(BusMachine.TestCase):  # type: ignore[misc,name-defined]
+class TestBusAgainstModel(BusMachine.TestCase):  # type: ignore[misc,valid-type]
     """The bus tree agrees with the model after every step (300 examples x 40 steps in CI)."""
 
     settings = profile()

@@ -10,13 +10,14 @@ it exactly once, and each publishing thread's events in that thread's order.
 
 from __future__ import annotations
 
+import enum
 import random
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -32,7 +33,7 @@ REPUBLISH_EVERY = 50
 HISTORY_LIMIT = 5_000
 DEADLINE = 120.0  # seconds for the whole run before the test calls it a deadlock
 
-Key = tuple[EventType, int, int]  # (type, publishing thread, its k-th publish)
+Key = tuple[enum.Enum, int, int]  # (type, publishing thread, its k-th publish)
 
 
 class Recorder:
@@ -42,7 +43,7 @@ class Recorder:
         self.seen: list[Key] = []
 
     def on_event(self, event: Event[Any]) -> None:
-        i, k = event.data
+        i, k = cast("tuple[int, int]", event.data)
         self.seen.append((event.type, i, k))
 
 
@@ -73,7 +74,7 @@ def _bus_for(i: int, k: int) -> int:
 
 def _expected() -> dict[str, set[Key]]:
     """The keys each whole-run subscriber must see (exactly once each)."""
-    started = {
+    started: dict[int, set[Key]] = {
         idx: {
             (ET.TASK_STARTED, i, k)
             for i in range(THREADS)
@@ -84,7 +85,7 @@ def _expected() -> dict[str, set[Key]]:
     }
     # The re-publisher on scope a sees events of a and a/b; it re-publishes on
     # a/b, so TASK_COMPLETED reaches a/b, a and root.
-    completed = {
+    completed: set[Key] = {
         (ET.TASK_COMPLETED, i, k)
         for (_, i, k) in started[1] | started[2]
         if k % REPUBLISH_EVERY == 0
@@ -101,7 +102,7 @@ def _expected() -> dict[str, set[Key]]:
 
 def _check_order(name: str, seen: list[Key]) -> None:
     """Each publishing thread's events arrive in the order that thread published them."""
-    last: dict[tuple[EventType, int], int] = {}
+    last: dict[tuple[enum.Enum, int], int] = {}
     for t, i, k in seen:
         prev = last.get((t, i), -1)
         assert k > prev, f"{name}: thread {i} {t!r} #{k} arrived after #{prev}"
@@ -146,12 +147,12 @@ def test_publish_subscribe_churn_and_republish_lose_and_duplicate_nothing(
         ET.TASK_STARTED,
         rec["a_started_even_threads"].on_event,
         weak=False,
-        filter=lambda e: e.data[0] % 2 == 0,
+        filter=lambda e: cast("tuple[int, int]", e.data)[0] % 2 == 0,
     )
     b.subscribe(ANY, rec["b_any"].on_event, weak=False)
 
     def republish(event: Event[Any]) -> None:
-        i, k = event.data
+        i, k = cast("tuple[int, int]", event.data)
         if k % REPUBLISH_EVERY == 0:
             b.publish(ET.TASK_COMPLETED, (i, k), source=f"t{i}")
 
