@@ -7,7 +7,7 @@ import enum
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Final, Generic, TypeVar, final
+from typing import Any, Final, Generic, TypeVar, final, overload
 
 import attrs
 
@@ -88,7 +88,7 @@ class _EventFields(Generic[T]):
 
     id: str
     type: enum.Enum
-    data: T | None
+    data: T
     timestamp: float
     source: str | None
     metadata: Mapping[str, Any]
@@ -111,7 +111,7 @@ class Event(_EventFields[T]):
     Attributes:
         id: Unique id (per process and across processes).
         type: An :class:`EventType` or a member of any user ``Enum``.
-        data: The payload (``None`` when there is none).
+        data: The payload (``None`` when there is none; ``Event[None]``).
         timestamp: Creation time, epoch seconds.
         source: Optional name of the component that published it.
         metadata: Read-only mapping of extra information.
@@ -138,16 +138,40 @@ class Event(_EventFields[T]):
         if not isinstance(self.scope, tuple):
             object.__setattr__(self, "scope", tuple(self.scope))
 
+    @overload
     @classmethod
     def create(
         cls,
         event_type: enum.Enum,
-        data: T | None = None,
+        data: None = None,
         *,
         source: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         correlation_id: str | None = None,
-    ) -> Event[T]:
+    ) -> Event[None]: ...
+
+    @overload
+    @classmethod
+    def create(
+        cls,
+        event_type: enum.Enum,
+        data: T,
+        *,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
+    ) -> Event[T]: ...
+
+    @classmethod
+    def create(
+        cls,
+        event_type: enum.Enum,
+        data: Any = None,
+        *,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
+    ) -> Event[Any]:
         """Build a new, unrecorded event with a fresh id and timestamp."""
         return cls(
             new_id(),

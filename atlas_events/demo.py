@@ -101,8 +101,7 @@ class Agent:
         self.bus.publish(TASK_DONE, TaskResult(task, self.name, True, tokens), source=self.name)
 
     def on_done(self, event: Event[TaskResult]) -> None:
-        if event.data is not None:
-            self.completed.append(event.data.task)
+        self.completed.append(event.data.task)
 
     def stop(self) -> None:
         self.bus.publish(EventType.AGENT_STOPPED, {"agent": self.name}, source=self.name)

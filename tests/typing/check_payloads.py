@@ -24,8 +24,14 @@ assert_type(TASK_DONE, EventKey[TaskResult])
 
 
 def on_done(event: Event[TaskResult]) -> None:
-    if event.data is not None:
-        assert_type(event.data.task, str)
+    assert_type(event.data, TaskResult)  # a typed key's payload is never None
+    assert_type(event.data.task, str)
+
+
+def build() -> None:
+    assert_type(Event.create(EventType.TASK_STARTED), Event[None])
+    assert_type(Event.create(EventType.TASK_COMPLETED, TaskResult("t", True)), Event[TaskResult])
+    assert_type(Event.create(EventType.TASK_STARTED).data, None)
 
 
 def on_anything(event: Event[Any]) -> None:
