@@ -9,6 +9,7 @@ and the tuning knobs.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import enum
 import logging
 import os
@@ -18,9 +19,9 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol, TypeAlias, TypedDict, cast, get_args
+from typing import Any, Final, Literal, Protocol, TypeAlias, TypedDict, TypeVar, cast, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -636,34 +637,42 @@ class RedisBridge:
         """:meth:`start` for asyncio code: waits for the broker without blocking the loop.
 
         The threads start at once; the coroutine then polls for the consumer
-        group to be ready. If it times out, or the awaiting task is
-        cancelled, the bridge is stopped again (in a worker thread) before
-        the error propagates, so the bus is left as it was.
+        group to be ready. If it times out, the bridge is stopped while
+        connecting, or the awaiting task is cancelled (however often), the
+        half-started bridge is stopped again before the error propagates, so
+        the bus is left as it was. The undoing runs in a worker thread; a
+        cancellation takes effect once it is done (at most about
+        ``block_ms`` + 2 s).
 
         Raises:
             BridgeConnectionError, BusClosedError, RuntimeError: as :meth:`start`.
         """
-        starting = asyncio.ensure_future(asyncio.to_thread(self.start, None))
+        # start() runs in a thread of its own, behind a future nothing can
+        # cancel (not even cancelling every task): whether the bridge was
+        # started is then always known, and undone below if need be.
+        starting = _in_thread(lambda: self.start(None), f"atlas-redis-start[{self.node_id}]")
         try:
-            await asyncio.shield(starting)
+            await asyncio.wrap_future(starting)
             if timeout is not None:
                 deadline = time.monotonic() + timeout
                 while not self._ready.is_set():
+                    if self._state == "stopped":
+                        raise BridgeConnectionError(self._safe_url, "stopped while connecting")
                     if time.monotonic() >= deadline:
                         raise self._no_answer(timeout)
                     await asyncio.sleep(_POLL)
         except BaseException:
-            await asyncio.shield(self._undo_start(starting))
+            undoing = _in_thread(
+                lambda: self._undo_start(starting), f"atlas-redis-undo[{self.node_id}]"
+            )
+            await _wait_uncancellable(undoing)
             raise
         return self
 
-    async def _undo_start(self, starting: asyncio.Future[RedisBridge]) -> None:
-        """Stop the bridge that ``starting`` started (nothing if it raised)."""
-        try:
-            await starting
-        except BaseException:  # start() refused: it changed nothing, nothing to undo
-            return
-        await asyncio.to_thread(self.stop, 0)
+    def _undo_start(self, starting: concurrent.futures.Future[RedisBridge]) -> None:
+        """Stop the bridge that ``starting`` started; nothing if start() refused."""
+        if starting.exception() is None:  # waits for start() to finish
+            self.stop(0)
 
     async def stop_async(
         self,
@@ -1273,6 +1282,42 @@ class RedisBridge:
                 return True
             except (*_LINK_ERRORS, ResponseError) as exc:
                 self._last_error = f"{type(exc).__name__}: {exc}"
+
+
+_R = TypeVar("_R")
+
+
+def _in_thread(fn: Callable[[], _R], name: str) -> concurrent.futures.Future[_R]:
+    """Run ``fn`` in a new daemon thread; its future cannot be cancelled."""
+    future: concurrent.futures.Future[_R] = concurrent.futures.Future()
+    future.set_running_or_notify_cancel()  # running: cancel() now returns False
+
+    def run() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # handed to whoever waits for the future
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
+async def _wait_uncancellable(future: concurrent.futures.Future[Any]) -> None:
+    """Wait for ``future`` to finish, absorbing cancellations until it has; then re-raise one."""
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(asyncio.wrap_future(future))
+        except asyncio.CancelledError:
+            cancelled = True
+            if future.done():
+                break
+        except BaseException:  # its own error: reported by whoever started it
+            break
+        else:
+            break
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def _drop_connection(client: redis.Redis) -> None:

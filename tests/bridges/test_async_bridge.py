@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 
@@ -166,3 +167,68 @@ async def test_start_async_without_timeout_returns_at_once(
     finally:
         await bridge.stop_async()
     assert not await bridge.wait_connected_async()
+
+
+async def test_cancelling_every_task_during_start_async_leaves_nothing_running(
+    make_bus: Callable[[str], EventBus], redis_url: str, namespace: str
+) -> None:
+    """The shutdown pattern ``for t in all_tasks(): t.cancel()`` cannot orphan a started bridge.
+
+    A concurrent lifecycle call holds the bridge's lock for a moment, so
+    ``start()`` is still in its thread when everything is cancelled.
+    """
+    a = make_bus("a")
+    bridge = RedisBridge(a, redis_url, namespace, node_id="node-a")
+    bridge._life.acquire()
+    threading.Timer(0.3, bridge._life.release).start()
+    task = asyncio.get_running_loop().create_task(bridge.start_async(timeout=5))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    for other in asyncio.all_tasks():
+        if other is not asyncio.current_task():
+            other.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.5)  # anything left running would have connected by now
+    _assert_bus_untouched(bridge, a)
+
+
+async def test_start_async_cancelled_twice_is_undone_before_it_returns(
+    make_bus: Callable[[str], EventBus], redis_url: str, namespace: str
+) -> None:
+    """A second cancel does not cut the undoing short: a restart right after works and stays."""
+    a = make_bus("a")
+    bridge = RedisBridge(a, redis_url, namespace, node_id="node-a")
+    bridge._life.acquire()
+    threading.Timer(0.3, bridge._life.release).start()
+    task = asyncio.get_running_loop().create_task(bridge.start_async(timeout=5))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    _assert_bus_untouched(bridge, a)
+    await bridge.start_async(timeout=5)
+    try:
+        await asyncio.sleep(0.5)  # a late undo would stop it meanwhile
+        assert bridge.connected
+        assert len(a.stats()["sinks"]) == 1
+    finally:
+        await bridge.stop_async()
+
+
+async def test_stop_while_start_async_waits_ends_the_wait(
+    make_bus: Callable[[str], EventBus],
+) -> None:
+    """A concurrent stop() ends start_async's wait at once with BridgeConnectionError."""
+    a = make_bus("a")
+    bridge = _unreachable(a)
+    task = asyncio.get_running_loop().create_task(bridge.start_async(timeout=30))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await bridge.stop_async(0)
+    with pytest.raises(BridgeConnectionError, match="stopped while connecting"):
+        await task
+    assert time.monotonic() - started < 5
+    _assert_bus_untouched(bridge, a)
