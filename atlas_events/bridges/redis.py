@@ -618,12 +618,15 @@ class RedisBridge:
                 reader.join(self.block_ms / 1000 + 2.0)
             self._threads = []
             if self.ephemeral and self._sender_client is not None:
+                # On a connection of its own: the sender's may still be in use
+                # (if its thread outlived the join) or hold unread replies.
+                admin = self._client(reader=False)
                 try:
-                    _execute(
-                        self._sender_client, "XGROUP", "DESTROY", self.stream_key, self.node_id
-                    )
+                    _execute(admin, "XGROUP", "DESTROY", self.stream_key, self.node_id)
                 except (*_LINK_ERRORS, ResponseError) as exc:
                     log.info("bridge %s: could not delete its group: %s", self.node_id, exc)
+                finally:
+                    admin.close()
             for client in (self._reader_client, self._sender_client):
                 if client is not None:
                     client.close()
@@ -938,12 +941,22 @@ class RedisBridge:
                         break
                     self._link_up()
                     continue
+                if sent:  # replies read: the link works
+                    self._link_up()
                 sent, ready = ready, []
                 self._in_flight = len(sent)
-                self._link_up()
         except Exception:  # pragma: no cover - a bug: keep the process alive, say it loudly
             log.exception("bridge %s: sender thread failed", self.node_id)
         finally:
+            if sent:
+                # Halted with a batch written but unconfirmed: read its replies
+                # (so it counts as sent, and the connection carries no stale
+                # replies); if the link fails now, it counts as abandoned.
+                try:
+                    self._read_xadd_replies(link, len(sent))
+                    sent = []
+                except _LINK_ERRORS:
+                    pass
             self._abandon(sent + ready)
 
     def _abandon(self, payloads: list[bytes]) -> None:

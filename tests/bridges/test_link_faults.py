@@ -99,3 +99,35 @@ def test_connections_killed_under_load_lose_and_duplicate_nothing(
     assert health_a["outbox_dropped"] == 0, context
     assert health_a["send_errors"] == 0, context
     assert health_a["disconnects"] >= 1 or health_b["disconnects"] >= 1, context
+
+
+def test_stop_without_waiting_accounts_for_every_event(
+    redis_server: RedisServer, make_bus: Callable[[str], EventBus], namespace: str
+) -> None:
+    """``stop(timeout=0)`` mid-flow: written batches count as sent, the rest as abandoned.
+
+    Exactly: what the stream holds is ``sent``, and ``sent + abandoned`` is
+    everything published (nothing dropped), also with two batches in flight.
+    """
+    admin = redis_server.client()
+    try:
+        for attempt in range(3):
+            a = make_bus(f"a{attempt}")
+            total = 30_000
+            bridge = RedisBridge(
+                a, redis_server.url, f"{namespace}-{attempt}", outbox_size=total + 1
+            ).start()
+            for n in range(total):
+                a.publish(EventType.TASK_COMPLETED, {"n": n})
+            time.sleep(0.02)  # a few batches out, more in flight
+            bridge.stop(timeout=0)
+            health = bridge.health()
+            in_stream = admin.xlen(bridge.stream_key)
+            context = f"attempt {attempt}: stream={in_stream} {health}"
+            assert health["outbox_dropped"] == 0, context
+            assert health["sent"] + health["abandoned"] == total, context
+            assert in_stream == health["sent"], context
+            assert health["abandoned"] > 0, context  # the stop really cut the flow short
+            admin.delete(bridge.stream_key)
+    finally:
+        admin.close()
