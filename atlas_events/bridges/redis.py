@@ -215,6 +215,8 @@ def _stashed_parts(
         and seen.data is ev.data
         and seen.metadata is ev.metadata
         and seen.type is ev.type
+        and seen.scope == ev.scope  # a changed scope must pass the filters again
+        and ev.origin is None
     ):
         return pending[1]
     return None
@@ -456,10 +458,12 @@ class RedisBridge:
         self._safe_url = redact_url(url)
         self._options = options
 
-        self._wire_names: MemberMap[str] = MemberMap()  # by identity (IntEnum/StrEnum)
-        # The publish check's lookup: the same names by id(member), without a
-        # method call; _wire_names holds the members, so their ids stay unique.
-        self._wire_ids: dict[int, str] = {}
+        # Wire names by member identity (IntEnum/StrEnum members compare by
+        # value), and the same names by id(member) for the publish check's
+        # lookup without a method call. One pair, replaced as a whole by
+        # start(): every id in the dict has its member held by the map of
+        # the same pair, so no id can be reused while it is cached.
+        self._wire: tuple[MemberMap[str], dict[int, str]] = (MemberMap(), {})
         self._types: MemberMap[bool] | None = None
         if types is not None:
             chosen: MemberMap[bool] = MemberMap()
@@ -548,8 +552,7 @@ class RedisBridge:
             self._stopping.clear()
             self._ready.clear()
             self._outbox.closed = False
-            self._wire_ids.clear()  # first: every id left in it still has its member held
-            self._wire_names.clear()
+            self._wire = (MemberMap(), {})  # codec registrations may have changed
             self._set_state("connecting")
             try:
                 sink_token, _ = self.bus._attach_sink(self._outbox)
@@ -811,7 +814,8 @@ class RedisBridge:
 
     def _wire_name(self, event_type: enum.Enum) -> str:
         """The wire name of ``event_type`` if its events go out, else ``""`` (cached)."""
-        name = self._wire_names.get(event_type)
+        names, ids = self._wire
+        name = names.get(event_type)
         if name is None:
             types = self._types
             if types is None:
@@ -820,8 +824,8 @@ class RedisBridge:
             else:
                 wanted = event_type in types
             name = self.codec.type_name(event_type) if wanted else ""
-            self._wire_names[event_type] = name
-            self._wire_ids[id(event_type)] = name
+            names[event_type] = name  # first: it holds the member whose id is cached next
+            ids[id(event_type)] = name
         return name
 
     def _in_scope(self, path: tuple[str, ...]) -> bool:
@@ -840,7 +844,7 @@ class RedisBridge:
         """
         if ev.origin is not None:
             return ev
-        name = self._wire_ids.get(id(ev.type))
+        name = self._wire[1].get(id(ev.type))
         if name is None:
             name = self._wire_name(ev.type)
         if not name or (self._scopes is not None and not self._in_scope(ev.scope)):
