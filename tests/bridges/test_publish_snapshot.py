@@ -94,3 +94,28 @@ def test_a_later_middleware_replacing_the_payload_is_honoured(
     assert seen_locally == [{"n": n, "stamped": True} for n in range(20)]
     time.sleep(0.05)
     assert len(got) == 20
+
+
+def test_a_later_middleware_moving_the_event_out_of_scope_keeps_it_local(
+    make_bus: Callable[[str], EventBus], redis_url: str, namespace: str
+) -> None:
+    """The scope filter applies to the event as recorded, not as the publish check saw it."""
+    a, b = make_bus("a"), make_bus("b")
+    got: list[Event[Any]] = []
+    b.subscribe(EventType.TASK_COMPLETED, got.append)
+
+    def relocate(ev: Event[Any]) -> Event[Any]:
+        data = cast("dict[str, Any]", ev.data)
+        return attrs.evolve(ev, scope=("private",)) if data.get("move") else ev
+
+    with (
+        RedisBridge(b, redis_url, namespace, node_id="node-b", block_ms=100),
+        RedisBridge(a, redis_url, namespace, node_id="node-a", block_ms=100, scopes=["agents"]),
+    ):
+        a.add_middleware(relocate)
+        agents = a.scope("agents")
+        agents.publish(EventType.TASK_COMPLETED, {"n": 1, "move": True})
+        agents.publish(EventType.TASK_COMPLETED, {"n": 2})
+        assert wait_until(lambda: len(got) == 1)
+        time.sleep(0.2)
+    assert [ev.data for ev in got] == [{"n": 2}]
