@@ -49,6 +49,18 @@ def _unreachable(bus: EventBus) -> RedisBridge:
     return RedisBridge(bus, url, "nowhere", node_id="n", backoff_max=0.1)
 
 
+def _busy_bridge(bus: EventBus, url: str, namespace: str) -> RedisBridge:
+    """A bridge whose lifecycle lock a concurrent call holds for 0.3 s.
+
+    Its ``start()`` therefore lingers in its thread, so a cancellation lands
+    while the bridge is half-started.
+    """
+    bridge = RedisBridge(bus, url, namespace, node_id="node-a")
+    bridge._life.acquire()
+    threading.Timer(0.3, bridge._life.release).start()
+    return bridge
+
+
 def _assert_bus_untouched(bridge: RedisBridge, bus: EventBus) -> None:
     assert bridge.state == "stopped"
     assert not any(t.is_alive() for t in bridge._threads)
@@ -172,15 +184,9 @@ async def test_start_async_without_timeout_returns_at_once(
 async def test_cancelling_every_task_during_start_async_leaves_nothing_running(
     make_bus: Callable[[str], EventBus], redis_url: str, namespace: str
 ) -> None:
-    """The shutdown pattern ``for t in all_tasks(): t.cancel()`` cannot orphan a started bridge.
-
-    A concurrent lifecycle call holds the bridge's lock for a moment, so
-    ``start()`` is still in its thread when everything is cancelled.
-    """
+    """The shutdown pattern ``for t in all_tasks(): t.cancel()`` cannot orphan a started bridge."""
     a = make_bus("a")
-    bridge = RedisBridge(a, redis_url, namespace, node_id="node-a")
-    bridge._life.acquire()
-    threading.Timer(0.3, bridge._life.release).start()
+    bridge = _busy_bridge(a, redis_url, namespace)
     task = asyncio.get_running_loop().create_task(bridge.start_async(timeout=5))
     for _ in range(3):
         await asyncio.sleep(0)
@@ -198,9 +204,7 @@ async def test_start_async_cancelled_twice_is_undone_before_it_returns(
 ) -> None:
     """A second cancel does not cut the undoing short: a restart right after works and stays."""
     a = make_bus("a")
-    bridge = RedisBridge(a, redis_url, namespace, node_id="node-a")
-    bridge._life.acquire()
-    threading.Timer(0.3, bridge._life.release).start()
+    bridge = _busy_bridge(a, redis_url, namespace)
     task = asyncio.get_running_loop().create_task(bridge.start_async(timeout=5))
     await asyncio.sleep(0.05)
     task.cancel()
