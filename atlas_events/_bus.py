@@ -440,6 +440,19 @@ class EventBus:
             with self._wlock:
                 pass  # leaving the write lock purges
 
+    def _unregister(
+        self, rec: _Registration[Any], unlink: Callable[[_Registration[Any]], None]
+    ) -> bool:
+        """Retire a middleware or sink registration once; ``False`` if it already was."""
+        if self._must_defer():  # a finalizer inside one of this thread's bus operations
+            return self._defer(rec, unlink)
+        with self._wlock:
+            if not rec.active:
+                return False
+            rec.active = False
+            unlink(rec)
+        return True
+
     def _defer(self, rec: _Registration[Any], unlink: Callable[[_Registration[Any]], None]) -> bool:
         """Unregister ``rec`` when this thread leaves the registry lock (see _RegistryLock)."""
         if not rec.active:
@@ -503,14 +516,7 @@ class EventBus:
         return Subscription(rec, f"middleware {callable_name(fn)}")
 
     def _remove_middleware(self, rec: _Registration[Middleware]) -> bool:
-        if self._must_defer():  # a finalizer inside one of this thread's bus operations
-            return self._defer(rec, self._unlink_middleware_locked)
-        with self._wlock:
-            if not rec.active:
-                return False
-            rec.active = False
-            self._unlink_middleware_locked(rec)
-        return True
+        return self._unregister(rec, self._unlink_middleware_locked)
 
     def _unlink_middleware_locked(self, rec: _Registration[Middleware]) -> None:
         if rec in self._mw_records:
@@ -943,14 +949,7 @@ class EventBus:
         return Subscription(rec, f"{sink.kind} sink"), replay
 
     def _detach_sink(self, rec: _Registration[Sink]) -> bool:
-        if self._must_defer():  # a finalizer inside one of this thread's bus operations
-            return self._defer(rec, self._unlink_sink_locked)
-        with self._wlock:
-            if not rec.active:
-                return False
-            rec.active = False
-            self._unlink_sink_locked(rec)
-        return True
+        return self._unregister(rec, self._unlink_sink_locked)
 
     def _unlink_sink_locked(self, rec: _Registration[Sink]) -> None:
         with self._lock:
