@@ -927,14 +927,18 @@ class EventBus:
 
     # ------------------------------------------------------------------ sinks
 
-    def _attach_sink(
+    def attach_sink(
         self, sink: Sink, *, replay_from: Callable[[History], list[Event[Any]]] | None = None
     ) -> tuple[Subscription, list[Event[Any]]]:
-        """Attach ``sink``; atomically return the history it should replay.
+        """Attach ``sink`` (an async stream, a bridge outbox, your own consumer).
 
-        Events recorded before the attach are in the returned list (as
-        selected by ``replay_from``), events recorded after are pushed to the
-        sink: never both, never neither.
+        Every event recorded after the attach is pushed to the sink, in
+        ``seq`` order; events recorded before it are in the returned list (as
+        selected by ``replay_from``, empty without it): never both, never
+        neither. The returned :class:`Subscription` detaches the sink.
+
+        Raises:
+            BusClosedError: The bus is closed.
         """
         if self._closed:
             raise BusClosedError(self.name, "attach a stream")

@@ -327,7 +327,7 @@ class EventStream:
             return matched
 
         self._token: Subscription
-        self._token, backlog = bus._attach_sink(q, replay_from=take_replay)
+        self._token, backlog = bus.attach_sink(q, replay_from=take_replay)
         self._backlog: deque[Event[Any]] = deque(backlog)
         self.replay_count = len(backlog)
         self._finalizer = weakref.finalize(self, self._token)

@@ -555,7 +555,7 @@ class RedisBridge:
             self._wire = (MemberMap(), {})  # codec registrations may have changed
             self._set_state("connecting")
             try:
-                sink_token, _ = self.bus._attach_sink(self._outbox)
+                sink_token, _ = self.bus.attach_sink(self._outbox)
             except BusClosedError:
                 self._set_state("stopped")
                 raise
