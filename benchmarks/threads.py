@@ -11,7 +11,12 @@ context switches per 1,000 events.
 
 "One bus" means every thread publishes through the same bus (peers: the same
 signal / emitter / topic); "one bus each" gives every thread its own, the
-uncontended reference. Context switches are the process's voluntary plus
+uncontended reference. ``cpu_per_event_vs_one_thread`` is the process's CPU
+time per event with ``k`` threads over one thread's: a convoy burns CPU in
+hand-offs, so it shows there even on a machine so busy that wall-time ratios
+mostly measure how much of a core the process got (``one_thread_ns_per_event``
+gives wall and CPU side by side: far apart means a loaded machine, and the
+wall-time ratios are then not meaningful). Context switches are the process's voluntary plus
 involuntary switches (``getrusage``) over the configuration's run, per 1,000
 events; the waiting main thread adds one or two.
 """
@@ -49,12 +54,13 @@ def _switches() -> tuple[int, int]:
     return usage.ru_nvcsw, usage.ru_nivcsw
 
 
-def run_threads(loops: Sequence[Loop], per_thread: int) -> tuple[float, int, int]:
+def run_threads(loops: Sequence[Loop], per_thread: int) -> tuple[float, float, int, int]:
     """Run ``loops[i](per_thread)`` in one thread each, all released at once.
 
     Returns:
-        Wall seconds from the release to the last thread's end, and the
-        process's voluntary and involuntary context switches meanwhile.
+        Wall seconds from the release to the last thread's end, the process's
+        CPU seconds (all threads) and its voluntary and involuntary context
+        switches meanwhile.
     """
     barrier = threading.Barrier(len(loops) + 1)
 
@@ -70,12 +76,12 @@ def run_threads(loops: Sequence[Loop], per_thread: int) -> tuple[float, int, int
     try:
         v0, i0 = _switches()
         barrier.wait()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for w in workers:
             w.join()
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         v1, i1 = _switches()
-        return wall, v1 - v0, i1 - i0
+        return wall, cpu, v1 - v0, i1 - i0
     finally:
         if enabled:
             gc.enable()
@@ -106,14 +112,16 @@ def threads(settings: Settings) -> ScenarioResult:
         loops = {impl.name: _loops_for(impl) for impl in impls}
         names = list(loops)
         walls: dict[str, dict[str, list[float]]] = {n: {c[0]: [] for c in CONFIGS} for n in names}
+        cpus: dict[str, dict[str, list[float]]] = {n: {c[0]: [] for c in CONFIGS} for n in names}
         vol: dict[str, dict[str, list[float]]] = {n: {c[0]: [] for c in CONFIGS} for n in names}
         invol: dict[str, dict[str, list[float]]] = {n: {c[0]: [] for c in CONFIGS} for n in names}
         for r in range(settings.repeats):
             k = r % len(names)
             for name in names[k:] + names[:k]:
                 for label, n, _ in CONFIGS:
-                    wall, v, i = run_threads(loops[name][label], total // n)
+                    wall, cpu, v, i = run_threads(loops[name][label], total // n)
                     walls[name][label].append(wall)
+                    cpus[name][label].append(cpu)
                     vol[name][label].append(v * 1000 / total)
                     invol[name][label].append(i * 1000 / total)
     finally:
@@ -131,6 +139,12 @@ def threads(settings: Settings) -> ScenarioResult:
         }
         for name in names
     }
+    res["extra"]["cpu_per_event_vs_one_thread"] = {
+        name: {
+            label: _ratio(cpus[name][label], cpus[name]["1 thread"]) for label, *_ in CONFIGS[1:]
+        }
+        for name in names
+    }
     res["extra"]["context_switches_per_1000_events"] = {
         name: {
             label: median(vol[name][label]) + median(invol[name][label]) for label, *_ in CONFIGS
@@ -141,7 +155,11 @@ def threads(settings: Settings) -> ScenarioResult:
         name: {label: median(vol[name][label]) for label, *_ in CONFIGS} for name in names
     }
     res["extra"]["one_thread_ns_per_event"] = {
-        name: median(walls[name]["1 thread"]) * 1e9 / total for name in names
+        name: {
+            "wall": median(walls[name]["1 thread"]) * 1e9 / total,
+            "cpu": median(cpus[name]["1 thread"]) * 1e9 / total,
+        }
+        for name in names
     }
     res["extra"]["events_per_configuration"] = total
     return res

@@ -116,8 +116,9 @@ def test_run_threads_really_runs_every_loop_in_its_own_thread() -> None:
     def loop(n: int) -> None:
         calls.append((threading.get_ident(), n))
 
-    wall, voluntary, involuntary = threads.run_threads([loop, loop, loop], 7)
+    wall, cpu, voluntary, involuntary = threads.run_threads([loop, loop, loop], 7)
     assert wall >= 0
+    assert cpu >= 0
     assert voluntary >= 0
     assert involuntary >= 0
     assert [n for _, n in calls] == [7, 7, 7]
