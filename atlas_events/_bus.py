@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, cast, 
 import blinker
 from readerwriterlock.rwlock import RWLockWrite
 
+from ._context import CONTEXT as _CONTEXT
+from ._context import correlate, current_correlation_id
 from ._event import _SEQ_SET as _set_seq
 from ._event import (
     ANY,
@@ -30,6 +32,7 @@ from ._event import (
     EventType,
     _EventFields,
     copy_event,
+    in_context,
     trusted_event,
 )
 from ._history import History, select
@@ -72,39 +75,6 @@ _ids = _SOURCE
 _HANDLER_ERROR: Final = EventType.HANDLER_ERROR
 # Builtin types whose values can equal (and hash like) an enum member with
 # that mixin: never event types themselves.
-# (parent event id, dispatch depth, correlation id) of the dispatch or
-# correlation block we are in; ``None`` at top level. One context variable
-# serves causation, recursion depth and correlation, so publish reads one.
-_CONTEXT: contextvars.ContextVar[tuple[str | None, int, str | None] | None] = (
-    contextvars.ContextVar("atlas_events_context", default=None)
-)
-
-
-def current_correlation_id() -> str | None:
-    """The correlation id that a publish here would carry, if any."""
-    ctx = _CONTEXT.get()
-    return None if ctx is None else ctx[2]
-
-
-@contextlib.contextmanager
-def correlate(correlation_id: str) -> Iterator[str]:
-    """Make every event published inside the block carry ``correlation_id``.
-
-    Works across buses, threads started inside the block do *not* inherit it
-    (contextvars), asyncio tasks created inside do.
-    """
-    if not isinstance(correlation_id, str) or not correlation_id:
-        raise ValueError(f"correlation_id must be a non-empty str, got {correlation_id!r}")
-    ctx = _CONTEXT.get()
-    token = _CONTEXT.set(
-        (None, 0, correlation_id) if ctx is None else (ctx[0], ctx[1], correlation_id)
-    )
-    try:
-        yield correlation_id
-    finally:
-        _CONTEXT.reset(token)
-
-
 class Sink(Protocol):
     """Something fed every recorded event: an async stream, a bridge outbox.
 
@@ -677,6 +647,7 @@ class EventBus:
         """
         if not isinstance(event, Event):
             raise TypeError(f"publish_event() takes an Event, got {type(event).__name__}")
+        event = in_context(event)  # joins the correlate() block / causal chain it is published in
         if self._closed:
             raise BusClosedError(self.name)
         self._check_payload(event.type, event.data)
