@@ -42,6 +42,7 @@ from ._receivers import (
     callable_name,
     check_one_arg_callable,
     entry_name,
+    handler_returned,
 )
 from ._stats import BusStats, HandlerFailure, SinkStats
 from ._subscription import Subscription
@@ -71,6 +72,8 @@ _time = time.time
 _new_event = object.__new__
 _ids = _SOURCE
 _HANDLER_ERROR: Final = EventType.HANDLER_ERROR
+
+
 # Builtin types whose values can equal (and hash like) an enum member with
 # that mixin: never event types themselves.
 class Sink(Protocol):
@@ -233,6 +236,7 @@ class EventBus:
         self._handler_errors = 0
         self._async_errors = 0
         self._async_timeouts = 0
+        self._loop_closed_unsubscribed = 0
 
     # ------------------------------------------------------------------ info
 
@@ -290,6 +294,7 @@ class EventBus:
         weak: bool | None = None,
         filter: Callable[[Event[T]], bool] | None = None,
         once: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> Subscription: ...
 
     @overload
@@ -301,6 +306,7 @@ class EventBus:
         weak: bool | None = None,
         filter: Callable[[Event[Any]], bool] | None = None,
         once: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> Subscription: ...
 
     def subscribe(
@@ -311,6 +317,7 @@ class EventBus:
         weak: bool | None = None,
         filter: Callable[[Event[Any]], bool] | None = None,
         once: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> Subscription:
         """Call ``handler(event)`` for each event of ``event_type``.
 
@@ -318,12 +325,19 @@ class EventBus:
             event_type: An enum member, an :class:`EventKey`, or :data:`ANY`
                 for every event.
             handler: A callable taking the event; a coroutine function runs
-                on the event loop that subscribed it.
-            weak: Hold the handler weakly. Default: bound methods are weak
-                (the subscription ends when the component is collected),
+                on its event loop (see ``loop``), and so does an awaitable
+                that a sync handler returns.
+            weak: Hold the handler weakly. Default: bound methods (and
+                partials binding a method to its instance) are weak (the
+                subscription ends when the component is collected);
                 functions, lambdas and closures are strong.
             filter: Only deliver events for which ``filter(event)`` is true.
+                A method of the weakly held component is held weakly too.
             once: Unsubscribe after the first delivery.
+            loop: The event loop async work of this handler runs on.
+                Default: the loop running at subscribe time, or -- when
+                subscribed before any loop runs -- the loop running where
+                the handler is first dispatched.
 
         Returns:
             A :class:`Subscription`; call it to unsubscribe.
@@ -336,7 +350,8 @@ class EventBus:
         Raises:
             InvalidEventTypeError: ``event_type`` is not an enum member.
             InvalidHandlerError: ``handler`` or ``filter`` is not a one-argument
-                callable, or an async handler was given outside a running loop.
+                callable.
+            TypeError: ``loop`` is not an event loop.
             BusClosedError: The bus is closed.
         """
         et = self._check_type(event_type, allow_any=True)
@@ -347,7 +362,14 @@ class EventBus:
         if self._closed:
             raise BusClosedError(self.name, "subscribe")
         rec = Receiver(
-            self, et, handler, weak=weak, filter=filter, once=once, order=next(self._order)
+            self,
+            et,
+            handler,
+            weak=weak,
+            filter=filter,
+            once=once,
+            order=next(self._order),
+            loop=loop,
         )
         with self._wlock:
             if self._closed:
@@ -453,6 +475,11 @@ class EventBus:
     def _skip_event(self, event: Event[Any]) -> None:
         """What a retired dispatch entry calls instead of its handler."""
         self._count_skip()
+
+    def _count_loop_closed(self) -> None:
+        """A receiver unsubscribed itself because its event loop closed."""
+        with self._lock:
+            self._loop_closed_unsubscribed += 1
 
     def _count_skip(self) -> None:
         with self._lock:
@@ -715,13 +742,15 @@ class EventBus:
                 for fn, ref in route:
                     try:
                         if ref is None:
-                            fn(ev)
+                            res = fn(ev)
                         else:
                             obj = ref()
                             if obj is None:
                                 self._count_skip()
                                 continue
-                            fn(obj, ev)
+                            res = fn(obj, ev)
+                        if res is not None:  # an awaitable is scheduled, never dropped
+                            handler_returned(self, ev, fn, ref, res)
                     except Exception as exc:
                         errors = self._handler_failed(ev, fn, ref, exc, depth, errors)
             finally:
@@ -1031,6 +1060,7 @@ class EventBus:
                 "handler_errors": self._handler_errors,
                 "async_handler_errors": self._async_errors,
                 "async_handler_timeouts": self._async_timeouts,
+                "async_handlers_loop_closed": self._loop_closed_unsubscribed,
                 "subscribers": subscribers,
                 "middleware": middleware,
                 "history_size": len(self._history),

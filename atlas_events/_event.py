@@ -153,12 +153,12 @@ class Event(_EventFields[T]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Event):
-            return self.id == other.id  # type: ignore[no-any-return]
+            return self.id == other.id
         return NotImplemented
 
     def __ne__(self, other: object) -> bool:
         if isinstance(other, Event):
-            return self.id != other.id  # type: ignore[no-any-return]
+            return self.id != other.id
         return NotImplemented
 
     def __hash__(self) -> int:
@@ -378,8 +378,8 @@ def copy_event(
     seq: int,
     *,
     scope: tuple[str, ...] | None = None,
-    correlation_id: str | None = _KEEP,  # type: ignore[assignment]
-    parent_id: str | None = _KEEP,  # type: ignore[assignment]
+    correlation_id: str | None = _KEEP,
+    parent_id: str | None = _KEEP,
 ) -> Event[Any]:
     """Return a copy of ``ev`` recorded at ``seq`` (and moved to ``scope``).
 
