@@ -249,9 +249,7 @@ def test_event_create_refuses_non_enum_and_any_types() -> None:
         ("parent_id", 3, TypeError),
     ],
 )
-def test_event_constructor_validates_fields(
-    field: str, value: Any, error: type[Exception]
-) -> None:
+def test_event_constructor_validates_fields(field: str, value: Any, error: type[Exception]) -> None:
     """Building an Event directly (or with attrs.evolve) checks every field and names it."""
     ev = Event.create(EventType.TASK_STARTED, 1)
     with pytest.raises(error, match=field):
