@@ -44,6 +44,8 @@ from ._receivers import (
     entry_name,
     handler_returned,
 )
+from ._release import KEPT as _kept
+from ._release import keep, release_kept
 from ._stats import BusStats, HandlerFailure, SinkStats
 from ._subscription import Subscription
 from .exceptions import (
@@ -722,7 +724,10 @@ class EventBus:
                 _set_seq(ev, seq)
             else:
                 ev = copy_event(ev, seq)
-            self._events.append(ev)
+            events = self._events
+            if len(events) == events.maxlen and events:
+                keep(events[0])  # the evicted event is dropped after unlocking
+            events.append(ev)
             if cid is not None:
                 history = self._history
                 if history.max_runs and history.run_limit:
@@ -734,6 +739,8 @@ class EventBus:
                     sink.push(ev)
         finally:
             lock.release()
+        if _kept and not self._lock_owned():  # evicted under the lock: drop now (see _release)
+            release_kept()
 
         errors: list[HandlerError] | None = None
         if route:
@@ -996,6 +1003,8 @@ class EventBus:
         """Forget every recorded event (``seq`` keeps counting)."""
         with self._lock:
             self._history.clear()
+        if not self._lock_owned():
+            release_kept()  # the forgotten events' finalizers run outside the lock
 
     @property
     def history_limit(self) -> int:

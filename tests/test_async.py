@@ -89,7 +89,7 @@ def test_async_handler_runs_on_an_explicit_loop(bus: EventBus) -> None:
 def test_loop_option_is_checked(bus: EventBus) -> None:
     """A loop= that is not an event loop is refused before anything is registered."""
     with pytest.raises(TypeError, match="loop"):
-        bus.subscribe(ET.TASK_STARTED, lambda e: None, loop="main")  # type: ignore[arg-type]
+        bus.subscribe(ET.TASK_STARTED, lambda e: None, loop="main")  # type: ignore[call-overload]
     assert bus.subscriber_count() == 0
 
 
