@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import math
 import threading
 import time
 import weakref
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, get_args
 
 import attrs
 
+from ._checks import count_at_least, seconds
 from ._event import ANY, Event
 from ._history import History
 from ._receivers import check_one_arg_callable
@@ -224,27 +224,6 @@ def _resolve(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-def _int_at_least(minimum: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
-    """An attrs validator: an ``int`` (not ``bool``) ``>= minimum``, or ``None``."""
-
-    def check(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-        if value is None and attr.default is None:
-            return
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{attr.name} must be an int, got {type(value).__name__}")
-        if value < minimum:
-            raise ValueError(f"{attr.name} must be an int >= {minimum}, got {value!r}")
-
-    return check
-
-
-def _positive_seconds(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{attr.name} must be a number of seconds, got {type(value).__name__}")
-    if not (0 < value < math.inf):  # NaN fails too
-        raise ValueError(f"{attr.name} must be a finite number of seconds > 0, got {value!r}")
-
-
 def _replay(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or value == "all":
         return
@@ -266,11 +245,11 @@ class StreamOptions:
         ValueError: An option is out of range (the message names it).
     """
 
-    max_queue: int = attrs.field(default=1000, validator=_int_at_least(1))
+    max_queue: int = attrs.field(default=1000, validator=count_at_least(1))
     policy: Policy = attrs.field(default="drop_oldest", validator=_policy)
     replay: Replay = attrs.field(default=False, validator=_replay)
-    since_seq: int | None = attrs.field(default=None, validator=_int_at_least(0))
-    block_timeout: float = attrs.field(default=1.0, validator=_positive_seconds)
+    since_seq: int | None = attrs.field(default=None, validator=count_at_least(0, optional=True))
+    block_timeout: float = attrs.field(default=1.0, validator=seconds)
 
 
 class EventStream:
