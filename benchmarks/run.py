@@ -15,6 +15,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -85,6 +86,11 @@ def _meta(settings: Settings) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "loadavg_start": _loadavg(),
         "compiled": bool(getattr(atlas_events, "compiled", False)),
+        "baseline": (
+            str(Path(sys.modules["_atlas_events_baseline"].__file__ or "").parent)
+            if "_atlas_events_baseline" in sys.modules
+            else None
+        ),
         "git_commit": commit,
         "atlas_events_path": str(Path(sys.modules["atlas_events"].__file__ or "").parent),
         "versions": versions,
@@ -307,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         f" atlas_events from {Path(sys.modules['atlas_events'].__file__ or '?').parent}"
     )
     report = run_suite(settings, memory=not args.no_memory, names=names)
+    given = sys.argv[1:] if argv is None else argv
+    report["meta"]["command"] = shlex.join(["python", "-m", "benchmarks", *given])
     if not args.no_json:
         path = args.json or RESULTS_DIR / (
             f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}{'-quick' if settings.quick else ''}.json"

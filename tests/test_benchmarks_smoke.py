@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import pytest
 
-from benchmarks import peers, stalls, threads
+from benchmarks import markdown, peers, stalls, threads
 from benchmarks import run as bench_run
 from benchmarks._timing import Settings
 from benchmarks.peers import IMPLEMENTATIONS, Atlas, BenchType, Implementation
@@ -196,3 +196,22 @@ def test_a_baseline_copy_is_measured_beside_the_working_tree(
     assert set(report["memory"]) == {"atlas-events", "atlas-events (baseline)"}
     goals = [g["goal"] for g in report["goals"]]
     assert any(g.startswith("1 subscriber / the baseline copy") for g in goals)
+
+
+def test_markdown_tables_carry_load_and_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m benchmarks.markdown FILE`` renders the docs' tables with load and command."""
+    out = tmp_path / "bench.json"
+    argv = ["--quick", "--only", "subs_1,threads,stalls", "--json", str(out)]
+    assert bench_run.main(argv) == 0
+    capsys.readouterr()
+    assert markdown.main([str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "load average (1, 5, 15 min)" in text
+    assert f"Command: `python -m benchmarks {' '.join(argv)}`" in text
+    assert "| subs_1 |" in text
+    assert "| atlas-events | " in text  # the threads table
+    assert "| history(limit=10) |" in text  # the stalls table
+    assert "Memory and GC" in text
+    assert "| goal | target | value |" in text
