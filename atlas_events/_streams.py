@@ -388,14 +388,16 @@ class EventStream:
         def take_replay(history: History) -> list[Event[Any]]:
             if since_seq is None and replay is False:
                 return []
-            events = history.events(correlation_id)
+            # Without per-run history a run's events are read from the main one.
+            run = correlation_id if history.max_runs and history.run_limit else None
+            events = history.events(run)
             if since_seq is not None:
-                if correlation_id is None:  # every seq is recorded: a hole was evicted
+                if run is None:  # every seq is recorded: a hole was evicted
                     oldest = events[0].seq if events else bus.last_seq + 1
                     if oldest > since_seq + 1 and since_seq < bus.last_seq:
                         self.gap = (since_seq + 1, oldest - 1)
                 else:  # a run's seqs are sparse: only its own trimmed events are missing
-                    lost = history.run_trimmed_upto(correlation_id)
+                    lost = history.run_trimmed_upto(run)
                     if lost is not None and lost > since_seq:
                         self.gap = (since_seq + 1, lost)
                 events = [e for e in events if e.seq > since_seq]

@@ -753,3 +753,15 @@ def test_a_wake_for_a_closed_loop_is_harmless() -> None:
     assert stream.depth == 2
     assert not task.done()
     bus.close()
+
+
+@pytest.mark.asyncio
+async def test_run_stream_without_per_run_history_reads_the_main_history() -> None:
+    """max_runs=0: a run's replay comes from the main history, and its gaps are reported."""
+    bus = EventBus(history_limit=3, max_runs=0)
+    for i in range(5):
+        bus.publish(ET.TASK_STARTED, i, correlation_id="r1")  # seq 1..5, keeps 3..5
+    s = bus.stream(correlation_id="r1", since_seq=1, replay=True)
+    assert s.gap == (2, 2)
+    assert [e.seq for e in await drain(s, 3)] == [3, 4, 5]
+    bus.close()
