@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, get_args
 
 import attrs
 
-from ._checks import count_at_least, seconds
+from ._checks import at_least, check_seconds
 from ._event import ANY, Event
 from ._history import History
 from ._receivers import check_one_arg_callable
@@ -290,6 +290,10 @@ def _waker_of(loop: asyncio.AbstractEventLoop) -> _LoopWaker:
         return waker
 
 
+def _seconds(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    check_seconds(attr.name, value)
+
+
 def _replay(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or value == "all":
         return
@@ -311,11 +315,13 @@ class StreamOptions:
         ValueError: An option is out of range (the message names it).
     """
 
-    max_queue: int = attrs.field(default=1000, validator=count_at_least(1))
+    max_queue: int = attrs.field(default=1000, validator=at_least(1))
     policy: Policy = attrs.field(default="drop_oldest", validator=_policy)
     replay: Replay = attrs.field(default=False, validator=_replay)
-    since_seq: int | None = attrs.field(default=None, validator=count_at_least(0, optional=True))
-    block_timeout: float = attrs.field(default=1.0, validator=seconds)
+    since_seq: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(at_least(0))
+    )
+    block_timeout: float = attrs.field(default=1.0, validator=_seconds)
 
 
 class EventStream:
