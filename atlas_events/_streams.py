@@ -348,10 +348,21 @@ class EventStream:
     last N), then live events, with no gap and no duplicate at the seam.
     ``since_seq`` replays the history after that ``seq`` (for resuming); if
     history no longer reaches back that far, :attr:`gap` tells what is
-    missing. A stream with ``correlation_id`` reads that run's history and
+    missing (also for a run trimmed, evicted or cleared from per-run
+    history). A stream with ``correlation_id`` reads that run's history and
     ends by itself after the run's terminal event. Closing the bus ends
-    every stream after its queued events; cancelling the consuming task, or
-    leaving ``async with``, detaches the queue.
+    every stream after its queued events; leaving ``async with`` (also by
+    cancellation), :meth:`close` / :meth:`aclose` or garbage collection
+    detaches the queue. A cancelled wait (``asyncio.timeout()`` around
+    :meth:`get`, a cancelled consumer task) ends only that wait, like
+    ``asyncio.Queue.get``: the stream stays attached and loses nothing.
+
+    Raises:
+        TypeError, ValueError: An option is invalid (the message names it),
+            before anything is attached.
+        InvalidHandlerError: ``filter`` is not a one-argument sync callable.
+        RuntimeError: No event loop is running.
+        BusClosedError: The bus is closed.
     """
 
     def __init__(
@@ -509,7 +520,10 @@ class EventStream:
             return q.items.popleft()
 
     def close(self) -> None:
-        """Detach from the bus and end iteration (queued events are discarded)."""
+        """Detach from the bus and end iteration (queued events are discarded).
+
+        Synchronous and immediate: callable from any code, idempotent.
+        """
         if self._ended:
             return
         self._ended = True
@@ -520,6 +534,7 @@ class EventStream:
         self._backlog.clear()
 
     async def aclose(self) -> None:
+        """:meth:`close` for async clean-up code (``contextlib.aclosing``); same effect."""
         self.close()
 
     async def __aenter__(self) -> EventStream:
