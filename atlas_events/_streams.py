@@ -284,9 +284,12 @@ _WAKERS_LOCK = threading.Lock()
 
 def _waker_of(loop: asyncio.AbstractEventLoop) -> _LoopWaker:
     with _WAKERS_LOCK:
-        waker = _WAKERS.get(loop)
-        if waker is None:
-            waker = _WAKERS[loop] = _LoopWaker(loop)
+        try:
+            waker = _WAKERS.get(loop)
+            if waker is None:
+                waker = _WAKERS[loop] = _LoopWaker(loop)
+        except TypeError:  # a loop class without weak references: a waker per stream
+            waker = _LoopWaker(loop)
         return waker
 
 

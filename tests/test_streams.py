@@ -765,3 +765,16 @@ async def test_run_stream_without_per_run_history_reads_the_main_history() -> No
     assert s.gap == (2, 2)
     assert [e.seq for e in await drain(s, 3)] == [3, 4, 5]
     bus.close()
+
+
+def test_a_loop_without_weak_references_gets_its_own_waker() -> None:
+    """Loop classes that cannot be weakly referenced still get a working waker."""
+    from atlas_events._streams import _LoopWaker, _waker_of
+
+    class NoWeakLoop:  # stands in for a compiled loop class without __weakref__
+        __slots__ = ()
+
+    loop: Any = NoWeakLoop()
+    first, second = _waker_of(loop), _waker_of(loop)
+    assert isinstance(first, _LoopWaker)
+    assert first is not second
