@@ -306,6 +306,11 @@ class LinkState:
         log.warning("bridge %s: lost the broker (%s); reconnecting", self.node_id, error)
         self._announcer.announce(EventType.BRIDGE_DISCONNECTED, self.status(error=error))
 
+    def lost_quietly(self) -> None:
+        """A connection was found dead and replaced while idle: the link was lost meanwhile."""
+        if self.state == "connected" and not self.halt.is_set():
+            self.down(ConnectionError("the broker closed the connection (found while idle)"))
+
     def up(self) -> None:
         """The link works: announce ``CONNECTED`` or ``RECONNECTED`` once."""
         if self.state == "connected":

@@ -23,7 +23,14 @@ __all__ = ["RedisBridgeConfig", "generated_node_id", "redact_url"]
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 _STREAM_ID_RE: Final = re.compile(r"^(0|\$|\d+(-\d+)?)$")
 RESERVED_OPTIONS: Final = frozenset(
-    {"protocol", "single_connection_client", "decode_responses", "retry", "connection_pool"}
+    {
+        "protocol",
+        "single_connection_client",
+        "decode_responses",
+        "retry",
+        "connection_pool",
+        "redis_connect_func",
+    }
 )
 
 

@@ -84,7 +84,12 @@ class Reader:
             while not halt.is_set() and not self.bus.closed:
                 try:
                     if self.client is None:
-                        self.client = open_client(self.config, reader=True)
+                        self.client = open_client(
+                            self.config,
+                            reader=True,
+                            name=f"atlas-bridge:{self.node_id}:read",
+                            on_reconnect=self.link.lost_quietly,
+                        )
                         self.group = ConsumerGroup(self.client, self.config, self.node_id)
                     self._start_session(self.client)
                     failures = 0

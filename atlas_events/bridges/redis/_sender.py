@@ -83,7 +83,12 @@ class Sender:
         failures = 0
         while not self.link.halt.is_set():
             try:
-                return open_client(self.config, reader=False)
+                return open_client(
+                    self.config,
+                    reader=False,
+                    name=f"atlas-bridge:{self.node_id}:send",
+                    on_reconnect=self.link.lost_quietly,
+                )
             except (*LINK_ERRORS, ResponseError) as exc:
                 self.link.down(exc)
                 if self.link.halt.wait(self.backoff.compute(failures)):

@@ -11,6 +11,7 @@ hash tag, so one slot).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Final, TypeAlias
 
 import redis
@@ -62,11 +63,22 @@ def make_backoff(config: RedisBridgeConfig) -> EqualJitterBackoff:
     return EqualJitterBackoff(cap=config.backoff_max, base=config.backoff_initial)
 
 
-def open_client(config: RedisBridgeConfig, *, reader: bool) -> Client:
+def open_client(
+    config: RedisBridgeConfig,
+    *,
+    reader: bool,
+    name: str | None = None,
+    on_reconnect: Callable[[], None] | None = None,
+) -> Client:
     """A client for one bridge thread, connected and answering ``PING``.
 
     The bridge retries on its own schedule, so redis-py's retries are off;
-    a reader's socket timeout always exceeds its blocking read.
+    a reader's socket timeout always exceeds its blocking read. ``name``
+    is the connection's ``CLIENT SETNAME`` (``CLIENT LIST`` shows it).
+    ``on_reconnect`` is called whenever redis-py opens a connection after
+    the first one (it reconnects by itself when it finds an idle
+    connection dead, e.g. after a broker restart, which is a link loss the
+    bridge reports).
 
     Raises:
         redis.exceptions.ConnectionError, TimeoutError, ResponseError: The
@@ -83,7 +95,23 @@ def open_client(config: RedisBridgeConfig, *, reader: bool) -> Client:
         timeout = options.get("socket_timeout")
         if timeout is not None and timeout < floor:
             options["socket_timeout"] = floor
-    options.update(protocol=2, decode_responses=False, retry=Retry(NoBackoff(), 0))
+    connects = 0
+
+    def connected(conn: Any) -> None:
+        nonlocal connects
+        conn.on_connect()
+        connects += 1
+        if connects > 1 and on_reconnect is not None:
+            on_reconnect()
+
+    options.update(
+        protocol=2,
+        decode_responses=False,
+        retry=Retry(NoBackoff(), 0),
+        redis_connect_func=connected,
+    )
+    if name is not None:
+        options["client_name"] = name
     client = redis.Redis.from_url(config.url, **options)
     try:
         client.ping()
