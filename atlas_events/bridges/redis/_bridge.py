@@ -274,7 +274,7 @@ class RedisBridge:
                 token()
             self._tokens = []
             self._join(timeout)
-            if self.ephemeral:
+            if self.ephemeral and self._ready.is_set():  # its group was created
                 self._destroy_group()
             self._link.set("stopped")
 
