@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .._bus import EventBus
+from .. import EventBus
 from ..exceptions import BusClosedError, CodecError
 from ._dedup import DedupWindow
 from ._health import Announcer

@@ -6,7 +6,8 @@ import enum
 from collections.abc import Iterable
 from typing import Any
 
-from .._event import Event, EventKey, MemberMap
+from .. import Event, EventKey
+from .._event import MemberMap
 from ._health import LOCAL_ONLY_TYPES
 from ._outbox import Outbox
 from .codec import Codec

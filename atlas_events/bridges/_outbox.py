@@ -7,8 +7,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, Literal, TypeAlias, get_args
 
-from .._event import Event
-from .._stats import SinkStats
+from .. import Event, SinkStats
 from ..exceptions import OutboxFullError
 from .codec import EncodedParts
 

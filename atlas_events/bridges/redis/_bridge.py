@@ -13,8 +13,7 @@ from typing import Any, Final, cast
 
 from redis.exceptions import ResponseError
 
-from ..._bus import EventBus
-from ..._subscription import Subscription
+from ... import EventBus, Subscription
 from ...exceptions import BridgeConnectionError, BusClosedError
 from .._dedup import DedupWindow
 from .._health import (

@@ -10,8 +10,7 @@ from typing import Any, Final
 from redis.backoff import AbstractBackoff
 from redis.exceptions import ResponseError
 
-from ..._bus import EventBus
-from ..._event import EventType
+from ... import EventBus, EventType
 from ...exceptions import BusClosedError, CodecError
 from .._health import Announcer, DeadLetter, EventsLost, LinkState
 from .._inbound import Inbound

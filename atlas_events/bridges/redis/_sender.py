@@ -9,7 +9,7 @@ from typing import Any, Final
 from redis.backoff import AbstractBackoff
 from redis.exceptions import ResponseError
 
-from ..._event import Event
+from ... import Event
 from ...exceptions import CodecError
 from .._health import LinkState
 from .._outbox import Outbox, OutboxItem
