@@ -80,6 +80,12 @@ class Sender:
         try:
             self.client = self._connect()
             while self.client is not None and not self.link.halt.is_set():
+                if not batch and self.link.state == "disconnected":
+                    # Leave the events in the outbox (where its policy applies)
+                    # until the broker answers again.
+                    if not self._reconnect():
+                        break
+                    self.link.up()
                 if not batch:
                     batch = self._next_batch()
                     if not batch:
