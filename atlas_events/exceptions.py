@@ -215,12 +215,22 @@ class CodecError(AtlasEventsError, ValueError):
             ``"bad-payload"``, ``"oversized"``, ``"unencodable"``...), also
             used as the dead-letter reason.
         event_id: The id of the event concerned, when known.
+        entry_id: The broker's id of the wire entry concerned (a Redis
+            stream entry id), when the error is about a received entry.
     """
 
-    def __init__(self, reason: str, message: str, *, event_id: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        event_id: str | None = None,
+        entry_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.event_id = event_id
+        self.entry_id = entry_id
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_with_state, (type(self), self.args, self.__dict__))

@@ -1,0 +1,142 @@
+"""The connection seam: how the Redis bridge gets, interrupts and closes its clients.
+
+Everything else in the package talks to Redis only through what redis-py's
+``Redis`` and ``RedisCluster`` have in common: ``pipeline(transaction=False)``
+with ``execute_command`` / ``execute(raise_on_error=False)``,
+``register_script``, ``set_response_callback``, ``ping`` and ``close``. A
+cluster client can be swapped in here (every key of a namespace shares one
+hash tag, so one slot).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Final, TypeAlias
+
+import redis
+from redis.backoff import EqualJitterBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from ._config import RedisBridgeConfig
+
+__all__ = [
+    "LINK_ERRORS",
+    "Client",
+    "interrupt",
+    "make_backoff",
+    "open_client",
+    "raw_replies",
+]
+
+log = logging.getLogger("atlas_events.bridges.redis")
+
+Client: TypeAlias = redis.Redis
+"""The client type the bridge drives (a ``redis.RedisCluster`` offers the same calls)."""
+
+LINK_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+"""Errors that mean the link (not the command) failed."""
+
+# Hot read commands whose redis-py reply callbacks rebuild every entry as a
+# dict/tuples; the bridge reads the nested lists hiredis returns as they are.
+_RAW_COMMANDS: Final = ("XREADGROUP", "XAUTOCLAIM", "XPENDING")
+
+
+def _raw(response: Any, **_options: Any) -> Any:
+    return response
+
+
+def raw_replies(client: Client) -> None:
+    """Turn redis-py's reply callbacks off for the hot read commands on ``client``."""
+    for command in _RAW_COMMANDS:
+        client.set_response_callback(command, _raw)
+
+
+def make_backoff(config: RedisBridgeConfig) -> EqualJitterBackoff:
+    """redis-py's equal-jitter exponential backoff between ``backoff_initial`` and ``backoff_max``.
+
+    ``compute(n)`` is uniform in ``[d/2, d]`` with ``d = min(max, initial * 2**n)``.
+    """
+    return EqualJitterBackoff(cap=config.backoff_max, base=config.backoff_initial)
+
+
+def open_client(
+    config: RedisBridgeConfig,
+    *,
+    reader: bool,
+    name: str | None = None,
+    on_reconnect: Callable[[], None] | None = None,
+) -> Client:
+    """A client for one bridge thread, connected and answering ``PING``.
+
+    The bridge retries on its own schedule, so redis-py's retries are off;
+    a reader's socket timeout always exceeds its blocking read. ``name``
+    is the connection's ``CLIENT SETNAME`` (``CLIENT LIST`` shows it).
+    ``on_reconnect`` is called whenever redis-py opens a connection after
+    the first one (it reconnects by itself when it finds an idle
+    connection dead, e.g. after a broker restart, which is a link loss the
+    bridge reports).
+
+    Raises:
+        redis.exceptions.ConnectionError, TimeoutError, ResponseError: The
+            broker did not answer, or refused the connection.
+    """
+    options: dict[str, Any] = {
+        "socket_connect_timeout": 2.0,
+        "socket_timeout": 5.0,
+        "socket_keepalive": True,
+    }
+    options.update(config.client_options)
+    if reader:
+        floor = config.block_ms / 1000 + 2.0
+        timeout = options.get("socket_timeout")
+        if timeout is not None and timeout < floor:
+            options["socket_timeout"] = floor
+    connects = 0
+
+    def connected(conn: Any) -> None:
+        nonlocal connects
+        conn.on_connect()
+        connects += 1
+        if connects > 1 and on_reconnect is not None:
+            on_reconnect()
+
+    options.update(
+        protocol=2,
+        decode_responses=False,
+        retry=Retry(NoBackoff(), 0),
+        redis_connect_func=connected,
+    )
+    if name is not None:
+        options["client_name"] = name
+    client = redis.Redis.from_url(config.url, **options)
+    try:
+        client.ping()
+    except BaseException:
+        client.close()
+        raise
+    raw_replies(client)
+    return client
+
+
+def interrupt(client: Client | None) -> None:
+    """Close ``client``'s sockets, also one a blocked read waits on (from any thread)."""
+    if client is None:
+        return
+    try:
+        client.connection_pool.disconnect()
+    except (*LINK_ERRORS, ResponseError) as exc:  # pragma: no cover - closing a dead socket
+        log.debug("closing a bridge connection: %s", exc)
+
+
+def close(client: Client | None) -> None:
+    """Close ``client`` (quietly: it may be broken already)."""
+    if client is None:
+        return
+    try:
+        client.close()
+    except (*LINK_ERRORS, ResponseError) as exc:  # pragma: no cover - closing a dead socket
+        log.debug("closing a bridge client: %s", exc)
