@@ -178,6 +178,11 @@ class RedisBridgeConfig:
             ``socket_timeout``, ``username``...). The bridge sets ``protocol``,
             ``retry``, ``decode_responses``, ``single_connection_client`` and
             ``connection_pool`` itself.
+        cluster: ``True``: ``url`` is any node of a Redis Cluster (redis-py's
+            ``RedisCluster`` follows ``MOVED``/``ASK`` and refreshes its slot
+            map); ``False``: a single server; ``None`` (default): ask the
+            server (``INFO cluster``) on every connect. See
+            ``docs/scaling.md``.
 
     Raises:
         TypeError: An option has the wrong type (a ``bool`` or ``float``
@@ -210,6 +215,9 @@ class RedisBridgeConfig:
     dead_letter_maxlen: int = attrs.field(default=10_000, validator=_int_at_least(1))
     client_options: Mapping[str, Any] = attrs.field(
         factory=dict, converter=_options, validator=_client_options
+    )
+    cluster: bool | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(bool))
     )
 
     def __attrs_post_init__(self) -> None:

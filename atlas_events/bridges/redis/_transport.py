@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, cast
 
 import redis
 from redis.backoff import EqualJitterBackoff, NoBackoff
+from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from ._cluster import CLUSTER_OPTIONS, is_cluster, open_cluster
 from ._config import RedisBridgeConfig
 
 __all__ = [
@@ -72,7 +74,9 @@ def open_client(
 ) -> Client:
     """A client for one bridge thread, connected and answering ``PING``.
 
-    The bridge retries on its own schedule, so redis-py's retries are off;
+    ``config.cluster`` (or, if ``None``, the server's ``INFO cluster``)
+    chooses redis-py's ``RedisCluster`` (see ``._cluster``) or a plain
+    ``Redis``. The bridge retries on its own schedule, so redis-py's retries are off;
     a reader's socket timeout always exceeds its blocking read. ``name``
     is the connection's ``CLIENT SETNAME`` (``CLIENT LIST`` shows it).
     ``on_reconnect`` is called whenever redis-py opens a connection after
@@ -95,24 +99,31 @@ def open_client(
         timeout = options.get("socket_timeout")
         if timeout is not None and timeout < floor:
             options["socket_timeout"] = floor
-    connects = 0
+    seen: set[tuple[str, int]] = set()
 
     def connected(conn: Any) -> None:
-        nonlocal connects
-        conn.on_connect()
-        connects += 1
-        if connects > 1 and on_reconnect is not None:
+        # A second connection to the same server is redis-py reconnecting.
+        node = (str(getattr(conn, "host", "")), int(getattr(conn, "port", 0) or 0))
+        if node in seen and on_reconnect is not None:
             on_reconnect()
+        seen.add(node)
 
-    options.update(
-        protocol=2,
-        decode_responses=False,
-        retry=Retry(NoBackoff(), 0),
-        redis_connect_func=connected,
-    )
+    def plain_connected(conn: Any) -> None:
+        conn.on_connect()
+        connected(conn)
+
+    options.update(protocol=2, decode_responses=False, retry=Retry(NoBackoff(), 0))
     if name is not None:
         options["client_name"] = name
-    client = redis.Redis.from_url(config.url, **options)
+    cluster = config.cluster
+    if cluster is None:
+        cluster = is_cluster(config.url, options)
+    client: Client
+    if cluster:
+        client = cast(Client, open_cluster(config.url, options, connected, raw_replies))
+    else:
+        plain = {k: v for k, v in options.items() if k not in CLUSTER_OPTIONS}
+        client = redis.Redis.from_url(config.url, redis_connect_func=plain_connected, **plain)
     try:
         client.ping()
     except BaseException:
@@ -127,7 +138,10 @@ def interrupt(client: Client | None) -> None:
     if client is None:
         return
     try:
-        client.connection_pool.disconnect()
+        if isinstance(client, RedisCluster):
+            client.disconnect_connection_pools()
+        else:
+            client.connection_pool.disconnect()
     except (*LINK_ERRORS, ResponseError) as exc:  # pragma: no cover - closing a dead socket
         log.debug("closing a bridge connection: %s", exc)
 

@@ -1,0 +1,90 @@
+"""Redis Cluster for the bridge: detecting a cluster behind a URL, opening redis-py's client.
+
+The bridge drives a ``redis.cluster.RedisCluster`` exactly like a plain
+client (pipelines, scripts, ``ping``); redis-py follows ``MOVED`` and
+``ASK`` redirects and refreshes its slot map (from any node it knows) when
+a node fails or a slot moves. Its own retries stay off: the bridge retries
+on its own schedule (:func:`~._transport.make_backoff`), so a primary's
+failover shows as a short ``BRIDGE_DISCONNECTED``/``BRIDGE_RECONNECTED``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import redis
+from redis.cluster import RedisCluster
+
+__all__ = ["CLUSTER_OPTIONS", "for_each_node", "is_cluster", "open_cluster"]
+
+CLUSTER_OPTIONS: Final = frozenset({"require_full_coverage", "reinitialize_steps", "address_remap"})
+"""``client_options`` that only a cluster client takes (a plain one is built without them)."""
+
+
+def is_cluster(url: str, options: Mapping[str, Any]) -> bool:
+    """Whether the server at ``url`` runs in cluster mode (``INFO cluster``: ``cluster_enabled:1``).
+
+    One short-lived plain connection; its failures propagate.
+
+    Raises:
+        redis.exceptions.ConnectionError, TimeoutError, ResponseError: The
+            server did not answer, or refused the connection.
+    """
+    plain = {k: v for k, v in options.items() if k not in CLUSTER_OPTIONS}
+    plain.pop("redis_connect_func", None)
+    plain.pop("client_name", None)
+    probe = redis.Redis.from_url(url, **plain)
+    try:
+        return bool(probe.info("cluster").get("cluster_enabled"))
+    finally:
+        probe.close()
+
+
+def open_cluster(
+    url: str,
+    options: Mapping[str, Any],
+    on_connect: Callable[[Any], None],
+    prepare_node: Callable[[redis.Redis], None],
+) -> RedisCluster:
+    """redis-py's cluster client seeded from ``url`` (any node of the cluster).
+
+    Args:
+        url: Any node's URL; the client discovers the others (``CLUSTER SLOTS``).
+        options: Client options; ``retry`` becomes the cluster client's own
+            retry policy, the rest go to every node's connections.
+        on_connect: Called with each new connection after redis-py set it up.
+        prepare_node: Applied to every node's ``Redis`` client before its
+            first reply is parsed (the cluster client parses a reply with the
+            node's client, then with its own callbacks).
+
+    Raises:
+        redis.exceptions.RedisClusterException: The nodes do not form a
+            usable cluster (slots not covered, a ``db`` other than 0).
+        redis.exceptions.ConnectionError, TimeoutError: No node answered.
+    """
+    settings = dict(options)
+    retry = settings.pop("retry", None)
+    settings.pop("redis_connect_func", None)
+    built: list[RedisCluster] = []  # empty while the constructor discovers the nodes
+
+    def connected(conn: Any) -> None:
+        # RedisCluster.on_connect already ran conn.on_connect(); a node that
+        # joined since (a promoted replica) gets prepared here, before its
+        # first command is parsed.
+        if built:
+            for_each_node(built[0], prepare_node)
+        on_connect(conn)
+
+    client = RedisCluster.from_url(url, retry=retry, redis_connect_func=connected, **settings)
+    built.append(client)
+    for_each_node(client, prepare_node)
+    return client
+
+
+def for_each_node(client: RedisCluster, apply: Callable[[redis.Redis], None]) -> None:
+    """Call ``apply`` on the ``Redis`` client of every node ``client`` knows (and has opened)."""
+    for node in client.get_nodes():  # type: ignore[no-untyped-call]
+        node_client = node.redis_connection
+        if node_client is not None:
+            apply(node_client)
