@@ -103,16 +103,17 @@ class BridgeHealth(BridgeCounters):
     in_flight: int
 
 
-class BridgeSinkStats(SinkStats, BridgeCounters, total=False):
+class BridgeSinkStats(SinkStats, total=False):
     """The bridge's entry in ``bus.stats()["sinks"]`` (``kind == "redis-bridge"``).
 
     ``depth``/``capacity``/``dropped``/``policy`` describe the outbox and
-    ``delivered`` counts events written to the broker; the rest is
-    :class:`BridgeCounters` plus the link state.
+    ``delivered`` counts events written to the broker; ``counters`` holds
+    every :class:`BridgeCounters` value.
     """
 
     state: str
     connected: bool
+    counters: BridgeCounters
 
 
 @attrs.frozen(slots=True)

@@ -18,7 +18,7 @@ from .._inbound import Inbound
 from ._config import RedisBridgeConfig
 from ._group import NO_GROUP, ConsumerGroup
 from ._sender import ENTRY_FIELD
-from ._transport import LINK_ERRORS, Client, close, open_client
+from ._transport import LINK_ERRORS, Client, close, command, open_client
 
 __all__ = ["Reader"]
 
@@ -129,11 +129,9 @@ class Reader:
         if group is None:  # pragma: no cover - set with the client
             raise RuntimeError("no consumer group")
         resume = None if self.last_handled is None else self.last_handled.decode()
-        if not group.create(client, resume) and resume is None:
-            if self.config.replay_last or self.config.replay_from:
-                log.info(
-                    "bridge %s: group exists, resuming its cursor (replay ignored)", self.node_id
-                )
+        replaying = self.config.replay_last or self.config.replay_from
+        if not group.create(client, resume) and resume is None and replaying:
+            log.info("bridge %s: group exists, resuming its cursor (replay ignored)", self.node_id)
         self._count_trimmed(group.account(client))
         self.ready.set()
         self.link.up()
@@ -146,20 +144,20 @@ class Reader:
         group = self.node_id
         if self.last_handled is not None:
             while True:
-                page = client.execute_command(
-                    "XPENDING", self.key, group, "-", self.last_handled, _PENDING_PAGE
+                page = command(
+                    client, "XPENDING", self.key, group, "-", self.last_handled, _PENDING_PAGE
                 )
                 if not page:
                     break
-                client.execute_command("XACK", self.key, group, *[p[0] for p in page])
+                command(client, "XACK", self.key, group, *[p[0] for p in page])
                 if len(page) < _PENDING_PAGE:
                     break
         cursor: bytes = b"0-0"
         while not self.link.halt.is_set():
             pipe = client.pipeline(transaction=False)
             self._queue_finish(pipe)
-            pipe.execute_command("XAUTOCLAIM", self.key, group, group, 0, cursor, "COUNT", 1)
-            pipe.execute_command("XPENDING", self.key, group, cursor, "+", 1)
+            command(pipe, "XAUTOCLAIM", self.key, group, group, 0, cursor, "COUNT", 1)
+            command(pipe, "XPENDING", self.key, group, cursor, "+", 1)
             replies = pipe.execute(raise_on_error=False)
             self._check_finish(replies[:-2])
             claimed, pending = replies[-2], replies[-1]
@@ -192,7 +190,7 @@ class Reader:
         if accounting and group is not None:
             group.account(pipe)
         config = self.config
-        pipe.execute_command(
+        command(pipe,
             "XREADGROUP", "GROUP", self.node_id, self.node_id, "COUNT", config.batch_size,
             "BLOCK", config.block_ms, "STREAMS", self.key, ">",
         )  # fmt: skip
@@ -278,13 +276,13 @@ class Reader:
         """Queue the dead letters and acknowledgements owed; return how many commands."""
         config = self.config
         for entry_id, fields, reason, error, deliveries in self._dead:
-            pipe.execute_command(
+            command(pipe,
                 "XADD", config.dead_letter_key, "MAXLEN", "~", config.dead_letter_maxlen, "*",
                 "x-reason", reason, "x-error", error[:1000], "x-id", entry_id,
                 "x-node", self.node_id, "x-deliveries", deliveries, *fields,
             )  # fmt: skip
         if self._acks:
-            pipe.execute_command("XACK", self.key, self.node_id, *self._acks)
+            command(pipe, "XACK", self.key, self.node_id, *self._acks)
         return len(self._dead) + (1 if self._acks else 0)
 
     def _check_finish(self, replies: list[Any]) -> None:

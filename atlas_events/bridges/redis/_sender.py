@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Protocol, cast
 
 from redis.backoff import AbstractBackoff
 from redis.exceptions import ResponseError
@@ -21,6 +22,10 @@ log = logging.getLogger("atlas_events.bridges.redis")
 
 ENTRY_FIELD = b"e"
 """The one field of a stream entry: the encoded envelope."""
+
+
+class _Queue(Protocol):
+    def execute_command(self, *args: bytes | str | int) -> object: ...
 
 
 class Sender:
@@ -146,9 +151,9 @@ class Sender:
         """One pipelined ``XADD`` per event; ``False`` if the link failed (nothing counted)."""
         key, maxlen = self.config.stream_key, self.config.maxlen
         pipe = client.pipeline(transaction=False)
-        command = pipe.execute_command
+        queue = cast("_Queue", pipe).execute_command
         for payload in batch:
-            command("XADD", key, "MAXLEN", "~", maxlen, "*", ENTRY_FIELD, payload)
+            queue("XADD", key, "MAXLEN", "~", maxlen, "*", ENTRY_FIELD, payload)
         try:
             replies = pipe.execute(raise_on_error=False)
         except LINK_ERRORS as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Final, TypeAlias, cast
+from typing import Any, Final, Protocol, TypeAlias, cast
 
 import redis
 from redis.backoff import EqualJitterBackoff, NoBackoff
@@ -28,6 +28,7 @@ from ._config import RedisBridgeConfig
 __all__ = [
     "LINK_ERRORS",
     "Client",
+    "command",
     "interrupt",
     "make_backoff",
     "open_client",
@@ -45,6 +46,15 @@ LINK_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 # Hot read commands whose redis-py reply callbacks rebuild every entry as a
 # dict/tuples; the bridge reads the nested lists hiredis returns as they are.
 _RAW_COMMANDS: Final = ("XREADGROUP", "XAUTOCLAIM", "XPENDING")
+
+
+class _Commands(Protocol):
+    def execute_command(self, *args: Any) -> Any: ...
+
+
+def command(target: Any, *args: Any) -> Any:
+    """``target.execute_command(*args)`` (a client or a pipeline; redis-py leaves it untyped)."""
+    return cast("_Commands", target).execute_command(*args)
 
 
 def _raw(response: Any, **_options: Any) -> Any:
