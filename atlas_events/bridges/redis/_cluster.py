@@ -15,6 +15,8 @@ from typing import Any, Final
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 
 __all__ = ["CLUSTER_OPTIONS", "for_each_node", "is_cluster", "open_cluster"]
 
@@ -59,9 +61,11 @@ def open_cluster(
             node's client, then with its own callbacks).
 
     Raises:
-        redis.exceptions.RedisClusterException: The nodes do not form a
-            usable cluster (slots not covered, a ``db`` other than 0).
-        redis.exceptions.ConnectionError, TimeoutError: No node answered.
+        redis.exceptions.ConnectionError: No node answered, or the nodes do
+            not form a usable cluster (not in cluster mode, slots not
+            covered, a ``db`` other than 0); the bridge retries it like any
+            link failure and ``start()`` reports it.
+        redis.exceptions.TimeoutError: A node did not answer in time.
     """
     settings = dict(options)
     retry = settings.pop("retry", None)
@@ -76,7 +80,10 @@ def open_cluster(
             for_each_node(built[0], prepare_node)
         on_connect(conn)
 
-    client = RedisCluster.from_url(url, retry=retry, redis_connect_func=connected, **settings)
+    try:
+        client = RedisCluster.from_url(url, retry=retry, redis_connect_func=connected, **settings)
+    except RedisClusterException as exc:  # no node reachable, slots not covered, not a cluster
+        raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
     built.append(client)
     for_each_node(client, prepare_node)
     return client

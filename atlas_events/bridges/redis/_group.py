@@ -108,14 +108,13 @@ class ConsumerGroup:
         group: The group (and consumer) name: the node id.
     """
 
-    __slots__ = ("_account", "_create", "config", "group", "key")
+    __slots__ = ("_create", "config", "group", "key")
 
     def __init__(self, client: Client, config: RedisBridgeConfig, group: str) -> None:
         self.config = config
         self.group = group
         self.key = config.stream_key
         self._create = client.register_script(_CREATE)
-        self._account = client.register_script(_ACCOUNT)
 
     def create(self, client: Client, resume_at: str | None) -> bool:
         """Create the group unless it exists; ``True`` if it was created.
@@ -141,4 +140,7 @@ class ConsumerGroup:
 
         The reply is the count (``>= 0``), :data:`UNKNOWN` or :data:`NO_GROUP`.
         """
-        return self._account(keys=[self.key], args=[self.group], client=client)
+        # EVAL with the source, not the registered script's EVALSHA: redis-py's
+        # cluster pipeline refuses EVALSHA, and a node promoted by a failover
+        # may not have the script cached (Redis caches EVAL'd scripts itself).
+        return client.execute_command("EVAL", _ACCOUNT, 1, self.key, self.group)

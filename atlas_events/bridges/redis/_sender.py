@@ -159,6 +159,12 @@ class Sender:
         except LINK_ERRORS as exc:
             self.link.down(exc)
             return False
+        # A cluster pipeline returns a node's link failure as a reply: the
+        # batch is written again (receivers drop the copies that landed).
+        lost = next((r for r in replies if isinstance(r, LINK_ERRORS)), None)
+        if lost is not None:
+            self.link.down(lost)
+            return False
         errors = [r for r in replies if isinstance(r, Exception)]
         self.counters["sent"] += len(batch) - len(errors)
         if errors:

@@ -130,7 +130,10 @@ def open_client(
         cluster = is_cluster(config.url, options)
     client: Client
     if cluster:
-        client = cast(Client, open_cluster(config.url, options, connected, raw_replies))
+        # No reconnect hook: redis-py's cluster client opens extra connections
+        # to the same node on every slot-map refresh; a lost node shows as
+        # the command's own ConnectionError instead.
+        client = cast(Client, open_cluster(config.url, options, _ignore, raw_replies))
     else:
         plain = {k: v for k, v in options.items() if k not in CLUSTER_OPTIONS}
         client = redis.Redis.from_url(config.url, redis_connect_func=plain_connected, **plain)
@@ -141,6 +144,10 @@ def open_client(
         raise
     raw_replies(client)
     return client
+
+
+def _ignore(_conn: Any) -> None:
+    return None
 
 
 def interrupt(client: Client | None) -> None:
