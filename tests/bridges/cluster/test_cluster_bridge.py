@@ -48,7 +48,7 @@ def _collect(bus: EventBus) -> list[Event[Any]]:
 def test_every_node_url_reaches_the_stream(
     redis_cluster: LocalCluster, make_bus: Callable[[str], EventBus], make_bridge: BridgeFactory
 ) -> None:
-    """Primaries that do not own the slot and replicas work as the URL (the client follows MOVED)."""
+    """Any primary, or a replica, works as the URL (redis-py follows MOVED)."""
     ns = "anynode"
     owner = redis_cluster.owner(f"{{{ns}}}:events")
     receiver = make_bus("receiver")
