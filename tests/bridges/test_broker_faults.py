@@ -216,7 +216,7 @@ def test_stop_while_the_broker_is_down_counts_abandoned_events(
 
 ACL = (
     "ACL SETUSER atlas-bridge on >s3cret resetkeys ~{acl}:* resetchannels -@all "
-    "+ping +xadd +xreadgroup +xack +xautoclaim +xpending +xinfo|groups +xinfo|stream +exists "
+    "+ping +xadd +xreadgroup +xack +xclaim +xpending +xinfo|groups +xinfo|stream +exists "
     "+xgroup|create +xgroup|setid +xgroup|destroy +xrevrange +evalsha +script|load "
     "+script|exists +client|setname"
 )

@@ -333,3 +333,69 @@ def test_events_trimmed_while_offline_are_counted_exactly(
     time.sleep(0.3)
     assert again.health()["trimmed"] == 0
     again.stop()
+
+
+def _pending_for(client: redis.Redis, stream: str, node: str, codec: Codec, count: int) -> None:
+    """``count`` entries delivered once to ``node``'s group and never acknowledged."""
+    client.xgroup_create(stream, node, "$", mkstream=True)
+    for i in range(count):
+        client.xadd(stream, {"e": _entry(codec, i + 1, {"i": i})})
+    client.xreadgroup(node, node, {stream: ">"}, count=count)
+
+
+def test_pending_entries_past_max_deliveries_are_dead_lettered_in_order(
+    make_bus: Callable[[str], EventBus], redis_url: str, namespace: str, client: redis.Redis
+) -> None:
+    """max_deliveries=1: entries another process was handed once are not handed over again."""
+    codec = Codec()
+    stream = f"{{{namespace}}}:events"
+    _pending_for(client, stream, "B", codec, 3)
+    bus = make_bus("b")
+    got: list[Event[Any]] = []
+    bus.subscribe(EventType.TASK_STARTED, got.append)
+    with RedisBridge(bus, redis_url, namespace, node_id="B", block_ms=100, max_deliveries=1) as b:
+        assert wait_until(lambda: b.health()["dead_lettered"] == 3)
+        health = b.health()
+    assert got == []
+    assert health["poisoned"] == 3
+    assert client.xpending(stream, "B")["pending"] == 0
+    letters = cast("StreamEntries", client.xrange(f"{{{namespace}}}:dead"))
+    assert [e[1][b"x-deliveries"] for e in letters] == [b"2", b"2", b"2"]
+
+
+def test_link_faults_while_recovering_do_not_count_as_deliveries(
+    make_bus: Callable[[str], EventBus], redis_url: str, namespace: str, client: redis.Redis
+) -> None:
+    """Connections killed during the pending pass: every entry delivered once, none poisoned."""
+    codec = Codec()
+    stream = f"{{{namespace}}}:events"
+    total = 300
+    _pending_for(client, stream, "B", codec, total)  # delivered once: the next is the 2nd
+    bus = make_bus("b")
+    got: list[int] = []
+
+    def slow(ev: Event[Any]) -> None:
+        time.sleep(0.001)  # keep the pending pass going while its connection is killed
+        got.append(cast("dict[str, int]", ev.data)["i"])
+
+    bus.subscribe(EventType.TASK_STARTED, slow)
+    kills = 0
+    bridge = RedisBridge(
+        bus, redis_url, namespace, node_id="B", block_ms=100, max_deliveries=2,
+        backoff_initial=0.01, backoff_max=0.05,
+    )  # fmt: skip
+    with bridge:
+        while len(got) < total and kills < 200:
+            listing = cast("bytes", client.execute_command("CLIENT", "LIST")).decode()
+            for line in listing.splitlines():
+                if "name=atlas-bridge:B:read" in line:
+                    client_id = line.split()[0].partition("=")[2]
+                    client.execute_command("CLIENT", "KILL", "ID", client_id)
+                    kills += 1
+            time.sleep(0.01)
+        assert wait_until(lambda: len(got) >= total, timeout=30)
+        health = bridge.health()
+    assert kills >= 3
+    assert health["poisoned"] == 0
+    assert sorted(got) == list(range(total))
+    assert len(got) == total

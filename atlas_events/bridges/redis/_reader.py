@@ -36,9 +36,11 @@ class Reader:
 
     On every (re)connection it creates the group if needed, counts the
     entries trimmed behind its cursor (exactly, from the group's counters),
-    and then re-reads this node's pending entries one at a time, each
-    claimed (``XAUTOCLAIM``, which counts the delivery) just before it is
-    dispatched: an entry whose delivery count passes ``max_deliveries`` is
+    and then re-reads this node's pending entries one at a time: each is
+    claimed with ``XCLAIM ... RETRYCOUNT n`` just before it is dispatched,
+    where ``n`` is its delivery count (``XPENDING``) plus one, decided once
+    per bridge object (so a claim repeated after a lost reply does not
+    count twice). An entry whose count passes ``max_deliveries`` is
     dead-lettered instead (reason ``"poison"``), so an entry that kills the
     process cannot stop the node for good. New entries are then read in
     batches; a batch's acknowledgements and dead letters travel in the
@@ -73,6 +75,7 @@ class Reader:
         self._acks: list[bytes] = []
         self._dead: list[_Dead] = []
         self._next_account = 0.0
+        self._claims: dict[bytes, int] = {}  # pending entry id -> the delivery it is
 
     # ------------------------------------------------------------- the loop
 
@@ -152,27 +155,28 @@ class Reader:
                 command(client, "XACK", self.key, group, *[p[0] for p in page])
                 if len(page) < _PENDING_PAGE:
                     break
-        cursor: bytes = b"0-0"
-        while not self.link.halt.is_set():
+        key = self.key
+        peek = command(client, "XPENDING", key, group, "-", "+", 1)
+        while peek and not self.link.halt.is_set():
+            entry_id = peek[0][0]
+            # The delivery this is, as this object decided it the first time
+            # it saw the entry (a retry after a lost reply sets the same).
+            deliveries = self._claims.setdefault(entry_id, int(peek[0][3]) + 1)
             pipe = client.pipeline(transaction=False)
             self._queue_finish(pipe)
-            command(pipe, "XAUTOCLAIM", self.key, group, group, 0, cursor, "COUNT", 1)
-            command(pipe, "XPENDING", self.key, group, cursor, "+", 1)
+            command(pipe, "XCLAIM", key, group, group, 0, entry_id, "RETRYCOUNT", deliveries)
+            command(pipe, "XPENDING", key, group, b"(" + entry_id, "+", 1)
             replies = pipe.execute(raise_on_error=False)
             self._check_finish(replies[:-2])
-            claimed, pending = replies[-2], replies[-1]
-            for reply in (claimed, pending):
+            for reply in replies[-2:]:
                 if isinstance(reply, Exception):
                     raise reply
-            cursor, entries = claimed[0], claimed[1]
-            if len(claimed) > 2 and claimed[2]:  # trimmed while pending: removed by Redis
-                self._lost_pending(len(claimed[2]))
-            if entries:
-                entry_id, fields = entries[0]
-                deliveries = int(pending[0][3]) if pending and pending[0][0] == entry_id else 1
-                self._handle(entry_id, fields, deliveries)
-            if cursor == b"0-0":
-                break
+            claimed, peek = replies[-2], replies[-1]
+            if claimed:
+                self._handle(entry_id, claimed[0][1], deliveries)
+            else:  # trimmed while pending: XCLAIM dropped it from the group
+                self._lost_pending(1)
+            del self._claims[entry_id]
         pipe = client.pipeline(transaction=False)
         if self._queue_finish(pipe):
             self._check_finish(pipe.execute(raise_on_error=False))

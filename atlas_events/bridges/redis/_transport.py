@@ -45,7 +45,7 @@ LINK_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 
 # Hot read commands whose redis-py reply callbacks rebuild every entry as a
 # dict/tuples; the bridge reads the nested lists hiredis returns as they are.
-_RAW_COMMANDS: Final = ("XREADGROUP", "XAUTOCLAIM", "XPENDING")
+_RAW_COMMANDS: Final = ("XREADGROUP", "XCLAIM", "XPENDING")
 
 
 class _Commands(Protocol):
