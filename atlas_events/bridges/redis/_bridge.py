@@ -109,7 +109,11 @@ class RedisBridge:
             self._sink_stats,
         )
         self._outbound = Outbound(
-            config.codec, select_types(config.types, config.codec), config.scopes, self._outbox
+            config.codec,
+            select_types(config.types, config.codec),
+            config.scopes,
+            self._outbox,
+            config.accept,
         )
         self._announcer = Announcer(bus, self.node_id, self.counters)
         self._link = LinkState(self._announcer, config.namespace, config.safe_url, self.counters)
@@ -216,7 +220,20 @@ class RedisBridge:
             self.counters,
             backoff,
             self._stopping,
+            None if config.receive else self._ready,  # send-only: ready once connected
         )
+        threads = [
+            threading.Thread(
+                target=link.guard("sender", self._sender.run),
+                name=f"atlas-redis-send[{self.node_id}]",
+                daemon=True,
+            )
+        ]
+        if not config.receive:
+            self._reader = None
+            self._threads = threads
+            threads[0].start()
+            return
         self._reader = Reader(
             config,
             self.bus,
@@ -230,11 +247,7 @@ class RedisBridge:
         )
         self._reader.last_handled = self._last_handled
         self._threads = [
-            threading.Thread(
-                target=link.guard("sender", self._sender.run),
-                name=f"atlas-redis-send[{self.node_id}]",
-                daemon=True,
-            ),
+            *threads,
             threading.Thread(
                 target=link.guard("reader", self._reader.run),
                 name=f"atlas-redis-read[{self.node_id}]",
@@ -273,12 +286,12 @@ class RedisBridge:
                 token()
             self._tokens = []
             self._join(timeout)
-            if self.ephemeral:
+            if self.ephemeral and self.config.receive:
                 self._destroy_group()
             self._link.set("stopped")
 
     def _join(self, timeout: float) -> None:
-        sender, reader = self._threads or (None, None)
+        sender, reader = (*self._threads, None, None)[:2]
         self._stopping.set()
         self._outbox.wake.set()
         if sender is not None:

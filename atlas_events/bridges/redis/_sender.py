@@ -59,6 +59,7 @@ class Sender:
         counters: dict[str, int],
         backoff: AbstractBackoff,
         stopping: threading.Event,
+        ready: threading.Event | None = None,
     ) -> None:
         self.config = config
         self.node_id = node_id
@@ -68,6 +69,7 @@ class Sender:
         self.counters = counters
         self.backoff = backoff
         self.stopping = stopping
+        self.ready = ready  # set once connected (a send-only bridge has no reader to set it)
         self.client: Client | None = None
         self.in_flight = 0
         self._append: Any = None  # the batch script, registered on first use
@@ -79,6 +81,9 @@ class Sender:
         batch: list[bytes] = []
         try:
             self.client = self._connect()
+            if self.client is not None and self.ready is not None:
+                self.ready.set()
+                self.link.up()
             while self.client is not None and not self.link.halt.is_set():
                 if not batch:
                     batch = self._next_batch()

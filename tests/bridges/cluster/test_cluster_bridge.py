@@ -80,9 +80,7 @@ def test_cluster_option_is_explicit_when_given(
             make_bus("b"), f"redis://{other.address}/0", ns, node_id="b", cluster=False
         ).start(timeout=3)
     with pytest.raises(BridgeConnectionError, match="Redis Cluster"):
-        RedisBridge(make_bus("c"), redis_server.url, ns, node_id="c", cluster=True).start(
-            timeout=3
-        )
+        RedisBridge(make_bus("c"), redis_server.url, ns, node_id="c", cluster=True).start(timeout=3)
 
 
 def test_dead_letters_and_trimming_losses_on_the_cluster(
@@ -157,7 +155,10 @@ def test_primary_killed_mid_run_fails_over_and_loses_nothing(
     cluster.wait_failover(key, victim)
     thread.join(60)
     assert wait_until(lambda: len(got) >= 3000, timeout=60), (
-        len(got), bridge_a.health(), bridge_b.health(), _missing(got, ids)
+        len(got),
+        bridge_a.health(),
+        bridge_b.health(),
+        _missing(got, ids),
     )
     assert wait_until(lambda: reconnects_a and reconnects_b, timeout=15)
     assert [ev.id for ev in got] == ids  # all of them, once each, in publish order
