@@ -156,8 +156,9 @@ class LocalCluster:
 
     Args:
         directory: Parent of the nodes' data directories.
-        primaries: Primaries (each owns an equal share of the 16384 slots); at least 3
-            (``redis-cli --cluster create`` refuses fewer).
+        primaries: Primaries (each owns an equal share of the 16384 slots). From
+            3 the cluster is made by ``redis-cli --cluster create``; 1 or 2
+            are set up by hand with the same commands (it refuses fewer).
         replicas: Replicas per primary.
         node_timeout_ms: ``cluster-node-timeout`` in ms; failover takes about
             this long plus an election (a second or two here).
@@ -166,8 +167,8 @@ class LocalCluster:
     def __init__(
         self, directory: Path, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 1000
     ) -> None:
-        if primaries < 3:
-            raise ValueError(f"redis-cli --cluster create needs 3 primaries, got {primaries}")
+        if primaries < 1 or replicas < 0:
+            raise ValueError(f"need primaries >= 1 and replicas >= 0, got {primaries}, {replicas}")
         self.directory = directory
         self.primaries = primaries
         self.replicas = replicas
@@ -194,6 +195,10 @@ class LocalCluster:
         try:
             for node in self.nodes:
                 node.start()
+            if self.primaries < 3:  # redis-cli --cluster create refuses fewer than 3
+                self._create_by_hand()
+                self.wait_ok(timeout)
+                return
             self._cli(
                 "--cluster", "create", *(n.address for n in self.nodes),
                 "--cluster-replicas", str(self.replicas), "--cluster-yes",
@@ -322,6 +327,32 @@ class LocalCluster:
         self.wait_ok(timeout)
 
     # ----------------------------------------------------------------- internals
+
+    def _create_by_hand(self) -> None:
+        """What ``--cluster create`` does, for 1 or 2 primaries: slots, meet, replicate."""
+        primaries = self.nodes[: self.primaries]
+        per = 16384 // self.primaries
+        for i, node in enumerate(primaries):
+            first, last = i * per, 16383 if i == self.primaries - 1 else (i + 1) * per - 1
+            with node.client() as c:
+                c.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+        seed = self.nodes[0]
+        for node in self.nodes[1:]:
+            with node.client() as c:
+                c.execute_command("CLUSTER", "MEET", "127.0.0.1", seed.port)
+        replicas = self.nodes[self.primaries :]
+        deadline = time.monotonic() + 30
+        for i, node in enumerate(replicas):
+            primary_id = self._node_id(primaries[i % self.primaries])
+            while True:
+                try:
+                    with node.client() as c:
+                        c.execute_command("CLUSTER", "REPLICATE", primary_id)
+                    break
+                except redis.ResponseError:  # it does not know the primary yet
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
 
     def _move_slot(self, slot: int, source: ClusterNodeProcess, target: ClusterNodeProcess) -> None:
         """Migrate one slot key by key (the sequence ``redis-cli --cluster reshard`` runs)."""
