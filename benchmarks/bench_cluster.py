@@ -202,7 +202,8 @@ def scaling_run(primaries: int, args: argparse.Namespace, work: Path) -> dict[st
         "received_min": received,
         "events_per_s": total / (end - start) if received == total else None,
         "publisher_us_per_event": 1e6 * statistics.mean(p["cpu"] / p["events"] for p in pubs),
-        "receiver_us_per_event": 1e6 * statistics.mean(r["cpu"] / max(1, r["events"]) for r in recvs),
+        "receiver_us_per_event": 1e6
+        * statistics.mean(r["cpu"] / max(1, r["events"]) for r in recvs),
         "redis_us_per_event": 1e6 * redis_cpu / total,
         "p50_ms": statistics.median(r["p50_ms"] for r in recvs),
         "p99_ms": max(r["p99_ms"] for r in recvs),
@@ -224,9 +225,10 @@ def own_traffic_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 bridge = RedisBridge(bus, cluster.url, f"own{label}", node_id="n", **options)
                 publish = bus.scope("work")
             else:
+                other = scopes_covering(ShardLayout(namespace=f"own{label}", shards=2))[1]
                 bridge = ShardedRedisBridge(
                     bus, cluster.url, f"own{label}", node_id="n", shards=2, **options,
-                    read_scopes=[scopes_covering(ShardLayout(namespace=f"own{label}", shards=2))[1]],
+                    read_scopes=[other],
                 )  # fmt: skip
                 publish = bus.scope(scopes_covering(bridge.layout)[0])
             bridge.start(30)
@@ -234,12 +236,8 @@ def own_traffic_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             cpu0, redis0 = _cpu(), _redis_cpu(cluster)
             for i in range(n):
                 publish.publish(EventType.TASK_COMPLETED, {"i": i})
-            if isinstance(bridge, RedisBridge):
-                done = lambda b=bridge: b.health()["own_skipped"] >= n  # noqa: E731
-            else:
-                done = lambda b=bridge: b.health()["totals"]["sent"] >= n  # noqa: E731
             deadline = time.monotonic() + args.timeout
-            while not done() and time.monotonic() < deadline:
+            while not _finished(bridge, n) and time.monotonic() < deadline:
                 time.sleep(0.002)
             time.sleep(0.3)  # the last acknowledgements
             out[label] = {
@@ -251,6 +249,13 @@ def own_traffic_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     finally:
         cluster.stop()
     return out
+
+
+def _finished(bridge: RedisBridge | ShardedRedisBridge, n: int) -> bool:
+    """All ``n`` events sent (and, by a bridge that reads its own stream, read back)."""
+    if isinstance(bridge, RedisBridge):
+        return bridge.health()["own_skipped"] >= n
+    return bridge.health()["totals"]["sent"] >= n
 
 
 def main() -> None:
@@ -295,9 +300,10 @@ def main() -> None:
             own = own_traffic_run(args, work)
             report["own_traffic"] = own
             for label in ("reads_own", "reads_other_stream"):
+                figures = own[label]
                 print(
-                    f"own traffic, {label:<18}: node {own[label]['node_us_per_event']:.1f} us/event, "
-                    f"redis {own[label]['redis_us_per_event']:.1f} us/event"
+                    f"own traffic, {label:<18}: node {figures['node_us_per_event']:.1f} us/event, "
+                    f"redis {figures['redis_us_per_event']:.1f} us/event"
                 )
     report["load_after"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
