@@ -48,11 +48,11 @@ class Inbound:
         self._counters = counters
         self._announcer = announcer
 
-    def handle(self, entry_id: str, raw: bytes) -> CodecError | None:
+    def handle(self, raw: bytes) -> CodecError | None:
         """Dispatch the event ``raw`` carries, once; return the error if it cannot be decoded.
 
         The caller acknowledges the entry either way (and dead-letters it
-        on an error). A handler's ``Exception`` counts in
+        on an error, after setting the error's ``entry_id``). A handler's ``Exception`` counts in
         ``dispatch_errors``; its ``BaseException`` is contained too (see
         :meth:`Announcer.contain_exit`).
 
@@ -66,7 +66,6 @@ class Inbound:
         try:
             origin, incarnation, seq, event = self._decode(raw)
         except CodecError as exc:
-            exc.entry_id = entry_id
             return exc
         if origin == self._node_id:
             counters["own_skipped"] += 1

@@ -27,7 +27,7 @@ from atlas_events.bridges.codec import Codec
 from atlas_events.bridges.redis import DeadLetter, EventsLost, HandlerExit, RedisBridge
 from atlas_events.exceptions import CodecError
 
-from ._support import RedisServer, StreamEntries, wait_until
+from ._support import RawCommands, RedisServer, StreamEntries, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -386,11 +386,12 @@ def test_link_faults_while_recovering_do_not_count_as_deliveries(
     )  # fmt: skip
     with bridge:
         while len(got) < total and kills < 200:
-            listing = cast("bytes", client.execute_command("CLIENT", "LIST")).decode()
+            raw: RawCommands = client
+            listing = cast("bytes", raw.execute_command("CLIENT", "LIST")).decode()
             for line in listing.splitlines():
                 if "name=atlas-bridge:B:read" in line:
                     client_id = line.split()[0].partition("=")[2]
-                    client.execute_command("CLIENT", "KILL", "ID", client_id)
+                    raw.execute_command("CLIENT", "KILL", "ID", client_id)
                     kills += 1
             time.sleep(0.01)
         assert wait_until(lambda: len(got) >= total, timeout=30)

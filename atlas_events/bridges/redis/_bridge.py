@@ -30,6 +30,7 @@ from .._inbound import Inbound
 from .._outbound import Outbound, select_types
 from .._outbox import Outbox
 from .._threads import in_thread, wait_uncancellable
+from ..codec import Codec
 from ._config import RedisBridgeConfig, generated_node_id
 from ._reader import Reader
 from ._sender import Sender
@@ -140,7 +141,7 @@ class RedisBridge:
         return self.config.namespace
 
     @property
-    def codec(self) -> Any:
+    def codec(self) -> Codec:
         return self.config.codec
 
     @property

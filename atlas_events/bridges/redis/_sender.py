@@ -26,7 +26,7 @@ ENTRY_FIELD = b"e"
 
 # One EVALSHA per batch: every event is still its own XADD (MAXLEN ~), run
 # by the server in order. Saves the client a reply (and redis-py's Python
-# reply handling, ~6 us) per event: see docs/performance.md, "Redis bridge".
+# reply handling, ~6 us) per event: measured in docs/cross-process.md, "Performance".
 # An XADD refused inside (OOM, READONLY) is counted and the rest go on.
 # ARGV: maxlen, payload... Returns {added} or {added, first error}.
 _APPEND: Final = """
