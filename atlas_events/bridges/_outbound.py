@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from .._event import Event, EventKey, MemberMap
@@ -54,10 +54,9 @@ class Outbound:
         types: From :func:`select_types`.
         scopes: Scope path prefixes; ``None`` for all.
         outbox: Where admitted events wait for the sender.
-        accept: A last filter (a sharded bridge's routing); ``None`` for all.
     """
 
-    __slots__ = ("_accept", "_scopes", "_types", "_wire", "codec", "outbox")
+    __slots__ = ("_scopes", "_types", "_wire", "codec", "outbox")
 
     def __init__(
         self,
@@ -65,10 +64,8 @@ class Outbound:
         types: MemberMap[bool] | None,
         scopes: tuple[tuple[str, ...], ...] | None,
         outbox: Outbox,
-        accept: Callable[[Event[Any]], bool] | None = None,
     ) -> None:
         self.codec = codec
-        self._accept = accept
         self._types = types
         self._scopes = None if scopes is None or () in scopes else scopes
         self.outbox = outbox
@@ -105,12 +102,7 @@ class Outbound:
 
     def wants(self, ev: Event[Any]) -> bool:
         """Whether a local event goes out (types and scope filters)."""
-        accept = self._accept
-        return (
-            bool(self.wire_name(ev.type))
-            and self.in_scope(ev.scope)
-            and (accept is None or accept(ev))
-        )
+        return bool(self.wire_name(ev.type)) and self.in_scope(ev.scope)
 
     def check(self, ev: Event[Any]) -> Event[Any]:
         """Middleware: refuse an outbound event at publish time if it cannot go out.
@@ -128,9 +120,6 @@ class Outbound:
         if name is None:
             name = self.wire_name(ev.type)
         if not name or (self._scopes is not None and not self.in_scope(ev.scope)):
-            return ev
-        accept = self._accept
-        if accept is not None and not accept(ev):
             return ev
         self.outbox.admit(ev, self.codec.encode_parts(ev, name))
         return ev

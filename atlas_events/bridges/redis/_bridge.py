@@ -8,12 +8,14 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, cast
 
 from redis.exceptions import ResponseError
 
 from ..._bus import EventBus
+from ..._event import Event
 from ..._subscription import Subscription
 from ...exceptions import BridgeConnectionError, BusClosedError
 from .._dedup import DedupWindow
@@ -114,7 +116,6 @@ class RedisBridge:
             select_types(config.types, config.codec),
             config.scopes,
             self._outbox,
-            config.accept,
         )
         self._announcer = Announcer(bus, self.node_id, self.counters)
         self._link = LinkState(self._announcer, config.namespace, config.safe_url, self.counters)
@@ -186,21 +187,39 @@ class RedisBridge:
             if self._link.state != "stopped":
                 raise RuntimeError(f"bridge {self.node_id!r} is already running")
             self._reset()
-            # The check first, then the sink: every event the outbox gets
-            # was admitted by the check (the "raise" policy reserves there).
-            check = self.bus.add_middleware(self._outbound.check)
-            try:
-                sink_token, _ = self.bus.attach_sink(self._outbox)
-            except BusClosedError:
-                check()
+            if self.config.attach:
+                self._attach()
+            elif self.bus.closed:
                 self._link.set("stopped")
-                raise
-            self._tokens = [sink_token, check]
+                raise BusClosedError(self.bus.name, "start a bridge")
             self._spawn()
         if timeout is not None and not self._ready.wait(timeout):
             self.stop(timeout=0)
             raise self._no_answer(timeout)
         return self
+
+    def _attach(self) -> None:
+        # The check first, then the sink: every event the outbox gets
+        # was admitted by the check (the "raise" policy reserves there).
+        check = self.bus.add_middleware(self._outbound.check)
+        try:
+            sink_token, _ = self.bus.attach_sink(self._outbox)
+        except BusClosedError:
+            check()
+            self._link.set("stopped")
+            raise
+        self._tokens = [sink_token, check]
+
+    @property
+    def publish_check(self) -> Callable[[Event[Any]], Event[Any]]:
+        """The bridge's publish check (middleware); installed by :meth:`start` unless
+        ``attach=False``, when whoever feeds the bridge (a sharded bridge) calls it."""
+        return self._outbound.check
+
+    @property
+    def outbox(self) -> Outbox:
+        """The bridge's outbox (a bus sink); attached by :meth:`start` unless ``attach=False``."""
+        return self._outbox
 
     def _reset(self) -> None:
         self._link.halt.clear()

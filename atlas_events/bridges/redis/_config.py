@@ -7,13 +7,13 @@ import math
 import os
 import re
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from ..._event import Event, EventKey
+from ..._event import EventKey
 from .._outbound import scope_path
 from .._outbox import POLICIES, OutboxPolicy
 from ..codec import Codec
@@ -185,9 +185,10 @@ class RedisBridgeConfig:
             ``docs/scaling.md``.
         receive: ``False``: send only (no reader thread, no consumer group);
             a sharded bridge sets it on the streams a node does not read.
-        accept: Send only the local events this predicate accepts (after
-            ``types`` and ``scopes``); called on the publishing thread. A
-            sharded bridge routes each event to its stream with it.
+        attach: ``False``: ``start()`` does not install the publish check
+            and the outbox on the bus; whoever feeds the bridge calls
+            ``publish_check`` and ``outbox.push`` (a sharded bridge routes
+            each event to one stream's bridge this way).
 
     Raises:
         TypeError: An option has the wrong type (a ``bool`` or ``float``
@@ -225,9 +226,7 @@ class RedisBridgeConfig:
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(bool))
     )
     receive: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
-    accept: Callable[[Event[Any]], bool] | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.is_callable())
-    )
+    attach: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
     def __attrs_post_init__(self) -> None:
         if self.replay_last is not None and self.replay_from is not None:

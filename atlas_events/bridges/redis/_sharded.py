@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from collections.abc import Iterable
 from types import TracebackType
@@ -11,7 +12,13 @@ from typing import Any, TypedDict
 import attrs
 
 from ..._bus import EventBus
+from ..._event import Event
+from ..._stats import SinkStats
+from ..._subscription import Subscription
+from ...exceptions import BridgeConnectionError, BusClosedError
 from .._health import BridgeHealth
+from .._outbox import Outbox
+from .._threads import in_thread, wait_uncancellable
 from ._bridge import RedisBridge
 from ._config import RedisBridgeConfig, generated_node_id
 from ._sharding import ShardLayout, ShardRoute
@@ -46,6 +53,52 @@ class ShardedBridgeHealth(TypedDict):
 _WORST = ("failed", "disconnected", "connecting", "stopped", "connected")
 
 
+class _Router:
+    """One publish check and one bus sink for all the streams: each event goes to its stream's.
+
+    The cost per publish does not grow with the number of streams (one
+    route, one check, one push), where N attached bridges would each run
+    their check and their sink: docs/scaling.md, "Sharded streams".
+    """
+
+    __slots__ = ("blocks", "checks", "index", "kind", "name", "outboxes")
+
+    def __init__(self, sharded: ShardedRedisBridge) -> None:
+        self.kind = "redis-bridge-sharded"
+        self.name = sharded.node_id
+        self.blocks = False
+        self.index = sharded.layout.index
+        self.checks = tuple(b.publish_check for b in sharded.bridges)
+        self.outboxes: tuple[Outbox, ...] = tuple(b.outbox for b in sharded.bridges)
+
+    def check(self, ev: Event[Any]) -> Event[Any]:
+        """Middleware: the publish check of the event's stream (remote events pass)."""
+        if ev.origin is not None:
+            return ev
+        return self.checks[self.index(ev)](ev)
+
+    def push(self, ev: Event[Any]) -> None:
+        """Sink protocol: hand a local event to its stream's outbox."""
+        if ev.origin is None:
+            self.outboxes[self.index(ev)].push(ev)
+
+    def wait_for_room(self) -> None:
+        return None
+
+    def close(self) -> None:
+        for outbox in self.outboxes:
+            outbox.close()
+
+    def stats(self) -> SinkStats:
+        """The streams' outboxes summed (``depth``, ``capacity``, ``dropped``, ``delivered``)."""
+        rows: list[dict[str, Any]] = [dict(o.stats()) for o in self.outboxes]
+        fields = ("depth", "capacity", "dropped", "delivered")
+        summed = {k: sum(int(r.get(k, 0)) for r in rows) for k in fields}
+        stats: dict[str, Any] = {"kind": self.kind, "name": self.name, **summed}
+        stats["policy"] = self.outboxes[0].policy
+        return stats  # type: ignore[return-value]  # SinkStats keys
+
+
 class ShardedRedisBridge:
     """Connects a bus to a mesh whose namespace spreads over ``shards`` Redis streams.
 
@@ -74,13 +127,13 @@ class ShardedRedisBridge:
         read_scopes: Read only the streams that can hold these scopes
             (``"agents"``, ``("agents", "planner")``); default: all.
         **options: Any :class:`RedisBridgeConfig` field but ``namespace``,
-            ``receive`` and ``accept`` (``node_id``, ``types``, ``scopes``,
+            ``receive`` and ``attach`` (``node_id``, ``types``, ``scopes``,
             ``maxlen`` per stream, ``outbox_size`` per stream, ``cluster``...).
 
     Raises:
         TypeError, ValueError: As :class:`RedisBridge`; ``shards`` out of
             range, ``route`` not callable, a bad scope in ``read_scopes``,
-            or ``receive``/``accept`` given.
+            or ``receive``/``attach`` given.
     """
 
     def __init__(
@@ -94,7 +147,7 @@ class ShardedRedisBridge:
         read_scopes: Iterable[str | tuple[str, ...]] | None = None,
         **options: Any,
     ) -> None:
-        taken = {"receive", "accept"} & options.keys()
+        taken = {"receive", "attach"} & options.keys()
         if taken:
             raise TypeError(f"a sharded bridge sets {sorted(taken)} itself")
         base = RedisBridgeConfig(url=url, namespace=namespace, **options)  # validates once
@@ -111,12 +164,14 @@ class ShardedRedisBridge:
                 namespace=shard_namespace,
                 node_id=self.node_id,
                 receive=i in self.reading,
-                accept=self.layout.accepts(i),
+                attach=False,  # the router below feeds it
             )
             bridge = RedisBridge(bus, config=config)
             bridge.ephemeral = self.ephemeral  # one generated id: each deletes its group on stop
             bridges.append(bridge)
         self.bridges: tuple[RedisBridge, ...] = tuple(bridges)
+        self._router = _Router(self)
+        self._tokens: list[Subscription] = []
 
     @property
     def namespace(self) -> str:
@@ -149,21 +204,45 @@ class ShardedRedisBridge:
             BridgeConnectionError, BusClosedError, RuntimeError: As
                 :meth:`RedisBridge.start`.
         """
+        if self._tokens:
+            raise RuntimeError(f"sharded bridge {self.node_id!r} is already running")
         deadline = None if timeout is None else time.monotonic() + timeout
         started: list[RedisBridge] = []
         try:
             for bridge in self.bridges:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                bridge.start(left)
+                bridge.start(None)  # threads first; the router attaches once all are running
                 started.append(bridge)
+            self._attach()
+            for bridge in self.bridges:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if left is not None and not bridge.wait_connected(left):
+                    reason = bridge.health()["last_error"] or f"no answer within {timeout}s"
+                    raise BridgeConnectionError(self.config.safe_url, reason)
         except BaseException:
+            self._detach()
             for bridge in reversed(started):
                 bridge.stop(timeout=0)
             raise
         return self
 
+    def _attach(self) -> None:
+        """Install the router: its publish check first, then its sink (as one bridge does)."""
+        check = self.bus.add_middleware(self._router.check)
+        try:
+            sink, _ = self.bus.attach_sink(self._router)
+        except BusClosedError:
+            check()
+            raise
+        self._tokens = [sink, check]
+
+    def _detach(self) -> None:
+        for token in self._tokens:
+            token()
+        self._tokens = []
+
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop every stream's bridge, each with ``timeout`` seconds to drain its outbox."""
+        """Detach from the bus, then stop every stream's bridge (``timeout`` s each to drain)."""
+        self._detach()
         for bridge in self.bridges:
             bridge.stop(timeout)
 
@@ -171,15 +250,24 @@ class ShardedRedisBridge:
         self,
         timeout: float | None = 5.0,  # noqa: ASYNC109 - as start(): on expiry, stops and raises
     ) -> ShardedRedisBridge:
-        """:meth:`start` without blocking the loop; a failure or cancellation stops them all."""
-        results = await asyncio.gather(
-            *(b.start_async(timeout) for b in self.bridges), return_exceptions=True
-        )
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            await self.stop_async(0)
-            raise failed[0]
+        """:meth:`start` in a worker thread, without blocking the loop.
+
+        If it fails or the awaiting task is cancelled, the bridges it started
+        are stopped again before the error propagates.
+        """
+        starting = in_thread(lambda: self.start(timeout), f"atlas-redis-start[{self.node_id}]")
+        try:
+            await asyncio.wrap_future(starting)
+        except BaseException:
+            await wait_uncancellable(
+                in_thread(lambda: self._undo_start(starting), f"atlas-redis-undo[{self.node_id}]")
+            )
+            raise
         return self
+
+    def _undo_start(self, starting: concurrent.futures.Future[ShardedRedisBridge]) -> None:
+        if starting.exception() is None:  # waits for start() to finish
+            self.stop(0)
 
     async def stop_async(
         self,

@@ -65,9 +65,10 @@ def _shard_count(_inst: object, attribute: attrs.Attribute[Any], value: object) 
 
 
 class _Last(threading.local):
-    """Per publishing thread: the last event routed and its shard (N checks, one route call)."""
+    """Per publishing thread: the last event routed and its shard (its check and its
+    push, which sees the recorded copy, share one route call)."""
 
-    event: Event[Any] | None = None
+    key: tuple[str, tuple[str, ...]] | None = None
     index = 0
 
 
@@ -108,26 +109,23 @@ class ShardLayout:
         return index
 
     def index(self, ev: Event[Any]) -> int:
-        """The shard of event ``ev`` (the route runs once per event and thread)."""
+        """The shard of event ``ev``.
+
+        The route runs once per event on the publishing thread (the check
+        and the push see the same id and scope); a later middleware that
+        moves the event to another scope routes it again.
+        """
         last = self._last
-        if last.event is ev:
+        seen = (ev.id, ev.scope)
+        if last.key == seen:
             return last.index
         route = self.route
         key = default_route(ev) if route is None else route(ev)
         if not isinstance(key, str):
             raise TypeError(f"a shard route must return a str, got {key!r} for event {ev.id}")
         index = self.index_of_key(key)
-        last.event, last.index = ev, index
+        last.key, last.index = seen, index
         return index
-
-    def accepts(self, shard: int) -> Callable[[Event[Any]], bool]:
-        """The outbound filter of shard ``shard``'s stream."""
-        index = self.index
-
-        def accept(ev: Event[Any]) -> bool:
-            return index(ev) == shard
-
-        return accept
 
     def shards_for(self, scopes: Iterable[str | tuple[str, ...]] | None) -> frozenset[int]:
         """The shards that can hold events of ``scopes`` (their sub-scopes included).
