@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from redis.crc import key_slot
 
 from .._cluster import LocalCluster
@@ -48,3 +50,16 @@ def test_reshard_moves_the_slot_with_its_keys(own_redis_cluster: LocalCluster) -
         with target.client() as direct:
             assert direct.execute_command("CLUSTER", "COUNTKEYSINSLOT", key_slot(key.encode())) == 1
         assert client.xlen(key) == 1  # the cluster client follows MOVED
+
+
+def test_a_one_primary_cluster_is_built_by_hand(tmp_path: Path) -> None:
+    """1 primary + 1 replica (redis-cli refuses fewer than 3 primaries): all slots, synced."""
+    cluster = LocalCluster(tmp_path / "one", primaries=1, replicas=1)
+    cluster.start()
+    try:
+        assert len(cluster.primary_nodes()) == 1
+        with cluster.client() as client:
+            assert client.xadd("{one}:s", {"a": "1"})
+            assert client.wait(1, 2000) == 1  # the replica follows
+    finally:
+        cluster.stop()
