@@ -16,7 +16,7 @@ from typing import Any, Final
 import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException
+from redis.exceptions import RedisClusterException, ResponseError
 
 __all__ = ["CLUSTER_OPTIONS", "for_each_node", "is_cluster", "open_cluster"]
 
@@ -27,11 +27,13 @@ CLUSTER_OPTIONS: Final = frozenset({"require_full_coverage", "reinitialize_steps
 def is_cluster(url: str, options: Mapping[str, Any]) -> bool:
     """Whether the server at ``url`` runs in cluster mode (``INFO cluster``: ``cluster_enabled:1``).
 
-    One short-lived plain connection; its failures propagate.
+    One short-lived plain connection. A server that refuses ``INFO`` (an
+    ACL user without it) counts as a single server: on a cluster such a user
+    needs ``cluster=True``.
 
     Raises:
-        redis.exceptions.ConnectionError, TimeoutError, ResponseError: The
-            server did not answer, or refused the connection.
+        redis.exceptions.ConnectionError, TimeoutError: The server did not
+            answer, or refused the connection (authentication included).
     """
     plain = {k: v for k, v in options.items() if k not in CLUSTER_OPTIONS}
     plain.pop("redis_connect_func", None)
@@ -39,6 +41,8 @@ def is_cluster(url: str, options: Mapping[str, Any]) -> bool:
     probe = redis.Redis.from_url(url, **plain)
     try:
         return bool(probe.info("cluster").get("cluster_enabled"))
+    except ResponseError:  # an ACL user without INFO: plain, unless cluster=True says otherwise
+        return False
     finally:
         probe.close()
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from redis.cluster import ClusterPipeline
+
 from ._config import RedisBridgeConfig
-from ._transport import Client
+from ._transport import Client, command
 
 __all__ = ["NO_GROUP", "UNKNOWN", "ConsumerGroup"]
 
@@ -108,13 +110,14 @@ class ConsumerGroup:
         group: The group (and consumer) name: the node id.
     """
 
-    __slots__ = ("_create", "config", "group", "key")
+    __slots__ = ("_account", "_create", "config", "group", "key")
 
     def __init__(self, client: Client, config: RedisBridgeConfig, group: str) -> None:
         self.config = config
         self.group = group
         self.key = config.stream_key
         self._create = client.register_script(_CREATE)
+        self._account = client.register_script(_ACCOUNT)
 
     def create(self, client: Client, resume_at: str | None) -> bool:
         """Create the group unless it exists; ``True`` if it was created.
@@ -140,7 +143,10 @@ class ConsumerGroup:
 
         The reply is the count (``>= 0``), :data:`UNKNOWN` or :data:`NO_GROUP`.
         """
-        # EVAL with the source, not the registered script's EVALSHA: redis-py's
-        # cluster pipeline refuses EVALSHA, and a node promoted by a failover
-        # may not have the script cached (Redis caches EVAL'd scripts itself).
-        return client.execute_command("EVAL", _ACCOUNT, 1, self.key, self.group)
+        if isinstance(client, ClusterPipeline):
+            # redis-py's cluster pipeline refuses a script object's EVALSHA; the
+            # raw command is the same. A NOSCRIPT reply (a node promoted since)
+            # is logged, and the next session start, which runs the script
+            # directly, loads it again.
+            return command(client, "EVALSHA", self._account.sha, 1, self.key, self.group)
+        return self._account(keys=[self.key], args=[self.group], client=client)
