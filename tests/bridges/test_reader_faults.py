@@ -400,3 +400,35 @@ def test_link_faults_while_recovering_do_not_count_as_deliveries(
     assert health["poisoned"] == 0
     assert sorted(got) == list(range(total))
     assert len(got) == total
+
+
+def test_a_reader_that_falls_behind_counts_what_was_trimmed_meanwhile(
+    make_bus: Callable[[str], EventBus], redis_url: str, namespace: str
+) -> None:
+    """A running node slower than the trimming: every lost event is counted, once."""
+    a, b = make_bus("a"), make_bus("b")
+    got: list[int] = []
+    announced: list[EventsLost] = []
+
+    def slow(ev: Event[Any]) -> None:
+        time.sleep(0.002)
+        got.append(cast("int", ev.data))
+
+    b.subscribe(EventType.TASK_STARTED, slow)
+    b.subscribe(EventType.BRIDGE_EVENTS_LOST, lambda ev: announced.append(ev.data))
+    total = 2000
+    options: dict[str, Any] = {"block_ms": 100, "batch_size": 50}
+    with (
+        RedisBridge(b, redis_url, namespace, node_id="B", **options) as reader,
+        RedisBridge(a, redis_url, namespace, node_id="A", maxlen=100, **options) as writer,
+    ):
+        for i in range(total):
+            a.publish(EventType.TASK_STARTED, i)
+        assert wait_until(lambda: writer.health()["sent"] == total)
+        assert wait_until(lambda: got and got[-1] == total - 1, timeout=30)
+        assert wait_until(lambda: reader.health()["trimmed"] == total - len(got), timeout=5)
+        health = reader.health()
+    assert total - len(got) > 500  # the node really fell behind
+    assert health["trimmed"] == total - len(got)
+    assert sum(e.count for e in announced) == health["trimmed"]
+    assert got == sorted(got)

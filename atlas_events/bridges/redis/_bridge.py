@@ -306,7 +306,8 @@ class RedisBridge:
                 token()
             self._tokens = []
             self._join(timeout)
-            if self.ephemeral and self.config.receive:
+            # its group was created (a send-only bridge has none)
+            if self.ephemeral and self.config.receive and self._ready.is_set():
                 self._destroy_group()
             self._link.set("stopped")
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import attrs
 
 from ..._event import EventKey
-from .._outbound import scope_path
+from .._outbound import scope_path, select_types
 from .._outbox import POLICIES, OutboxPolicy
 from ..codec import Codec
 
@@ -237,8 +237,6 @@ class RedisBridgeConfig:
                 f"got {self.backoff_initial!r}, {self.backoff_max!r}"
             )
         if self.types is not None:
-            from .._outbound import select_types
-
             select_types(self.types, self.codec)  # raises ValueError naming the type
 
     @property

@@ -95,6 +95,7 @@ class Sender:
                 self.in_flight = len(batch)
                 if self._write(self.client, batch):
                     batch = []
+                    self.in_flight = 0
                     self.link.up()
                 elif not self._reconnect():
                     break
