@@ -18,7 +18,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, ResponseError
 
-__all__ = ["CLUSTER_OPTIONS", "for_each_node", "is_cluster", "open_cluster"]
+__all__ = ["CLUSTER_OPTIONS", "cluster_enabled", "for_each_node", "is_cluster", "open_cluster"]
 
 CLUSTER_OPTIONS: Final = frozenset({"require_full_coverage", "reinitialize_steps", "address_remap"})
 """``client_options`` that only a cluster client takes (a plain one is built without them)."""
@@ -27,9 +27,7 @@ CLUSTER_OPTIONS: Final = frozenset({"require_full_coverage", "reinitialize_steps
 def is_cluster(url: str, options: Mapping[str, Any]) -> bool:
     """Whether the server at ``url`` runs in cluster mode (``INFO cluster``: ``cluster_enabled:1``).
 
-    One short-lived plain connection. A server that refuses ``INFO`` (an
-    ACL user without it) counts as a single server: on a cluster such a user
-    needs ``cluster=True``.
+    One short-lived plain connection; see :func:`cluster_enabled`.
 
     Raises:
         redis.exceptions.ConnectionError, TimeoutError: The server did not
@@ -40,11 +38,24 @@ def is_cluster(url: str, options: Mapping[str, Any]) -> bool:
     plain.pop("client_name", None)
     probe = redis.Redis.from_url(url, **plain)
     try:
-        return bool(probe.info("cluster").get("cluster_enabled"))
-    except ResponseError:  # an ACL user without INFO: plain, unless cluster=True says otherwise
-        return False
+        return cluster_enabled(probe)
     finally:
         probe.close()
+
+
+def cluster_enabled(client: redis.Redis) -> bool:
+    """Whether ``client``'s server runs in cluster mode (``INFO cluster``).
+
+    A server that refuses ``INFO`` (an ACL user without it) counts as a
+    single server: on a cluster such a user needs ``cluster=True``.
+
+    Raises:
+        redis.exceptions.ConnectionError, TimeoutError: The link failed.
+    """
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except ResponseError:
+        return False
 
 
 def open_cluster(

@@ -22,7 +22,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from ._cluster import CLUSTER_OPTIONS, is_cluster, open_cluster
+from ._cluster import CLUSTER_OPTIONS, cluster_enabled, open_cluster
 from ._config import RedisBridgeConfig
 
 __all__ = [
@@ -84,7 +84,7 @@ def open_client(
 ) -> Client:
     """A client for one bridge thread, connected and answering ``PING``.
 
-    ``config.cluster`` (or, if ``None``, the server's ``INFO cluster``)
+    ``config.cluster`` (or, if ``None``, the server's ``INFO cluster`` on the first connection)
     chooses redis-py's ``RedisCluster`` (see ``._cluster``) or a plain
     ``Redis``. The bridge retries on its own schedule, so redis-py's retries are off;
     a reader's socket timeout always exceeds its blocking read. ``name``
@@ -125,24 +125,33 @@ def open_client(
     options.update(protocol=2, decode_responses=False, retry=Retry(NoBackoff(), 0))
     if name is not None:
         options["client_name"] = name
-    cluster = config.cluster
-    if cluster is None:
-        cluster = is_cluster(config.url, options)
-    client: Client
-    if cluster:
-        # No reconnect hook: redis-py's cluster client opens extra connections
-        # to the same node on every slot-map refresh; a lost node shows as
-        # the command's own ConnectionError instead.
-        client = cast(Client, open_cluster(config.url, options, _ignore, raw_replies))
-    else:
-        plain = {k: v for k, v in options.items() if k not in CLUSTER_OPTIONS}
-        client = redis.Redis.from_url(config.url, redis_connect_func=plain_connected, **plain)
+    if config.cluster:
+        return _open_cluster(config, options)
+    plain = {k: v for k, v in options.items() if k not in CLUSTER_OPTIONS}
+    client = redis.Redis.from_url(config.url, redis_connect_func=plain_connected, **plain)
+    try:
+        client.ping()
+        # cluster=None: ask on the same connection (no probe of its own).
+        if config.cluster is None and cluster_enabled(client):
+            client.close()
+            return _open_cluster(config, options)
+    except BaseException:
+        client.close()
+        raise
+    raw_replies(client)
+    return client
+
+
+def _open_cluster(config: RedisBridgeConfig, options: dict[str, Any]) -> Client:
+    # No reconnect hook: redis-py's cluster client opens extra connections
+    # to the same node on every slot-map refresh; a lost node shows as the
+    # command's own ConnectionError instead.
+    client = cast(Client, open_cluster(config.url, options, _ignore, raw_replies))
     try:
         client.ping()
     except BaseException:
         client.close()
         raise
-    raw_replies(client)
     return client
 
 
