@@ -14,7 +14,7 @@ from typing import Any, Final, cast
 
 from redis.exceptions import ResponseError
 
-from ..._bus import EventBus
+from ..._bus import EventBus, Sink
 from ..._event import Event
 from ..._subscription import Subscription
 from ...exceptions import BridgeConnectionError, BusClosedError
@@ -38,11 +38,31 @@ from ._reader import Reader
 from ._sender import Sender
 from ._transport import LINK_ERRORS, close, command, interrupt, make_backoff, open_client
 
-__all__ = ["RedisBridge"]
+__all__ = ["RedisBridge", "attach"]
 
 log = logging.getLogger("atlas_events.bridges.redis")
 
 _POLL: Final = 0.005  # seconds between readiness checks of the async lifecycle
+
+
+def attach(
+    bus: EventBus, check: Callable[[Event[Any]], Event[Any]], sink: Sink
+) -> list[Subscription]:
+    """Install a publish check, then its sink; the tokens that remove them.
+
+    The check first, then the sink: every event the sink gets was admitted
+    by the check (the "raise" policy reserves there).
+
+    Raises:
+        BusClosedError: The bus is closed (the check is removed again).
+    """
+    remove_check = bus.add_middleware(check)
+    try:
+        sink_token, _ = bus.attach_sink(sink)
+    except BusClosedError:
+        remove_check()
+        raise
+    return [sink_token, remove_check]
 
 
 class RedisBridge:
@@ -199,16 +219,11 @@ class RedisBridge:
         return self
 
     def _attach(self) -> None:
-        # The check first, then the sink: every event the outbox gets
-        # was admitted by the check (the "raise" policy reserves there).
-        check = self.bus.add_middleware(self._outbound.check)
         try:
-            sink_token, _ = self.bus.attach_sink(self._outbox)
+            self._tokens = attach(self.bus, self._outbound.check, self._outbox)
         except BusClosedError:
-            check()
             self._link.set("stopped")
             raise
-        self._tokens = [sink_token, check]
 
     @property
     def publish_check(self) -> Callable[[Event[Any]], Event[Any]]:

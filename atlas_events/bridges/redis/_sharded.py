@@ -15,11 +15,11 @@ from ..._bus import EventBus
 from ..._event import Event
 from ..._stats import SinkStats
 from ..._subscription import Subscription
-from ...exceptions import BridgeConnectionError, BusClosedError
+from ...exceptions import BridgeConnectionError
 from .._health import BridgeHealth
 from .._outbox import Outbox
 from .._threads import in_thread, wait_uncancellable
-from ._bridge import RedisBridge
+from ._bridge import RedisBridge, attach
 from ._config import RedisBridgeConfig, generated_node_id
 from ._sharding import ShardLayout, ShardRoute
 
@@ -227,13 +227,7 @@ class ShardedRedisBridge:
 
     def _attach(self) -> None:
         """Install the router: its publish check first, then its sink (as one bridge does)."""
-        check = self.bus.add_middleware(self._router.check)
-        try:
-            sink, _ = self.bus.attach_sink(self._router)
-        except BusClosedError:
-            check()
-            raise
-        self._tokens = [sink, check]
+        self._tokens = attach(self.bus, self._router.check, self._router)
 
     def _detach(self) -> None:
         for token in self._tokens:
