@@ -432,3 +432,27 @@ def _pairs(value: Any) -> dict[str, Any]:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class ClusterAsServer:
+    """A :class:`LocalCluster` where the bridge tests expect one ``RedisServer``.
+
+    ``url`` is a replica's (a node that owns no slot, so every command of the
+    bridge goes through a redirect first); ``client()`` is a cluster client.
+    Used when ``ATLAS_TEST_CLUSTER=1`` runs the single-server bridge tests on
+    a cluster.
+    """
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.port = cluster.nodes[-1].port
+
+    @property
+    def url(self) -> str:
+        return self.cluster.urls[-1]
+
+    def client(self, **options: Any) -> RedisCluster:
+        return self.cluster.client(**options)
+
+    def kill(self) -> None:
+        self.cluster.stop()
