@@ -10,6 +10,7 @@ failover shows as a short ``BRIDGE_DISCONNECTED``/``BRIDGE_RECONNECTED``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -18,7 +19,18 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, ResponseError
 
-__all__ = ["CLUSTER_OPTIONS", "cluster_enabled", "for_each_node", "is_cluster", "open_cluster"]
+from ._config import RedisBridgeConfig
+
+__all__ = [
+    "CLUSTER_OPTIONS",
+    "cluster_enabled",
+    "for_each_node",
+    "is_cluster",
+    "open_cluster",
+    "wait_replicas",
+]
+
+log = logging.getLogger("atlas_events.bridges.redis")
 
 CLUSTER_OPTIONS: Final = frozenset({"require_full_coverage", "reinitialize_steps", "address_remap"})
 """``client_options`` that only a cluster client takes (a plain one is built without them)."""
@@ -110,3 +122,33 @@ def for_each_node(client: RedisCluster, apply: Callable[[redis.Redis], None]) ->
         node_client = node.redis_connection
         if node_client is not None:
             apply(node_client)
+
+
+def wait_replicas(client: Any, config: RedisBridgeConfig, node_id: str) -> int:
+    """``WAIT replica_acks timeout`` on the connection that just wrote the stream.
+
+    A single thread drives ``client`` and redis-py's pools hand back the
+    connection used last, so the ``WAIT`` covers that thread's last write.
+    On a cluster it goes to the stream's primary (``target_nodes``), not to
+    every primary as redis-py routes a keyless ``WAIT``.
+
+    Returns:
+        How many replicas confirmed.
+
+    Raises:
+        redis.exceptions.ConnectionError, TimeoutError: The primary is gone
+            (the caller writes the batch again).
+    """
+    wanted, timeout_ms = config.replica_acks, int(config.replica_timeout * 1000)
+    if isinstance(client, RedisCluster):
+        node = client.get_node_from_key(config.stream_key)  # type: ignore[no-untyped-call]
+        reply = client.execute_command("WAIT", wanted, timeout_ms, target_nodes=node)  # type: ignore[no-untyped-call]
+        confirmed = int(reply)
+    else:
+        confirmed = int(client.execute_command("WAIT", wanted, timeout_ms))
+    if confirmed < wanted:
+        log.warning(
+            "bridge %s: %d of %d replicas confirmed a batch within %.1fs",
+            node_id, confirmed, wanted, config.replica_timeout,
+        )  # fmt: skip
+    return confirmed

@@ -183,6 +183,15 @@ class RedisBridgeConfig:
             map); ``False``: a single server; ``None`` (default): ask the
             server (``INFO cluster``) on every connect. See
             ``docs/scaling.md``.
+        replica_acks: After each batch, wait (``WAIT``) until this many
+            replicas of the stream's primary have it, up to
+            ``replica_timeout`` seconds. A primary that dies before its
+            replicas confirm fails the wait, so the batch is written again to
+            the promoted replica: an event counted as sent survives a
+            failover. If fewer replicas confirm in time the batch still
+            counts as sent and a warning is logged. Default 0 (Redis
+            replicates asynchronously; see ``docs/scaling.md``).
+        replica_timeout: The longest ``WAIT`` for ``replica_acks``, seconds.
         receive: ``False``: send only (no reader thread, no consumer group);
             a sharded bridge sets it on the streams a node does not read.
         attach: ``False``: ``start()`` does not install the publish check
@@ -226,6 +235,8 @@ class RedisBridgeConfig:
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(bool))
     )
     receive: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    replica_acks: int = attrs.field(default=0, validator=_int_at_least(0))
+    replica_timeout: float = attrs.field(default=1.0, validator=_seconds)
     attach: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
     def __attrs_post_init__(self) -> None:

@@ -13,6 +13,7 @@ from ..._event import Event
 from ...exceptions import CodecError
 from .._health import LinkState
 from .._outbox import Outbox, OutboxItem
+from ._cluster import wait_replicas
 from ._config import RedisBridgeConfig
 from ._transport import LINK_ERRORS, Client, close, open_client
 
@@ -173,6 +174,8 @@ class Sender:
             script = self._append = client.register_script(_APPEND)
         try:
             reply = script(keys=[self.config.stream_key], args=[self.config.maxlen, *batch])
+            if self.config.replica_acks:  # the batch counts as sent once replicated
+                wait_replicas(client, self.config, self.node_id)
         except LINK_ERRORS as exc:
             self.link.down(exc)
             return False

@@ -146,7 +146,9 @@ def test_primary_killed_mid_run_fails_over_and_loses_nothing(
     a, b = make_bus("a"), make_bus("b")
     reconnects_a, reconnects_b = _reconnected(a), _reconnected(b)
     got = _collect(b)
-    bridge_a = make_bridge(a, victim_url, ns, "a", outbox_size=100_000)
+    # replica_acks=1: a batch counts as sent once the replica has it, so an
+    # event acknowledged by the primary killed below cannot be lost.
+    bridge_a = make_bridge(a, victim_url, ns, "a", outbox_size=100_000, replica_acks=1)
     bridge_b = make_bridge(b, victim_url, ns, "b")
     thread, ids = _publisher(a, 3000, 0.001)
     assert wait_until(lambda: len(got) >= 500, timeout=30)
@@ -192,3 +194,26 @@ def test_slot_migration_under_traffic_loses_nothing(
     assert wait_until(lambda: len(got) >= 3000, timeout=60), bridge_b.health()
     assert [ev.id for ev in got] == ids
     assert bridge_b.health()["gaps"] == 0
+
+
+def test_replica_acks_wait_for_the_replicas_and_warn_when_short(
+    redis_cluster: LocalCluster,
+    make_bus: Callable[[str], EventBus],
+    make_bridge: BridgeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """replica_acks=1 is met by the one replica; asking for 2 warns after replica_timeout."""
+    ns = "acks"
+    b = make_bus("b")
+    got = _collect(b)
+    make_bridge(b, redis_cluster.url, ns, "b")
+    one = make_bus("one")
+    make_bridge(one, redis_cluster.url, ns, "one", replica_acks=1)
+    one.publish(EventType.TASK_COMPLETED, {"n": 1})
+    assert wait_until(lambda: len(got) == 1, timeout=10)
+    assert "replicas confirmed" not in caplog.text
+    two = make_bus("two")
+    make_bridge(two, redis_cluster.url, ns, "two", replica_acks=2, replica_timeout=0.2)
+    two.publish(EventType.TASK_COMPLETED, {"n": 2})
+    assert wait_until(lambda: len(got) == 2, timeout=10)
+    assert wait_until(lambda: "1 of 2 replicas confirmed" in caplog.text, timeout=5)
