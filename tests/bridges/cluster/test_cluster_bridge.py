@@ -217,3 +217,18 @@ def test_replica_acks_wait_for_the_replicas_and_warn_when_short(
     two.publish(EventType.TASK_COMPLETED, {"n": 2})
     assert wait_until(lambda: len(got) == 2, timeout=10)
     assert wait_until(lambda: "1 of 2 replicas confirmed" in caplog.text, timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("cluster", "yes"), ("replica_acks", -1), ("replica_acks", 1.5), ("replica_timeout", 0)],
+)
+def test_cluster_options_are_validated(
+    make_bus: Callable[[str], EventBus], option: str, value: object
+) -> None:
+    """Bad cluster options raise naming the option, before anything touches the bus."""
+    bus = make_bus("a")
+    with pytest.raises((TypeError, ValueError), match=option):
+        options: dict[str, Any] = {option: value}
+        RedisBridge(bus, **options)
+    assert bus.stats()["sinks"] == []
