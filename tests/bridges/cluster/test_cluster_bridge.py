@@ -228,7 +228,7 @@ def test_cluster_options_are_validated(
 ) -> None:
     """Bad cluster options raise naming the option, before anything touches the bus."""
     bus = make_bus("a")
+    options: dict[str, Any] = {option: value}
     with pytest.raises((TypeError, ValueError), match=option):
-        options: dict[str, Any] = {option: value}
         RedisBridge(bus, **options)
     assert bus.stats()["sinks"] == []
