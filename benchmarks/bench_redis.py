@@ -8,8 +8,10 @@ One run measures, against one Redis:
 
 * **baselines**: plain redis-py, for scale on this machine at this moment:
   pipelined ``XADD`` from one thread, and the ``XADD`` + ``XREAD`` round trip;
-  the end-to-end rate is also printed as a ratio to the pipelined ``XADD``
-  rate (absolute figures on a shared machine swing; the ratio less so);
+  the pipelined ``XADD`` rate is measured for a second right before and
+  right after the throughput run, and the end-to-end rate is printed as a
+  ratio to their mean (absolute figures on a shared machine swing; the ratio
+  less so);
 * **throughput**: this process publishes ``--events`` events as fast as it
   can; a second process (started by this script) receives them through its
   own bus and bridge. Events/s = events / (first publish .. last receipt).
@@ -109,20 +111,32 @@ def receiver(url: str, namespace: str, batch_size: int, phases: int) -> int:
 # -------------------------------------------------------------------- baselines
 
 
-def baselines(url: str, namespace: str) -> dict[str, float]:
-    """Plain redis-py figures: pipelined XADD rate, XADD + XREAD round trip."""
+def pipelined_xadd_rate(url: str, namespace: str, seconds: float = 1.0) -> float:
+    """Plain redis-py: pipelined ``XADD`` (500 per pipeline) from one thread, events/s."""
     client = redis.Redis.from_url(url)
     key = f"{{{namespace}-raw}}:events"
     body = {"e": json.dumps({"v": 1, "t": "task.completed", "d": PAYLOAD}).encode()}
     try:
-        n, batch = 20_000, 500
+        n, batch = 0, 500
         t0 = time.perf_counter()
-        for _ in range(n // batch):
+        while time.perf_counter() - t0 < seconds:
             pipe = client.pipeline(transaction=False)
             for _ in range(batch):
                 pipe.xadd(key, body, maxlen=100_000, approximate=True)
             pipe.execute()
-        xadd_rate = n / (time.perf_counter() - t0)
+            n += batch
+        return n / (time.perf_counter() - t0)
+    finally:
+        client.delete(key)
+        client.close()
+
+
+def baselines(url: str, namespace: str) -> dict[str, float]:
+    """Plain redis-py figures: the ``XADD`` + ``XREAD`` round trip."""
+    client = redis.Redis.from_url(url)
+    key = f"{{{namespace}-raw}}:events"
+    body = {"e": json.dumps({"v": 1, "t": "task.completed", "d": PAYLOAD}).encode()}
+    try:
         trips = []
         last = client.xadd(key, body)
         for _ in range(500):
@@ -131,10 +145,7 @@ def baselines(url: str, namespace: str) -> dict[str, float]:
             reply = client.xread({key: last}, count=10)
             trips.append(time.perf_counter() - t0)
             last = reply[0][1][-1][0]
-        return {
-            "pipelined_xadd_per_s": xadd_rate,
-            "xadd_xread_p50_ms": _percentile(trips, 0.5) * 1e3,
-        }
+        return {"xadd_xread_p50_ms": _percentile(trips, 0.5) * 1e3}
     finally:
         client.delete(key)
         client.close()
@@ -251,7 +262,9 @@ def end_to_end(args: argparse.Namespace, namespace: str) -> dict[str, Any]:
             if proc.stdout.readline().strip() != "ready":
                 raise RuntimeError("the receiver did not start")
 
-            # 1. throughput at full speed
+            # 1. throughput at full speed, between two baseline measurements
+            # (load on a shared machine drifts: the ratio uses their mean)
+            xadd_before = pipelined_xadd_rate(args.url, namespace)
             n = args.events
             redis_cpu0, cpu0 = _redis_cpu(admin), time.process_time()
             t0 = time.time()
@@ -262,6 +275,8 @@ def end_to_end(args: argparse.Namespace, namespace: str) -> dict[str, Any]:
             full = json.loads(proc.stdout.readline())
             cpu_pub, cpu_redis = time.process_time() - cpu0, _redis_cpu(admin) - redis_cpu0
             span = full["last"] - t0
+            xadd_after = pipelined_xadd_rate(args.url, namespace)
+            results["pipelined_xadd_per_s"] = {"before": xadd_before, "after": xadd_after}
             results["throughput"] = {
                 "events": n,
                 "received": full["received"],
@@ -317,12 +332,15 @@ def _parser_name(url: str) -> str:
 
 
 def _table(report: dict[str, Any]) -> str:
-    meta, base = report["meta"], report["baselines"]
+    meta, base, xadd = report["meta"], report["baselines"], report["pipelined_xadd_per_s"]
     thr, paced, ovh = report["throughput"], report["paced"], report["publisher_overhead_ns"]
     cpu = thr["cpu_us_per_event"]
     rows = [
         ("plain redis-py, for scale", ""),
-        ("  pipelined XADD, one thread", f"{base['pipelined_xadd_per_s']:,.0f} /s"),
+        (
+            "  pipelined XADD, one thread (before/after)",
+            f"{xadd['before']:,.0f} / {xadd['after']:,.0f} /s",
+        ),
         ("  XADD + XREAD round trip p50", f"{base['xadd_xread_p50_ms']:.2f} ms"),
         ("bridge, process -> Redis -> process", ""),
         ("  end-to-end throughput", f"{thr['events_per_s']:,.0f} events/s"),
@@ -409,8 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     report["publisher_overhead_ns"] = publisher_overhead(
         args.url, namespace, args.overhead_events, args.rounds
     )
-    report["ratio_to_pipelined_xadd"] = (
-        report["throughput"]["events_per_s"] / report["baselines"]["pipelined_xadd_per_s"]
+    report["ratio_to_pipelined_xadd"] = report["throughput"]["events_per_s"] / statistics.mean(
+        report["pipelined_xadd_per_s"].values()
     )
     meta["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(_table(report))

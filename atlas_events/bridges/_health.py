@@ -10,9 +10,7 @@ from typing import Any, Final, Literal, TypeAlias, TypedDict
 
 import attrs
 
-from .._bus import EventBus
-from .._event import EventType
-from .._stats import SinkStats
+from .. import EventBus, EventType, SinkStats
 from ..exceptions import BusClosedError
 
 __all__ = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .._bus import EventBus
+from .. import EventBus
 from ..exceptions import BusClosedError, CodecError
 from ._dedup import DedupWindow
 from ._health import Announcer
@@ -29,7 +29,7 @@ class Inbound:
     Not thread-safe: one reader thread owns it.
     """
 
-    __slots__ = ("_announcer", "_bus", "_check", "_counters", "_decode", "_node_id", "_own")
+    __slots__ = ("_announcer", "_bus", "_check", "_counters", "_decode", "_node_id", "own_prefix")
 
     def __init__(
         self,
@@ -44,7 +44,8 @@ class Inbound:
         self._decode = codec._decode
         self._check = dedup.check
         self._node_id = node_id
-        self._own = codec.origin_prefix(node_id)
+        self.own_prefix = codec.origin_prefix(node_id)
+        """The first bytes of every entry this node wrote (see :meth:`Codec.origin_prefix`)."""
         self._counters = counters
         self._announcer = announcer
 
@@ -60,7 +61,7 @@ class Inbound:
             BusClosedError: The bus closed; the entry was not handled.
         """
         counters = self._counters
-        if raw.startswith(self._own):  # this node's own event: no need to decode it
+        if raw.startswith(self.own_prefix):  # this node's own event: no need to decode it
             counters["own_skipped"] += 1
             return None
         try:

@@ -6,7 +6,8 @@ import enum
 from collections.abc import Iterable
 from typing import Any
 
-from .._event import Event, EventKey, MemberMap
+from .. import Event, EventKey
+from .._event import MemberMap
 from ._health import LOCAL_ONLY_TYPES
 from ._outbox import Outbox
 from .codec import Codec
@@ -56,7 +57,7 @@ class Outbound:
         outbox: Where admitted events wait for the sender.
     """
 
-    __slots__ = ("_scopes", "_types", "_wire", "codec", "outbox")
+    __slots__ = ("_admit", "_encode", "_scopes", "_types", "_wire", "codec", "outbox")
 
     def __init__(
         self,
@@ -69,6 +70,8 @@ class Outbound:
         self._types = types
         self._scopes = None if scopes is None or () in scopes else scopes
         self.outbox = outbox
+        self._admit = outbox.admit  # bound once: check() runs on every publish
+        self._encode = codec.encode_parts
         # Wire names by member identity (IntEnum/StrEnum members compare by
         # value), and the same names by id(member) for the publish check's
         # lookup without a method call. One pair, replaced as a whole by
@@ -121,5 +124,5 @@ class Outbound:
             name = self.wire_name(ev.type)
         if not name or (self._scopes is not None and not self.in_scope(ev.scope)):
             return ev
-        self.outbox.admit(ev, self.codec.encode_parts(ev, name))
+        self._admit(ev, self._encode(ev, name))
         return ev

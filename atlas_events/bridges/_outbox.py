@@ -7,8 +7,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, Literal, TypeAlias, get_args
 
-from .._event import Event
-from .._stats import SinkStats
+from .. import Event, SinkStats
 from ..exceptions import OutboxFullError
 from .codec import EncodedParts
 
@@ -27,8 +26,7 @@ OutboxItem: TypeAlias = tuple[int, Event[Any], "EncodedParts | None"]
 class _Claim(threading.local):
     """Per publishing thread: the event its publish check admitted, not pushed yet."""
 
-    event: Event[Any] | None = None
-    parts: EncodedParts | None = None
+    pending: tuple[Event[Any], EncodedParts] | None = None
     reserved = False  # holds one of the outbox's reserved places ("raise" policy)
 
 
@@ -135,23 +133,22 @@ class Outbox:
                     self._reserved -= 1
                     claim.reserved = False
                 if len(self.items) + self._reserved >= self.capacity:
-                    claim.event = None
+                    claim.pending = None
                     raise OutboxFullError(self.capacity, self.name)
                 self._reserved += 1
                 claim.reserved = True
-        claim.event = ev
-        claim.parts = parts
+        claim.pending = (ev, parts)
 
     def push(self, ev: Event[Any]) -> None:
         """Sink protocol: queue ``ev`` if it goes out (called while the bus records it)."""
         claim = self._claim
-        seen = claim.event
+        pending = claim.pending
         parts: EncodedParts | None = None
-        if seen is not None and (seen is ev or _same_event(seen, ev)):
-            parts = claim.parts
+        if pending is not None and (pending[0] is ev or _same_event(pending[0], ev)):
+            parts = pending[1]
         elif ev.origin is not None or not self.wants(ev):
             return
-        claim.event = None
+        claim.pending = None
         with self._lock:
             reserved = claim.reserved
             if reserved:

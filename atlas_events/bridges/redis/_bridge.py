@@ -14,9 +14,7 @@ from typing import Any, Final, cast
 
 from redis.exceptions import ResponseError
 
-from ..._bus import EventBus, Sink
-from ..._event import Event
-from ..._subscription import Subscription
+from ... import Event, EventBus, Sink, Subscription
 from ...exceptions import BridgeConnectionError, BusClosedError
 from .._dedup import DedupWindow
 from .._health import (

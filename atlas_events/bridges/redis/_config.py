@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from ..._event import EventKey
+from ... import EventKey
 from .._outbound import scope_path, select_types
 from .._outbox import POLICIES, OutboxPolicy
 from ..codec import Codec

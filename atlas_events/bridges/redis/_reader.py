@@ -10,8 +10,7 @@ from typing import Any, Final
 from redis.backoff import AbstractBackoff
 from redis.exceptions import ResponseError
 
-from ..._bus import EventBus
-from ..._event import EventType
+from ... import EventBus, EventType
 from ...exceptions import BusClosedError, CodecError
 from .._health import Announcer, DeadLetter, EventsLost, LinkState
 from .._inbound import Inbound
@@ -215,13 +214,19 @@ class Reader:
         # The loop every received event goes through: locals, and the odd
         # entries (malformed, undecodable) handed to _handle.
         handle = self.inbound.handle
+        own = self.inbound.own_prefix
         acks = self._acks
-        self.counters["received"] += len(entries)
+        counters = self.counters
+        counters["received"] += len(entries)
         for entry_id, fields in entries:
             if fields is not None and len(fields) == 2 and fields[0] == ENTRY_FIELD:
-                error = handle(fields[1])
-                if error is not None:
-                    self._dead_letter(entry_id, fields, error, 1)
+                raw = fields[1]
+                if raw.startswith(own):  # this node's own event: no need to decode it
+                    counters["own_skipped"] += 1
+                else:
+                    error = handle(raw)
+                    if error is not None:
+                        self._dead_letter(entry_id, fields, error, 1)
                 acks.append(entry_id)
                 self.last_handled = entry_id
             else:

@@ -9,7 +9,7 @@ from typing import Any, Final
 from redis.backoff import AbstractBackoff
 from redis.exceptions import ResponseError
 
-from ..._event import Event
+from ... import Event
 from ...exceptions import CodecError
 from .._health import LinkState
 from .._outbox import Outbox, OutboxItem
@@ -86,6 +86,12 @@ class Sender:
                 self.ready.set()
                 self.link.up()
             while self.client is not None and not self.link.halt.is_set():
+                if not batch and self.link.state == "disconnected":
+                    # Leave the events in the outbox (where its policy applies)
+                    # until the broker answers again.
+                    if not self._reconnect():
+                        break
+                    self.link.up()
                 if not batch:
                     batch = self._next_batch()
                     if not batch:

@@ -11,10 +11,7 @@ from typing import Any, TypedDict
 
 import attrs
 
-from ..._bus import EventBus
-from ..._event import Event
-from ..._stats import SinkStats
-from ..._subscription import Subscription
+from ... import Event, EventBus, SinkStats, Subscription
 from ...exceptions import BridgeConnectionError
 from .._health import BridgeHealth
 from .._outbox import Outbox

@@ -25,7 +25,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
-from ..._event import Event
+from ... import Event
 from .._outbound import scope_path
 
 __all__ = ["MAX_SHARDS", "ShardLayout", "ShardRoute", "default_route", "shard_namespaces"]
