@@ -18,7 +18,7 @@ if TYPE_CHECKING:
         HandlerExit,
     )
     from .codec import Codec, Decoded
-    from .redis import RedisBridge, RedisBridgeConfig
+    from .redis import RedisBridge, RedisBridgeConfig, ShardedRedisBridge
 
 __all__ = [
     "LOCAL_ONLY_TYPES",
@@ -31,6 +31,7 @@ __all__ = [
     "HandlerExit",
     "RedisBridge",
     "RedisBridgeConfig",
+    "ShardedRedisBridge",
 ]
 
 _HOMES = {
@@ -44,6 +45,7 @@ _HOMES = {
     "HandlerExit": "_health",
     "RedisBridge": "redis",
     "RedisBridgeConfig": "redis",
+    "ShardedRedisBridge": "redis",
 }
 
 

@@ -24,11 +24,13 @@ from typing import Any, Final, TextIO
 
 import attrs
 import redis
+from redis.cluster import RedisCluster
 
 from .. import Event, EventBus, EventType, correlate
 from ..exceptions import BridgeConnectionError
 from .codec import Codec
 from .redis import RedisBridge, redact_url
+from .redis._cluster import is_cluster
 
 __all__ = ["TaskRequest", "TaskResult", "demo_codec", "run_redis_demo", "run_worker"]
 
@@ -218,8 +220,14 @@ def _counters_line(label: str, counters: Mapping[str, Any]) -> str:
 
 
 def _drop_stream(url: str, namespace: str) -> None:
+    options: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 2}
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        # Both keys share one hash tag, so one DEL also works on a cluster.
+        client: redis.Redis | RedisCluster
+        if is_cluster(url, options):
+            client = RedisCluster.from_url(url, **options)
+        else:
+            client = redis.Redis.from_url(url, **options)
         try:
             client.delete(f"{{{namespace}}}:events", f"{{{namespace}}}:dead")
         finally:

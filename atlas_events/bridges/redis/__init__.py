@@ -23,6 +23,8 @@ from .._outbox import OutboxPolicy
 from ._bridge import RedisBridge
 from ._config import RedisBridgeConfig, redact_url
 from ._sender import ENTRY_FIELD
+from ._sharded import ShardedBridgeHealth, ShardedRedisBridge
+from ._sharding import ShardLayout, ShardRoute
 
 __all__ = [
     "ENTRY_FIELD",
@@ -38,5 +40,9 @@ __all__ = [
     "OutboxPolicy",
     "RedisBridge",
     "RedisBridgeConfig",
+    "ShardLayout",
+    "ShardRoute",
+    "ShardedBridgeHealth",
+    "ShardedRedisBridge",
     "redact_url",
 ]

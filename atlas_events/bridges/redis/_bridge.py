@@ -8,12 +8,13 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, cast
 
 from redis.exceptions import ResponseError
 
-from ... import EventBus, Subscription
+from ... import Event, EventBus, Sink, Subscription
 from ...exceptions import BridgeConnectionError, BusClosedError
 from .._dedup import DedupWindow
 from .._health import (
@@ -35,11 +36,31 @@ from ._reader import Reader
 from ._sender import Sender
 from ._transport import LINK_ERRORS, close, command, interrupt, make_backoff, open_client
 
-__all__ = ["RedisBridge"]
+__all__ = ["RedisBridge", "attach"]
 
 log = logging.getLogger("atlas_events.bridges.redis")
 
 _POLL: Final = 0.005  # seconds between readiness checks of the async lifecycle
+
+
+def attach(
+    bus: EventBus, check: Callable[[Event[Any]], Event[Any]], sink: Sink
+) -> list[Subscription]:
+    """Install a publish check, then its sink; the tokens that remove them.
+
+    The check first, then the sink: every event the sink gets was admitted
+    by the check (the "raise" policy reserves there).
+
+    Raises:
+        BusClosedError: The bus is closed (the check is removed again).
+    """
+    remove_check = bus.add_middleware(check)
+    try:
+        sink_token, _ = bus.attach_sink(sink)
+    except BusClosedError:
+        remove_check()
+        raise
+    return [sink_token, remove_check]
 
 
 class RedisBridge:
@@ -109,7 +130,10 @@ class RedisBridge:
             self._sink_stats,
         )
         self._outbound = Outbound(
-            config.codec, select_types(config.types, config.codec), config.scopes, self._outbox
+            config.codec,
+            select_types(config.types, config.codec),
+            config.scopes,
+            self._outbox,
         )
         self._announcer = Announcer(bus, self.node_id, self.counters)
         self._link = LinkState(self._announcer, config.namespace, config.safe_url, self.counters)
@@ -181,21 +205,34 @@ class RedisBridge:
             if self._link.state != "stopped":
                 raise RuntimeError(f"bridge {self.node_id!r} is already running")
             self._reset()
-            # The check first, then the sink: every event the outbox gets
-            # was admitted by the check (the "raise" policy reserves there).
-            check = self.bus.add_middleware(self._outbound.check)
-            try:
-                sink_token, _ = self.bus.attach_sink(self._outbox)
-            except BusClosedError:
-                check()
+            if self.config.attach:
+                self._attach()
+            elif self.bus.closed:
                 self._link.set("stopped")
-                raise
-            self._tokens = [sink_token, check]
+                raise BusClosedError(self.bus.name, "start a bridge")
             self._spawn()
         if timeout is not None and not self._ready.wait(timeout):
             self.stop(timeout=0)
             raise self._no_answer(timeout)
         return self
+
+    def _attach(self) -> None:
+        try:
+            self._tokens = attach(self.bus, self._outbound.check, self._outbox)
+        except BusClosedError:
+            self._link.set("stopped")
+            raise
+
+    @property
+    def publish_check(self) -> Callable[[Event[Any]], Event[Any]]:
+        """The bridge's publish check (middleware); installed by :meth:`start` unless
+        ``attach=False``, when whoever feeds the bridge (a sharded bridge) calls it."""
+        return self._outbound.check
+
+    @property
+    def outbox(self) -> Outbox:
+        """The bridge's outbox (a bus sink); attached by :meth:`start` unless ``attach=False``."""
+        return self._outbox
 
     def _reset(self) -> None:
         self._link.halt.clear()
@@ -216,7 +253,20 @@ class RedisBridge:
             self.counters,
             backoff,
             self._stopping,
+            None if config.receive else self._ready,  # send-only: ready once connected
         )
+        threads = [
+            threading.Thread(
+                target=link.guard("sender", self._sender.run),
+                name=f"atlas-redis-send[{self.node_id}]",
+                daemon=True,
+            )
+        ]
+        if not config.receive:
+            self._reader = None
+            self._threads = threads
+            threads[0].start()
+            return
         self._reader = Reader(
             config,
             self.bus,
@@ -230,11 +280,7 @@ class RedisBridge:
         )
         self._reader.last_handled = self._last_handled
         self._threads = [
-            threading.Thread(
-                target=link.guard("sender", self._sender.run),
-                name=f"atlas-redis-send[{self.node_id}]",
-                daemon=True,
-            ),
+            *threads,
             threading.Thread(
                 target=link.guard("reader", self._reader.run),
                 name=f"atlas-redis-read[{self.node_id}]",
@@ -273,12 +319,13 @@ class RedisBridge:
                 token()
             self._tokens = []
             self._join(timeout)
-            if self.ephemeral and self._ready.is_set():  # its group was created
+            # its group was created (a send-only bridge has none)
+            if self.ephemeral and self.config.receive and self._ready.is_set():
                 self._destroy_group()
             self._link.set("stopped")
 
     def _join(self, timeout: float) -> None:
-        sender, reader = self._threads or (None, None)
+        sender, reader = (*self._threads, None, None)[:2]
         self._stopping.set()
         self._outbox.wake.set()
         if sender is not None:

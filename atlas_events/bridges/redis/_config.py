@@ -178,6 +178,26 @@ class RedisBridgeConfig:
             ``socket_timeout``, ``username``...). The bridge sets ``protocol``,
             ``retry``, ``decode_responses``, ``single_connection_client`` and
             ``connection_pool`` itself.
+        cluster: ``True``: ``url`` is any node of a Redis Cluster (redis-py's
+            ``RedisCluster`` follows ``MOVED``/``ASK`` and refreshes its slot
+            map); ``False``: a single server; ``None`` (default): ask the
+            server (``INFO cluster``) on every connect. See
+            ``docs/scaling.md``.
+        replica_acks: After each batch, wait (``WAIT``) until this many
+            replicas of the stream's primary have it, up to
+            ``replica_timeout`` seconds. A primary that dies before its
+            replicas confirm fails the wait, so the batch is written again to
+            the promoted replica: an event counted as sent survives a
+            failover. If fewer replicas confirm in time the batch still
+            counts as sent and a warning is logged. Default 0 (Redis
+            replicates asynchronously; see ``docs/scaling.md``).
+        replica_timeout: The longest ``WAIT`` for ``replica_acks``, seconds.
+        receive: ``False``: send only (no reader thread, no consumer group);
+            a sharded bridge sets it on the streams a node does not read.
+        attach: ``False``: ``start()`` does not install the publish check
+            and the outbox on the bus; whoever feeds the bridge calls
+            ``publish_check`` and ``outbox.push`` (a sharded bridge routes
+            each event to one stream's bridge this way).
 
     Raises:
         TypeError: An option has the wrong type (a ``bool`` or ``float``
@@ -211,6 +231,13 @@ class RedisBridgeConfig:
     client_options: Mapping[str, Any] = attrs.field(
         factory=dict, converter=_options, validator=_client_options
     )
+    cluster: bool | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(bool))
+    )
+    receive: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    replica_acks: int = attrs.field(default=0, validator=_int_at_least(0))
+    replica_timeout: float = attrs.field(default=1.0, validator=_seconds)
+    attach: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
     def __attrs_post_init__(self) -> None:
         if self.replay_last is not None and self.replay_from is not None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from redis.cluster import ClusterPipeline
+
 from ._config import RedisBridgeConfig
-from ._transport import Client
+from ._transport import Client, command
 
 __all__ = ["NO_GROUP", "UNKNOWN", "ConsumerGroup"]
 
@@ -141,4 +143,10 @@ class ConsumerGroup:
 
         The reply is the count (``>= 0``), :data:`UNKNOWN` or :data:`NO_GROUP`.
         """
+        if isinstance(client, ClusterPipeline):
+            # redis-py's cluster pipeline refuses a script object's EVALSHA; the
+            # raw command is the same. A NOSCRIPT reply (a node promoted since)
+            # is logged, and the next session start, which runs the script
+            # directly, loads it again.
+            return command(client, "EVALSHA", self._account.sha, 1, self.key, self.group)
         return self._account(keys=[self.key], args=[self.group], client=client)

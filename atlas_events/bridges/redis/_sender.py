@@ -13,6 +13,7 @@ from ... import Event
 from ...exceptions import CodecError
 from .._health import LinkState
 from .._outbox import Outbox, OutboxItem
+from ._cluster import wait_replicas
 from ._config import RedisBridgeConfig
 from ._transport import LINK_ERRORS, Client, close, open_client
 
@@ -59,6 +60,7 @@ class Sender:
         counters: dict[str, int],
         backoff: AbstractBackoff,
         stopping: threading.Event,
+        ready: threading.Event | None = None,
     ) -> None:
         self.config = config
         self.node_id = node_id
@@ -68,6 +70,7 @@ class Sender:
         self.counters = counters
         self.backoff = backoff
         self.stopping = stopping
+        self.ready = ready  # set once connected (a send-only bridge has no reader to set it)
         self.client: Client | None = None
         self.in_flight = 0
         self._append: Any = None  # the batch script, registered on first use
@@ -79,6 +82,9 @@ class Sender:
         batch: list[bytes] = []
         try:
             self.client = self._connect()
+            if self.client is not None and self.ready is not None:
+                self.ready.set()
+                self.link.up()
             while self.client is not None and not self.link.halt.is_set():
                 if not batch and self.link.state == "disconnected":
                     # Leave the events in the outbox (where its policy applies)
@@ -174,6 +180,8 @@ class Sender:
             script = self._append = client.register_script(_APPEND)
         try:
             reply = script(keys=[self.config.stream_key], args=[self.config.maxlen, *batch])
+            if self.config.replica_acks:  # the batch counts as sent once replicated
+                wait_replicas(client, self.config, self.node_id)
         except LINK_ERRORS as exc:
             self.link.down(exc)
             return False

@@ -16,11 +16,13 @@ from typing import Any, Final, Protocol, TypeAlias, cast
 
 import redis
 from redis.backoff import EqualJitterBackoff, NoBackoff
+from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from ._cluster import CLUSTER_OPTIONS, cluster_enabled, open_cluster
 from ._config import RedisBridgeConfig
 
 __all__ = [
@@ -82,7 +84,9 @@ def open_client(
 ) -> Client:
     """A client for one bridge thread, connected and answering ``PING``.
 
-    The bridge retries on its own schedule, so redis-py's retries are off;
+    ``config.cluster`` (or, if ``None``, the server's ``INFO cluster`` on the first connection)
+    chooses redis-py's ``RedisCluster`` (see ``._cluster``) or a plain
+    ``Redis``. The bridge retries on its own schedule, so redis-py's retries are off;
     a reader's socket timeout always exceeds its blocking read. ``name``
     is the connection's ``CLIENT SETNAME`` (``CLIENT LIST`` shows it).
     ``on_reconnect`` is called whenever redis-py opens a connection after
@@ -105,26 +109,32 @@ def open_client(
         timeout = options.get("socket_timeout")
         if timeout is not None and timeout < floor:
             options["socket_timeout"] = floor
-    connects = 0
+    seen: set[tuple[str, int]] = set()
 
     def connected(conn: Any) -> None:
-        nonlocal connects
-        conn.on_connect()
-        connects += 1
-        if connects > 1 and on_reconnect is not None:
+        # A second connection to the same server is redis-py reconnecting.
+        node = (str(getattr(conn, "host", "")), int(getattr(conn, "port", 0) or 0))
+        if node in seen and on_reconnect is not None:
             on_reconnect()
+        seen.add(node)
 
-    options.update(
-        protocol=2,
-        decode_responses=False,
-        retry=Retry(NoBackoff(), 0),
-        redis_connect_func=connected,
-    )
+    def plain_connected(conn: Any) -> None:
+        conn.on_connect()
+        connected(conn)
+
+    options.update(protocol=2, decode_responses=False, retry=Retry(NoBackoff(), 0))
     if name is not None:
         options["client_name"] = name
-    client = redis.Redis.from_url(config.url, **options)
+    if config.cluster:
+        return _open_cluster(config, options)
+    plain = {k: v for k, v in options.items() if k not in CLUSTER_OPTIONS}
+    client = redis.Redis.from_url(config.url, redis_connect_func=plain_connected, **plain)
     try:
         client.ping()
+        # cluster=None: ask on the same connection (no probe of its own).
+        if config.cluster is None and cluster_enabled(client):
+            client.close()
+            return _open_cluster(config, options)
     except BaseException:
         client.close()
         raise
@@ -132,12 +142,32 @@ def open_client(
     return client
 
 
+def _open_cluster(config: RedisBridgeConfig, options: dict[str, Any]) -> Client:
+    # No reconnect hook: redis-py's cluster client opens extra connections
+    # to the same node on every slot-map refresh; a lost node shows as the
+    # command's own ConnectionError instead.
+    client = cast(Client, open_cluster(config.url, options, _ignore, raw_replies))
+    try:
+        client.ping()
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def _ignore(_conn: Any) -> None:
+    return None
+
+
 def interrupt(client: Client | None) -> None:
     """Close ``client``'s sockets, also one a blocked read waits on (from any thread)."""
     if client is None:
         return
     try:
-        client.connection_pool.disconnect()
+        if isinstance(client, RedisCluster):
+            client.disconnect_connection_pools()
+        else:
+            client.connection_pool.disconnect()
     except (*LINK_ERRORS, ResponseError) as exc:  # pragma: no cover - closing a dead socket
         log.debug("closing a bridge connection: %s", exc)
 
