@@ -14,13 +14,14 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from types import FrameType, MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, cast, overload
 
 import blinker
 from readerwriterlock.rwlock import RWLockWrite
 
+from . import _registration, _waiting
 from ._event import _SEQ_SET as _set_seq
 from ._event import (
     ANY,
@@ -34,6 +35,7 @@ from ._event import (
 )
 from ._history import History, select
 from ._ids import _SOURCE
+from ._policies import HandlerPolicy, PolicyCounters, wrap_subscription
 from ._receivers import (
     ASYNC_COLLECTOR,
     Entry,
@@ -44,6 +46,7 @@ from ._receivers import (
 )
 from ._stats import BusStats, HandlerFailure, SinkStats
 from ._subscription import Subscription
+from ._wrappers import HandlerWrapper
 from .exceptions import (
     BusClosedError,
     HandlerError,
@@ -64,6 +67,7 @@ __all__ = ["EventBus", "Sink", "correlate", "current_correlation_id"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+_F = TypeVar("_F", bound=Callable[..., Any])
 log = logging.getLogger("atlas_events")
 
 _time = time.time
@@ -265,6 +269,8 @@ class EventBus:
         self._handler_errors = 0
         self._async_errors = 0
         self._async_timeouts = 0
+        self._handler_wrappers: tuple[HandlerWrapper, ...] = ()  # see _add_handler_wrapper
+        self._policy_counters = PolicyCounters()
 
     # ------------------------------------------------------------------ info
 
@@ -322,6 +328,9 @@ class EventBus:
         weak: bool | None = None,
         filter: Callable[[Event[T]], bool] | None = None,
         once: bool = False,
+        timeout: float | None = None,
+        slow_threshold: float | None = None,
+        max_failures: int | None = None,
     ) -> Subscription: ...
 
     @overload
@@ -333,6 +342,9 @@ class EventBus:
         weak: bool | None = None,
         filter: Callable[[Event[Any]], bool] | None = None,
         once: bool = False,
+        timeout: float | None = None,
+        slow_threshold: float | None = None,
+        max_failures: int | None = None,
     ) -> Subscription: ...
 
     def subscribe(
@@ -343,6 +355,9 @@ class EventBus:
         weak: bool | None = None,
         filter: Callable[[Event[Any]], bool] | None = None,
         once: bool = False,
+        timeout: float | None = None,
+        slow_threshold: float | None = None,
+        max_failures: int | None = None,
     ) -> Subscription:
         """Call ``handler(event)`` for each event of ``event_type``.
 
@@ -356,6 +371,14 @@ class EventBus:
                 functions, lambdas and closures are strong.
             filter: Only deliver events for which ``filter(event)`` is true.
             once: Unsubscribe after the first delivery.
+            timeout: Seconds an async handler may run per event before it is
+                cancelled and reported (``HANDLER_ERROR`` carrying a
+                :class:`HandlerTimeoutError`). Async handlers only.
+            slow_threshold: Seconds after which a call is logged as slow and
+                counted in ``stats()["slow_handlers"]``.
+            max_failures: Unsubscribe after this many consecutive failures
+                (logged, counted in ``stats()["handlers_removed"]``,
+                announced as ``HANDLER_REMOVED``).
 
         Returns:
             A :class:`Subscription`; call it to unsubscribe.
@@ -369,6 +392,8 @@ class EventBus:
             InvalidEventTypeError: ``event_type`` is not an enum member.
             InvalidHandlerError: ``handler`` or ``filter`` is not a one-argument
                 callable, or an async handler was given outside a running loop.
+            ValueError: A policy limit is not positive, or ``timeout`` was
+                given for a synchronous handler.
             BusClosedError: The bus is closed.
         """
         et = self._check_type(event_type, allow_any=True)
@@ -378,6 +403,16 @@ class EventBus:
             raise TypeError(f"weak must be a bool or None, got {weak!r}")
         if self._closed:
             raise BusClosedError(self.name, "subscribe")
+        policy = None
+        if (
+            self._handler_wrappers
+            or timeout is not None
+            or slow_threshold is not None
+            or max_failures is not None
+        ):
+            handler, weak, policy = self._wrap_handler(
+                et, handler, weak, timeout, slow_threshold, max_failures
+            )
         rec = Receiver(
             self, et, handler, weak=weak, filter=filter, once=once, order=next(self._order)
         )
@@ -387,7 +422,10 @@ class EventBus:
             self._purge_dead_locked()
             self._signal(et).connect(rec, weak=False)
             self._rebuild_locked(et)
-        return Subscription(rec, rec.describe())
+        sub = Subscription(rec, rec.describe())
+        if policy is not None:
+            policy.bind(sub)
+        return sub
 
     def _must_defer(self) -> bool:
         """Whether this thread is inside a bus lock (so a finalizer must not wait).
@@ -1062,6 +1100,9 @@ class EventBus:
                 "handler_errors": self._handler_errors,
                 "async_handler_errors": self._async_errors,
                 "async_handler_timeouts": self._async_timeouts,
+                "handler_timeouts": self._policy_counters.timeouts,
+                "slow_handlers": self._policy_counters.slow,
+                "handlers_removed": self._policy_counters.removed,
                 "subscribers": subscribers,
                 "middleware": middleware,
                 "history_size": len(self._history),
@@ -1121,6 +1162,143 @@ class EventBus:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    # ------------------------------------------------ ecosystem (thin facade)
+    # The logic lives in _waiting, _registration and _policies; these methods
+    # only forward to it.
+
+    @overload
+    def wait_for(
+        self,
+        event_type: EventKey[T],
+        *,
+        where: Callable[[Event[T]], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Coroutine[Any, Any, Event[T]]: ...
+
+    @overload
+    def wait_for(
+        self,
+        event_type: enum.Enum,
+        *,
+        where: Callable[[Event[Any]], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Coroutine[Any, Any, Event[Any]]: ...
+
+    def wait_for(
+        self,
+        event_type: enum.Enum | EventKey[Any],
+        *,
+        where: Callable[[Event[Any]], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Coroutine[Any, Any, Event[Any]]:
+        """``await bus.wait_for(t)``: the first event of type ``t`` published after this call.
+
+        The subscription is made by the call itself, before it returns the
+        coroutine to await, so nothing published from then on can be
+        missed, from any thread. It is removed when the wait ends: on the
+        event, on timeout, on cancellation, or when an abandoned coroutine
+        is garbage-collected.
+
+        Args:
+            event_type: An enum member, an :class:`EventKey` or ``ANY``.
+            where: Only an event for which ``where(event)`` is true counts;
+                if it raises, the wait ends with that exception.
+            timeout: Seconds to wait (counted from this call); ``None``
+                waits until the event comes.
+
+        Returns:
+            A coroutine resolving to the matching :class:`Event`.
+
+        Raises:
+            TimeoutError: (when awaited) No matching event within ``timeout``.
+            InvalidEventTypeError, InvalidHandlerError, BusClosedError,
+            ValueError: Bad arguments or a closed bus (raised by the call).
+        """
+        return _waiting.wait_for(self, event_type, where=where, timeout=timeout)
+
+    @overload
+    def wait_for_sync(
+        self,
+        event_type: EventKey[T],
+        *,
+        where: Callable[[Event[T]], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Event[T]: ...
+
+    @overload
+    def wait_for_sync(
+        self,
+        event_type: enum.Enum,
+        *,
+        where: Callable[[Event[Any]], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Event[Any]: ...
+
+    def wait_for_sync(
+        self,
+        event_type: enum.Enum | EventKey[Any],
+        *,
+        where: Callable[[Event[Any]], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Event[Any]:
+        """Block this thread until the first matching event; :meth:`wait_for` for threads.
+
+        Never call it from a handler of this bus on the publishing thread,
+        nor on a running event loop: the event could not be published (or
+        the loop would stall) while it blocks.
+
+        Raises:
+            TimeoutError: No matching event within ``timeout`` seconds.
+        """
+        return _waiting.wait_for_sync(self, event_type, where=where, timeout=timeout)
+
+    def on(
+        self, event_type: enum.Enum | EventKey[Any], **subscribe_options: Any
+    ) -> Callable[[_F], _F]:
+        """Decorator form of :meth:`subscribe`; returns the function unchanged.
+
+        Unsubscribe later with ``bus.off(event_type, function)``.
+        ``subscribe_options`` are those of :meth:`subscribe` (``filter=``,
+        ``once=``, ``timeout=``...), checked when the decorator is applied.
+        """
+        return _registration.on(self, event_type, subscribe_options)
+
+    def off(self, event_type: enum.Enum | EventKey[Any], handler: Callable[..., Any]) -> int:
+        """Unsubscribe every subscription of ``handler`` to ``event_type``; return how many."""
+        return _registration.off(self, event_type, handler)
+
+    def subscribe_component(self, component: object) -> Subscription:
+        """Subscribe every method of ``component`` marked with :func:`handles`; one token.
+
+        See :func:`atlas_events.handles`.
+        """
+        return _registration.subscribe_component(self, component)
+
+    def _wrap_handler(
+        self,
+        event_type: enum.Enum,
+        handler: Callable[[Event[Any]], Any],
+        weak: bool | None,
+        timeout: float | None,
+        slow_threshold: float | None,
+        max_failures: int | None,
+    ) -> tuple[Callable[[Event[Any]], Any], bool, HandlerPolicy | None]:
+        policy = HandlerPolicy(timeout, slow_threshold, max_failures, self._policy_counters)
+        return wrap_subscription(self, event_type, handler, weak, policy, self._handler_wrappers)
+
+    def _add_handler_wrapper(self, wrapper: HandlerWrapper) -> Subscription:
+        """Wrap every handler subscribed from now on (package-internal: instrumentation)."""
+        rec = _Registration(wrapper, self._remove_handler_wrapper)
+        with self._wlock:
+            self._handler_wrappers = (*self._handler_wrappers, wrapper)
+        return Subscription(rec, f"handler wrapper {callable_name(wrapper)}")
+
+    def _remove_handler_wrapper(self, rec: _Registration[HandlerWrapper]) -> bool:
+        return self._unregister(rec, self._unlink_handler_wrapper_locked)
+
+    def _unlink_handler_wrapper_locked(self, rec: _Registration[HandlerWrapper]) -> None:
+        self._handler_wrappers = tuple(w for w in self._handler_wrappers if w is not rec.item)
 
 
 def _release_frames(exc: BaseException) -> None:
