@@ -83,7 +83,7 @@ async def test_fast_async_handler_within_timeout(bus: EventBus) -> None:
 
 
 def test_bad_policy_values_are_refused_before_subscribing(bus: EventBus) -> None:
-    """Non-positive limits, a bool, or a timeout on a sync handler raise ValueError; nothing added."""
+    """Non-positive limits, bools or a timeout on a sync handler: ValueError, nothing added."""
     bad: list[dict[str, Any]] = [
         {"timeout": 0},
         {"slow_threshold": -1},
