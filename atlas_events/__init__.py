@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ._bus import EventBus, Sink, correlate, current_correlation_id
 from ._event import ANY, Event, EventKey, EventType, declare
+from ._logging import LOG_FIELDS
 from ._policies import HandlerRemoved
 from ._registration import handles
 from ._scoped import ScopedEventBus
@@ -51,6 +52,7 @@ __all__ = [
     "HandlerTimeoutError",
     "InvalidEventTypeError",
     "InvalidHandlerError",
+    "LOG_FIELDS",
     "Middleware",
     "MiddlewareError",
     "PayloadTypeError",

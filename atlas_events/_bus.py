@@ -35,6 +35,7 @@ from ._event import (
 )
 from ._history import History, select
 from ._ids import _SOURCE
+from ._logging import log_extra
 from ._policies import HandlerPolicy, PolicyCounters, wrap_subscription
 from ._receivers import (
     ASYNC_COLLECTOR,
@@ -844,7 +845,14 @@ class EventBus:
         self, ev: Event[Any], name: str, exc: Exception, depth: int, *, is_async: bool
     ) -> None:
         if ev.type is _HANDLER_ERROR or self._closed:
-            log.error("handler %s failed on %s %s", name, ev.type_name, ev.id, exc_info=exc)
+            log.error(
+                "handler %s failed on %s %s",
+                name,
+                ev.type_name,
+                ev.id,
+                exc_info=exc,
+                extra=log_extra(ev, handler=name, bus=self.name),
+            )
             return
         if not self._has_error_subscribers():
             log.error(
@@ -853,6 +861,7 @@ class EventBus:
                 ev.type_name,
                 ev.id,
                 exc_info=exc,
+                extra=log_extra(ev, handler=name, bus=self.name),
             )
         failure = HandlerFailure(ev.id, ev.type, name, exc, is_async)
         err_ev = trusted_event(
@@ -871,7 +880,11 @@ class EventBus:
         try:
             self._emit(err_ev, self._route_for(_HANDLER_ERROR), depth, True, True)
         except Exception:  # a middleware failed on the error report: log, never recurse
-            log.exception("could not publish HANDLER_ERROR for %s", ev.id)
+            log.exception(
+                "could not publish HANDLER_ERROR for %s",
+                ev.id,
+                extra=log_extra(ev, handler=name, bus=self.name),
+            )
         finally:
             _release_frames(exc)
 
