@@ -1015,6 +1015,32 @@ class EventBus:
 
     # ---------------------------------------------------------------- history
 
+    @overload
+    def history(
+        self,
+        event_type: EventKey[T],
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        since_seq: int | None = None,
+        scope: tuple[str, ...] | None = None,
+        correlation_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Event[T]]: ...
+
+    @overload
+    def history(
+        self,
+        event_type: enum.Enum | None = None,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        since_seq: int | None = None,
+        scope: tuple[str, ...] | None = None,
+        correlation_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Event[Any]]: ...
+
     def history(
         self,
         event_type: enum.Enum | EventKey[Any] | None = None,
@@ -1029,7 +1055,10 @@ class EventBus:
         """Recorded events, oldest first, optionally filtered.
 
         Args:
-            event_type: Only this type (``None`` or ``ANY`` for all).
+            event_type: Only this type (``None`` or ``ANY`` for all). With an
+                :class:`EventKey` the result is typed ``list[Event[T]]``
+                (sound when the key is declared on the bus, see
+                :meth:`declare`, or every publish goes through the key).
             source: Only events with this ``source``.
             since: Only events with ``timestamp >= since`` (epoch seconds).
             since_seq: Only events with ``seq > since_seq``.

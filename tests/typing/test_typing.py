@@ -51,6 +51,15 @@ def test_valid_typed_usage_passes() -> None:
             "def on_str(e: Event[str]) -> None: ...\nbus.subscribe(TASK_DONE, on_str)",
             "subscribe",
         ),
+        ("names: list[Event[str]] = bus.history(TASK_DONE)", "TaskResult"),
+        (
+            "async def f() -> None:\n    x: Event[str] = await bus.wait_for(TASK_DONE)",
+            "TaskResult",
+        ),
+        (
+            "@bus.on(TASK_DONE)\ndef on_done(e: Event[TaskResult]) -> None: ...\non_done(42)",
+            "on_done",
+        ),
     ],
 )
 def test_wrong_payloads_are_type_errors(body: str, fragment: str) -> None:
