@@ -16,7 +16,17 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from types import FrameType, MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    Generic,
+    NoReturn,
+    Protocol,
+    TypeVar,
+    cast,
+    overload,
+)
 
 import blinker
 from readerwriterlock.rwlock import RWLockWrite
@@ -608,7 +618,10 @@ class EventBus:
     def publish(
         self,
         event_type: EventKey[T],
-        data: T,
+        # The Callable member is a typing device, never a valid payload: mypy
+        # infers T from the key first, so a wrong payload is an [arg-type]
+        # error naming the expected class (tests/typing/test_typing.py).
+        data: T | Callable[[T], NoReturn],
         *,
         source: str | None = None,
         metadata: Mapping[str, Any] | None = None,
