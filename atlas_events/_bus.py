@@ -1346,6 +1346,8 @@ class EventBus:
         """Wrap every handler subscribed from now on (package-internal: instrumentation)."""
         rec = _Registration(wrapper, self._remove_handler_wrapper)
         with self._wlock:
+            if self._closed:
+                raise BusClosedError(self.name, "instrument")
             self._handler_wrappers = (*self._handler_wrappers, wrapper)
         return Subscription(rec, f"handler wrapper {callable_name(wrapper)}")
 

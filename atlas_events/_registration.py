@@ -15,7 +15,7 @@ from .exceptions import InvalidEventTypeError
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["handles", "off", "on", "subscribe_component"]
+__all__ = ["SubscriptionGroup", "handles", "off", "on", "subscribe_component"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -101,8 +101,8 @@ def _marked(cls: type[Any]) -> list[tuple[str, enum.Enum | EventKey[Any], dict[s
     return found
 
 
-class _ComponentSubscriptions:
-    """The target of a component's one token: all its handlers' subscriptions."""
+class SubscriptionGroup:
+    """The target of one token that undoes several registrations (a component's handlers)."""
 
     __slots__ = ("_subs",)
 
@@ -140,4 +140,4 @@ def subscribe_component(bus: EventBus, component: object) -> Subscription:
         for sub in subs:
             sub()
         raise
-    return Subscription(_ComponentSubscriptions(subs), f"component {cls_name} ({len(subs)})")
+    return Subscription(SubscriptionGroup(subs), f"component {cls_name} ({len(subs)})")
