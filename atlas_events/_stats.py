@@ -36,6 +36,7 @@ class BusStats(TypedDict):
     handler_timeouts: int
     slow_handlers: int
     handlers_removed: int
+    async_handlers_loop_closed: int
     subscribers: dict[str, int]
     middleware: int
     history_size: int

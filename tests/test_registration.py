@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -150,16 +151,25 @@ def test_component_inherits_and_overrides_marks(bus: EventBus) -> None:
 
 
 def test_component_with_async_handler(bus: EventBus) -> None:
-    """An async marked method of a component needs a running loop like any async handler."""
+    """An async marked method subscribed before any loop runs is awaited on the dispatching loop."""
 
-    class AsyncOnly:
+    class AsyncComponent:
+        def __init__(self) -> None:
+            self.seen: list[Any] = []
+
         @handles(EventType.TASK_STARTED)
         async def on_start(self, event: Event[Any]) -> None:
-            pass
+            await asyncio.sleep(0)
+            self.seen.append(event.data)
 
-    with pytest.raises(InvalidHandlerError):
-        bus.subscribe_component(AsyncOnly())
-    assert bus.subscriber_count() == 0
+    component = AsyncComponent()
+    bus.subscribe_component(component)
+
+    async def main() -> None:
+        await bus.publish_async(EventType.TASK_STARTED, "a", timeout=10)
+
+    asyncio.run(main())
+    assert component.seen == ["a"]
 
 
 def test_component_registration_is_all_or_nothing(bus: EventBus) -> None:
