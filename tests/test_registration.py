@@ -220,3 +220,19 @@ def test_component_on_a_scope(bus: EventBus) -> None:
         scope.publish(EventType.TASK_STARTED, "s")
     scope.publish(EventType.TASK_STARTED, "after")
     assert p.seen == [("start", "s")]
+
+
+def test_on_and_off_on_a_scope(bus: EventBus) -> None:
+    """@scope.on and scope.off work on a ScopedEventBus; the root is unaffected."""
+    scope = bus.scope("agents")
+    seen: list[Any] = []
+
+    @scope.on(EventType.AGENT_STARTED)
+    def record(event: Event[Any]) -> None:
+        seen.append(event.scope)
+
+    scope.publish(EventType.AGENT_STARTED)
+    bus.publish(EventType.AGENT_STARTED)  # the root's events do not go down
+    assert seen == [("agents",)]
+    assert bus.off(EventType.AGENT_STARTED, record) == 0
+    assert scope.off(EventType.AGENT_STARTED, record) == 1
