@@ -68,8 +68,8 @@ def _type_name(value: object) -> str:
     return type(value).__qualname__
 
 
-def _placeholder(reason: str, value: object, **extra: Any) -> dict[str, Any]:
-    return {"$unrepresentable": reason, "type": _type_name(value), **extra}
+def _placeholder(reason: str, obj: object, /, **extra: Any) -> dict[str, Any]:
+    return {"$unrepresentable": reason, "type": _type_name(obj), **extra}
 
 
 def _safe_repr(value: object, limit: int) -> str | None:
@@ -107,9 +107,9 @@ class _Converter:
         self.placeholders = 0
         self.stack: set[int] = set()
 
-    def placeholder(self, reason: str, value: object, **extra: Any) -> dict[str, Any]:
+    def placeholder(self, reason: str, obj: object, /, **extra: Any) -> dict[str, Any]:
         self.placeholders += 1
-        return _placeholder(reason, value, **extra)
+        return _placeholder(reason, obj, **extra)
 
     def convert(self, value: Any, depth: int = 0) -> Any:
         self.budget -= 1

@@ -126,7 +126,7 @@ def test_live_resume_under_concurrent_publishing(make_server: MakeServer) -> Non
         thread.start()
         while last < total:
             reconnects += 1
-            headers = {"Last-Event-ID": str(last)}
+            headers = {"Last-Event-ID": f"{server.app.state.dashboard.incarnation}:{last}"}
             with client.stream("GET", f"{server.base_url}/events", headers=headers) as resp:
                 count = 0
                 for msg in iter_messages(resp):
