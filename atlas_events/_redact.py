@@ -1,4 +1,4 @@
-"""Redaction engine: find secret-looking keys in any structured payload and mask them, keeping types.
+"""Redaction engine: mask values under secret-looking keys in any payload, keeping its type.
 
 Shared by the :class:`~atlas_events.middleware.Redact` middleware (which
 rewrites events on the bus) and the dashboard (which masks only what it
@@ -178,7 +178,7 @@ def structured_fields(value: object) -> list[tuple[str, Any]] | None:
     for name in names:
         try:
             out.append((name, getattr(value, name)))
-        except Exception:  # a broken property must not break redaction  # noqa: S112
+        except Exception:  # a broken property must not break redaction
             continue
     return out
 
@@ -207,7 +207,7 @@ def _rebuild_mapping(value: Mapping[Any, Any], changes: dict[Any, Any]) -> Any:
         new.update(changes)
         return new
     try:
-        return type(value)({**value, **changes})
+        return type(value)({**value, **changes})  # type: ignore[call-arg]
     except Exception:  # an immutable mapping we cannot build: a plain dict
         return {**value, **changes}
 
@@ -287,4 +287,3 @@ def scrub(value: Any, matches: Callable[[str], bool], mask: Any) -> tuple[Any, b
         are copied as their own type; others are shared.
     """
     return _Scrubber(matches, mask).scrub(value, 0)
-

@@ -1,4 +1,4 @@
-"""The dashboard's app factory: options, shared state, routes and the security middleware, wired once."""
+"""The dashboard's app factory: options, shared state, routes, security middleware, wired once."""
 
 from __future__ import annotations
 
@@ -103,13 +103,13 @@ def create_app(
         token=token,
         max_clients=max_clients,
         heartbeat=heartbeat,
-        redact=redact,  # type: ignore[arg-type]  # the converter takes the wider type
+        redact=redact,
         max_event_bytes=max_event_bytes,
         client_queue=client_queue,
         send_timeout=send_timeout,
-        allowed_hosts=allowed_hosts,  # type: ignore[arg-type]
-        event_types=event_types,  # type: ignore[arg-type]
-        health_sources=health_sources,  # type: ignore[arg-type]
+        allowed_hosts=allowed_hosts,
+        event_types=event_types,
+        health_sources=health_sources,
     )
     hub = Hub(bus, options)
     routes = [

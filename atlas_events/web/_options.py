@@ -130,11 +130,9 @@ class DashboardOptions:
     """
 
     token: str | None = attrs.field(default=None, validator=_token)
-    max_clients: int = attrs.field(
-        default=DEFAULT_MAX_CLIENTS, validator=[_integer, _at_least(1)]
-    )
+    max_clients: int = attrs.field(default=DEFAULT_MAX_CLIENTS, validator=[_integer, _at_least(1)])
     heartbeat: float = attrs.field(default=DEFAULT_HEARTBEAT, validator=[_seconds, _at_least(0)])
-    redact: Redact | None = attrs.field(default=True, converter=_redactor)
+    redact: Redact | None = attrs.field(default=Redact(), converter=_redactor)
     max_event_bytes: int = attrs.field(
         default=DEFAULT_MAX_EVENT_BYTES, validator=[_integer, _at_least(MIN_EVENT_BYTES)]
     )

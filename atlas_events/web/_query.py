@@ -1,4 +1,4 @@
-"""Query parsing for the dashboard's endpoints: filters, numbers, and errors that name the valid choices."""
+"""Query parsing for the dashboard: filters, numbers, and 400 errors naming the valid choices."""
 
 from __future__ import annotations
 
@@ -164,7 +164,9 @@ class EventQuery:
     def __init__(
         self, params: QueryParams, bus: EventBus, extra_types: Iterable[enum.Enum] = ()
     ) -> None:
-        subscribed = [t for t in bus.stats()["subscribers"] if t != "ANY"] if "type" in params else []
+        subscribed = (
+            [t for t in bus.stats()["subscribers"] if t != "ANY"] if "type" in params else []
+        )
         self.types = _parse_types(params, lambda: known_types(bus, extra_types), subscribed)
         self.scope = _parse_scope(params.get("scope"))
         self.correlation_id = params.get("correlation_id") or None

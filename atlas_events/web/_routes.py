@@ -67,7 +67,9 @@ def stats(hub: Hub) -> Endpoint:
     return endpoint
 
 
-def _page(matched: list[Any], after: int | None, before: int | None, limit: int) -> tuple[list[Any], dict[str, int] | None]:
+def _page(
+    matched: list[Any], after: int | None, before: int | None, limit: int
+) -> tuple[list[Any], dict[str, int] | None]:
     has_more = len(matched) > limit
     if after is not None and before is None:
         page = matched[:limit]
@@ -141,7 +143,9 @@ def _correlation(events: list[Any]) -> str | None:
     return events[0].correlation_id if events else None
 
 
-def _run_of(hub: Hub, correlation_id: str | None, event_id: str | None) -> tuple[str, list[Any] | None]:
+def _run_of(
+    hub: Hub, correlation_id: str | None, event_id: str | None
+) -> tuple[str, list[Any] | None]:
     """The run's events, or an error text and ``None`` when nothing matches."""
     if (correlation_id is None) == (event_id is None):
         raise QueryError(

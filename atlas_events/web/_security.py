@@ -1,4 +1,4 @@
-"""Who may talk to the dashboard: Host/Origin checks (DNS rebinding), the access token, security headers."""
+"""Who may talk to the dashboard: Host/Origin checks (DNS rebinding), token, security headers."""
 
 from __future__ import annotations
 
@@ -95,7 +95,10 @@ def _host_name(netloc: str) -> str:
 def _refuse(status: int, message: str, **extra: object) -> Response:
     body = json.dumps({"error": message, "status": status, **extra})
     return Response(
-        body, status_code=status, media_type="application/json", headers={"Cache-Control": "no-store"}
+        body,
+        status_code=status,
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
     )
 
 
@@ -121,7 +124,9 @@ class HostGuard:
         has_token: Whether requests are checked for an access token.
     """
 
-    def __init__(self, app: ASGIApp, *, allowed_hosts: Iterable[str] | None, has_token: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, *, allowed_hosts: Iterable[str] | None, has_token: bool
+    ) -> None:
         self.app = app
         extra = frozenset(normalize_host(h) for h in (allowed_hosts or ()))
         self.any_host = "*" in extra

@@ -23,6 +23,7 @@ true, "bytes_at_least": N, "preview": "<the start of its JSON>"}``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import decimal
 import enum
@@ -174,7 +175,9 @@ class _Converter:
                 out[_CUT] = _CUT
                 break
             name = key if type(key) is str else self.key(key)
-            out[name] = self.mask if hidden is not None and hidden(name) else self.convert(item, depth)
+            out[name] = (
+                self.mask if hidden is not None and hidden(name) else self.convert(item, depth)
+            )
         return out
 
     def key(self, key: object) -> str:
@@ -416,7 +419,7 @@ class EventEncoder:
             broken.append("type")
             out["type"] = conv.placeholder("bad event type", event.type)
         stamp = event.timestamp
-        if type(stamp) is not float and type(stamp) is not int or not math.isfinite(stamp):
+        if (type(stamp) is not float and type(stamp) is not int) or not math.isfinite(stamp):
             broken.append("timestamp")
             stamp = conv.convert(stamp)
         out["timestamp"] = stamp
@@ -456,10 +459,9 @@ class EventEncoder:
         cache = self._cache
         cache[event.seq] = frame
         if len(cache) > self._cache_size:
-            try:
+            # another thread may have evicted it first
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
                 del cache[next(iter(cache))]
-            except (KeyError, RuntimeError, StopIteration):  # another thread got there first
-                pass
         return frame
 
     def _capped(self, obj: dict[str, Any]) -> str:
@@ -493,7 +495,11 @@ class EventEncoder:
         original = _dumps(obj[key])
         if len(original) <= 64:
             return _dumps(obj)
-        marker: dict[str, Any] = {"$truncated": True, "bytes_at_least": len(original), "preview": ""}
+        marker: dict[str, Any] = {
+            "$truncated": True,
+            "bytes_at_least": len(original),
+            "preview": "",
+        }
         obj[key] = marker
         room = cap - len(_dumps(obj)) - 16
         if room <= 0:
@@ -507,8 +513,8 @@ class EventEncoder:
         return text
 
 
-def _as_list(value: object) -> list[Any]:
+def _as_list(value: Any) -> list[Any]:
     try:
-        return list(value)  # type: ignore[call-overload]
+        return list(value)
     except Exception:
         return [value]

@@ -1,10 +1,10 @@
-"""``GET /events``: the Server-Sent Events stream -- client slots, resume across restarts, stalled clients."""
+"""``GET /events``: the SSE stream -- client slots, resume across restarts, stalled clients."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Any, Final
 
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .._event import Event
 from .._streams import EventStream, Replay
 from ..exceptions import BusClosedError, StreamClosedError
 from ._hub import Hub
@@ -30,7 +31,9 @@ _BATCH_EVENTS: Final = 512
 _dumps = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode
 
 
-def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    data: object, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     """A JSON response that is never cached."""
     return Response(
         _dumps(data),
@@ -103,7 +106,9 @@ def _replay(params: QueryParams) -> Replay:
 def _id_style(params: QueryParams) -> bool:
     style = params.get("ids", "seq")
     if style not in ("seq", "incarnation"):
-        raise QueryError("ids", f"ids must be 'seq' or 'incarnation', got {style[:40]!r}", ["seq", "incarnation"])
+        raise QueryError(
+            "ids", f"ids must be 'seq' or 'incarnation', got {style[:40]!r}", ["seq", "incarnation"]
+        )
     return style == "incarnation"
 
 
@@ -215,7 +220,9 @@ class EventsEndpoint:
         head.append(_message("hello", hello))
         return "".join(head).encode()
 
-    async def _frames(self, stream: EventStream, resume: Resume, tagged: bool) -> AsyncIterator[bytes]:
+    async def _frames(
+        self, stream: EventStream, resume: Resume, tagged: bool
+    ) -> AsyncIterator[bytes]:
         yield self._head(stream, resume)
         frame = self.hub.encoder.frame
         prefix = f"id: {self.hub.incarnation}:".encode()
@@ -223,7 +230,7 @@ class EventsEndpoint:
         seen_dropped = 0
         while True:
             try:
-                ev = await stream.get()
+                ev: Event[Any] | None = await stream.get()
             except StreamClosedError:
                 return
             # Send what else is queued in the same write (one chunk, one syscall).
@@ -244,4 +251,3 @@ class EventsEndpoint:
                 parts.insert(0, _message("dropped", notice).encode())
                 seen_dropped = dropped
             yield b"".join(parts)
-

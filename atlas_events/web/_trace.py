@@ -1,7 +1,8 @@
-"""Trace of one run: its events as a causation tree (``parent_id``) on a time axis, for the waterfall view."""
+"""Trace of one run: its events as a causation tree (``parent_id``) on a time axis."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -40,7 +41,7 @@ def _error_of(ev: Event[Any]) -> dict[str, Any]:
 def _gaps(times: list[float], duration: float) -> list[dict[str, float]]:
     threshold = max(MIN_GAP_SECONDS, duration * GAP_FRACTION)
     out = []
-    for before, after in zip(times, times[1:], strict=False):
+    for before, after in itertools.pairwise(times):
         if after - before >= threshold:
             out.append({"start": before, "end": after, "seconds": after - before})
     return out

@@ -295,7 +295,9 @@ async def test_ids_from_another_bus_reset_the_client() -> None:
         publish(bus, 5)
         app = create_app(bus)
         inc = app.state.dashboard.incarnation
-        _, messages = await sse(app, bus, "/events", headers={"Last-Event-ID": header.format(inc=inc)})
+        _, messages = await sse(
+            app, bus, "/events", headers={"Last-Event-ID": header.format(inc=inc)}
+        )
         assert messages[0].event == "reset", header
         assert messages[0].data["incarnation"] == inc
         assert messages[0].data["last_seq"] == 5
