@@ -411,7 +411,7 @@ class EventEncoder:
             value = getattr(event, name, None)
             if value is not None and type(value) is not str:
                 broken.append(name)
-                value = conv.convert(value)
+                value = conv.placeholder("not a str", value, value=conv.convert(value))
             out[name] = value
         try:
             out["type"] = event.type_name
@@ -419,9 +419,12 @@ class EventEncoder:
             broken.append("type")
             out["type"] = conv.placeholder("bad event type", event.type)
         stamp = event.timestamp
-        if (type(stamp) is not float and type(stamp) is not int) or not math.isfinite(stamp):
+        if type(stamp) is not float and type(stamp) is not int:
             broken.append("timestamp")
-            stamp = conv.convert(stamp)
+            stamp = conv.placeholder("not a number", stamp, value=conv.convert(stamp))
+        elif not math.isfinite(stamp):
+            broken.append("timestamp")
+            stamp = conv.convert(stamp)  # a non-finite float's placeholder
         out["timestamp"] = stamp
         scope = event.scope
         if not isinstance(scope, tuple) or not all(type(p) is str for p in scope):
