@@ -110,7 +110,10 @@ class Hub:
         out: dict[str, Any] = {}
         for name, source in self.options.health_sources.items():
             try:
-                out[name] = _to_jsonable(dict(source.health()), max_nodes=2000, max_str=2000)
+                snapshot = dict(source.health())
+                out[name] = _to_jsonable(
+                    snapshot, redact=self.options.redact, max_nodes=2000, max_str=2000
+                )
             except Exception as exc:  # a broken source must not break /stats
                 out[name] = {"state": "unknown", "error": f"{type(exc).__name__}: {exc}"[:300]}
         return out
