@@ -44,7 +44,7 @@ class Validated:
 
 class Login(msgspec.Struct, frozen=True):
     user: str
-    apiKey: str  # noqa: N815 - a camelCase wire name, as JSON APIs have
+    apiKey: str
 
 
 @pytest.fixture

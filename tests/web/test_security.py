@@ -22,7 +22,7 @@ EVIL = "attacker.example"
 
 
 def asgi_client(app: Starlette, server: tuple[str, int], host: str) -> httpx.AsyncClient:
-    """An ASGI client whose requests arrive on ``server`` (the bound address) with ``Host: host``."""
+    """An ASGI client whose requests arrive on ``server`` (the bound address), ``Host: host``."""
 
     async def on_address(scope: Any, receive: Any, send: Any) -> None:
         scope["server"] = server
@@ -96,7 +96,7 @@ async def test_allow_list_is_extendable(secret_bus: EventBus) -> None:
 
 @pytest.mark.asyncio
 async def test_foreign_origin_refused_on_streaming_and_state_changes(secret_bus: EventBus) -> None:
-    """/events and non-GET requests refuse a cross-origin Origin (and ``null``); plain GETs do not."""
+    """/events and non-GET requests refuse a foreign Origin (and ``null``); plain GETs do not."""
     app = create_app(secret_bus)
     async with asgi_client(app, ("127.0.0.1", 80), "127.0.0.1") as client:
         for origin in (f"http://{EVIL}", "null", "http://127.0.0.1.attacker.example"):
