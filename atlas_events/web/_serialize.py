@@ -418,7 +418,7 @@ class EventEncoder:
         except Exception:
             broken.append("type")
             out["type"] = conv.placeholder("bad event type", event.type)
-        stamp = event.timestamp
+        stamp: Any = event.timestamp
         if type(stamp) is not float and type(stamp) is not int:
             broken.append("timestamp")
             stamp = conv.placeholder("not a number", stamp, value=conv.convert(stamp))

@@ -47,6 +47,62 @@ def _gaps(times: list[float], duration: float) -> list[dict[str, float]]:
     return out
 
 
+def _fold_errors(
+    events: Sequence[Event[Any]],
+) -> tuple[dict[str, list[dict[str, Any]]], list[Event[Any]]]:
+    """``HANDLER_ERROR`` reports by the id of the event that caused them, and the other events."""
+    ids = {ev.id for ev in events}
+    errors: dict[str, list[dict[str, Any]]] = {}
+    kept: list[Event[Any]] = []
+    for ev in events:
+        if ev.type is EventType.HANDLER_ERROR and ev.parent_id in ids:
+            errors.setdefault(str(ev.parent_id), []).append(_error_of(ev))
+        else:
+            kept.append(ev)
+    return errors, kept
+
+
+def _node(
+    ev: Event[Any],
+    encode: Callable[[Event[Any]], dict[str, Any]],
+    start: float,
+    errors: dict[str, list[dict[str, Any]]],
+) -> dict[str, Any]:
+    stamp = _stamp(ev)
+    return {
+        "event": encode(ev),
+        "offset": None if stamp is None else stamp - start,
+        "lane": "/".join(ev.scope) or "(root)",
+        "depth": 0,
+        "errors": errors.get(ev.id, []),
+        "children": [],
+    }
+
+
+def _link(
+    kept: list[Event[Any]], nodes: dict[str, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int]:
+    """Attach each node to its parent's children; return the roots and the orphan count."""
+    roots: list[dict[str, Any]] = []
+    orphans = 0
+    for ev in kept:
+        node = nodes[ev.id]
+        parent = nodes.get(ev.parent_id) if ev.parent_id is not None else None
+        if parent is None or parent is node:
+            if ev.parent_id is not None:
+                node["parent_missing"] = True
+                orphans += 1
+            roots.append(node)
+        else:
+            parent["children"].append(node)
+    stack = [(r, 0) for r in roots]
+    while stack:  # iterative: a deep causation chain must not hit the recursion limit
+        node, depth = stack.pop()
+        node["depth"] = depth
+        stack.extend((c, depth + 1) for c in node["children"])
+    return roots, orphans
+
+
 def build_trace(
     events: Sequence[Event[Any]], encode: Callable[[Event[Any]], dict[str, Any]]
 ) -> dict[str, Any]:
@@ -70,47 +126,12 @@ def build_trace(
         idle spans (offsets, seconds) of at least 20% of the run's duration
         and at least 50 ms.
     """
-    errors: dict[str, list[dict[str, Any]]] = {}
-    kept: list[Event[Any]] = []
-    by_id: dict[str, Event[Any]] = {}
-    for ev in events:
-        by_id[ev.id] = ev
-    for ev in events:
-        if ev.type is EventType.HANDLER_ERROR and ev.parent_id in by_id:
-            errors.setdefault(ev.parent_id, []).append(_error_of(ev))
-        else:
-            kept.append(ev)
+    errors, kept = _fold_errors(events)
     stamps = [s for s in map(_stamp, kept) if s is not None]
     start = min(stamps) if stamps else 0.0
     end = max(stamps) if stamps else 0.0
-    nodes: dict[str, dict[str, Any]] = {}
-    for ev in kept:
-        stamp = _stamp(ev)
-        nodes[ev.id] = {
-            "event": encode(ev),
-            "offset": None if stamp is None else stamp - start,
-            "lane": "/".join(ev.scope) or "(root)",
-            "depth": 0,
-            "errors": errors.get(ev.id, []),
-            "children": [],
-        }
-    roots: list[dict[str, Any]] = []
-    orphans = 0
-    for ev in kept:
-        node = nodes[ev.id]
-        parent = nodes.get(ev.parent_id) if ev.parent_id is not None else None
-        if parent is None or parent is node:
-            if ev.parent_id is not None:
-                node["parent_missing"] = True
-                orphans += 1
-            roots.append(node)
-        else:
-            parent["children"].append(node)
-    stack = [(r, 0) for r in roots]
-    while stack:  # iterative: a deep causation chain must not hit the recursion limit
-        node, depth = stack.pop()
-        node["depth"] = depth
-        stack.extend((c, depth + 1) for c in node["children"])
+    nodes = {ev.id: _node(ev, encode, start, errors) for ev in kept}
+    roots, orphans = _link(kept, nodes)
     lanes = sorted({n["lane"] for n in nodes.values()}, key=lambda s: (s != "(root)", s))
     return {
         "count": len(kept),
