@@ -156,7 +156,7 @@ def test_fifty_clients_ten_thousand_events(make_server: Callable[..., DashboardS
     figures: dict[str, Any] = {}
 
     # A. No clients.
-    capacity = server.app.state.dashboard.client_queue
+    capacity = server.app.state.dashboard.options.client_queue
     durations, _ = publish_paced(bus, EVENTS, capacity=capacity)
     figures["A_no_clients"] = summary(durations)
 
