@@ -251,12 +251,12 @@ def test_send_timeout_is_configurable_and_validated(bus: EventBus) -> None:
             DashboardServer(bus, send_timeout=bad)
 
 
-def read_until(base_url: str, headers: dict[str, str], want: int) -> list[Message]:
-    """Messages of one SSE connection until ``want`` events arrived."""
+def read_until(base_url: str, headers: dict[str, str], want: int, query: str = "") -> list[Message]:
+    """Messages of one SSE connection (``/events?<query>``) until ``want`` events arrived."""
     out: list[Message] = []
     with (
         httpx.Client(timeout=5) as client,
-        client.stream("GET", f"{base_url}/events", headers=headers) as resp,
+        client.stream("GET", f"{base_url}/events?{query}", headers=headers) as resp,
     ):
         for msg in iter_messages(resp):
             out.append(msg)
@@ -274,15 +274,7 @@ def test_resume_across_a_restart_gets_a_reset(make_server: MakeServer) -> None:
     for i in range(30):
         old.publish(EventType.TASK_STARTED, {"gen": "old", "i": i})
     first = make_server(old)
-    got: list[Message] = []
-    with (
-        httpx.Client(timeout=5) as client,
-        client.stream("GET", f"{first.base_url}/events?replay=all&ids=incarnation") as resp,
-    ):
-        for msg in iter_messages(resp):
-            got.append(msg)
-            if len(events_of(got)) == 30:
-                break
+    got = read_until(first.base_url, {}, 30, "replay=all&ids=incarnation")
     last_id = events_of(got)[-1].id
     assert last_id is not None
     assert last_id.endswith(":30")
@@ -315,15 +307,7 @@ def test_a_malformed_event_does_not_cut_the_stream(bus: EventBus, make_server: M
     )
     for i in range(3):
         bus.publish(EventType.TASK_COMPLETED, {"n": i})
-    messages: list[Message] = []
-    with (
-        httpx.Client(timeout=5) as client,
-        client.stream("GET", f"{server.base_url}/events?replay=all") as resp,
-    ):
-        for msg in iter_messages(resp):
-            messages.append(msg)
-            if len(events_of(messages)) == 4:
-                break
+    messages = read_until(server.base_url, {}, 4, "replay=all")
     assert [m.seq for m in events_of(messages)] == [1, 3, 4, 5]
     (bad,) = [m for m in messages if m.event == "malformed"]
     assert bad.id is None
