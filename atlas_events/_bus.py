@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import enum
 import functools
 import itertools
@@ -14,13 +12,15 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType, MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, cast, overload
 
 import blinker
 from readerwriterlock.rwlock import RWLockWrite
 
+from ._context import CONTEXT as _CONTEXT
+from ._context import correlate, current_correlation_id
 from ._event import _SEQ_SET as _set_seq
 from ._event import (
     ANY,
@@ -30,6 +30,7 @@ from ._event import (
     EventType,
     _EventFields,
     copy_event,
+    in_context,
     trusted_event,
 )
 from ._history import History, select
@@ -41,7 +42,10 @@ from ._receivers import (
     callable_name,
     check_one_arg_callable,
     entry_name,
+    handler_returned,
 )
+from ._release import KEPT as _kept
+from ._release import keep, release_kept
 from ._stats import BusStats, HandlerFailure, SinkStats
 from ._subscription import Subscription
 from .exceptions import (
@@ -70,41 +74,10 @@ _time = time.time
 _new_event = object.__new__
 _ids = _SOURCE
 _HANDLER_ERROR: Final = EventType.HANDLER_ERROR
+
+
 # Builtin types whose values can equal (and hash like) an enum member with
 # that mixin: never event types themselves.
-# (parent event id, dispatch depth, correlation id) of the dispatch or
-# correlation block we are in; ``None`` at top level. One context variable
-# serves causation, recursion depth and correlation, so publish reads one.
-_CONTEXT: contextvars.ContextVar[tuple[str | None, int, str | None] | None] = (
-    contextvars.ContextVar("atlas_events_context", default=None)
-)
-
-
-def current_correlation_id() -> str | None:
-    """The correlation id that a publish here would carry, if any."""
-    ctx = _CONTEXT.get()
-    return None if ctx is None else ctx[2]
-
-
-@contextlib.contextmanager
-def correlate(correlation_id: str) -> Iterator[str]:
-    """Make every event published inside the block carry ``correlation_id``.
-
-    Works across buses, threads started inside the block do *not* inherit it
-    (contextvars), asyncio tasks created inside do.
-    """
-    if not isinstance(correlation_id, str) or not correlation_id:
-        raise ValueError(f"correlation_id must be a non-empty str, got {correlation_id!r}")
-    ctx = _CONTEXT.get()
-    token = _CONTEXT.set(
-        (None, 0, correlation_id) if ctx is None else (ctx[0], ctx[1], correlation_id)
-    )
-    try:
-        yield correlation_id
-    finally:
-        _CONTEXT.reset(token)
-
-
 class Sink(Protocol):
     """Something fed every recorded event: an async stream, a bridge outbox.
 
@@ -265,6 +238,7 @@ class EventBus:
         self._handler_errors = 0
         self._async_errors = 0
         self._async_timeouts = 0
+        self._loop_closed_unsubscribed = 0
 
     # ------------------------------------------------------------------ info
 
@@ -322,6 +296,7 @@ class EventBus:
         weak: bool | None = None,
         filter: Callable[[Event[T]], bool] | None = None,
         once: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> Subscription: ...
 
     @overload
@@ -333,6 +308,7 @@ class EventBus:
         weak: bool | None = None,
         filter: Callable[[Event[Any]], bool] | None = None,
         once: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> Subscription: ...
 
     def subscribe(
@@ -343,6 +319,7 @@ class EventBus:
         weak: bool | None = None,
         filter: Callable[[Event[Any]], bool] | None = None,
         once: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> Subscription:
         """Call ``handler(event)`` for each event of ``event_type``.
 
@@ -350,12 +327,19 @@ class EventBus:
             event_type: An enum member, an :class:`EventKey`, or :data:`ANY`
                 for every event.
             handler: A callable taking the event; a coroutine function runs
-                on the event loop that subscribed it.
-            weak: Hold the handler weakly. Default: bound methods are weak
-                (the subscription ends when the component is collected),
+                on its event loop (see ``loop``), and so does an awaitable
+                that a sync handler returns.
+            weak: Hold the handler weakly. Default: bound methods (and
+                partials binding a method to its instance) are weak (the
+                subscription ends when the component is collected);
                 functions, lambdas and closures are strong.
             filter: Only deliver events for which ``filter(event)`` is true.
+                A method of the weakly held component is held weakly too.
             once: Unsubscribe after the first delivery.
+            loop: The event loop async work of this handler runs on.
+                Default: the loop running at subscribe time, or -- when
+                subscribed before any loop runs -- the loop running where
+                the handler is first dispatched.
 
         Returns:
             A :class:`Subscription`; call it to unsubscribe.
@@ -368,7 +352,8 @@ class EventBus:
         Raises:
             InvalidEventTypeError: ``event_type`` is not an enum member.
             InvalidHandlerError: ``handler`` or ``filter`` is not a one-argument
-                callable, or an async handler was given outside a running loop.
+                callable.
+            TypeError: ``loop`` is not an event loop.
             BusClosedError: The bus is closed.
         """
         et = self._check_type(event_type, allow_any=True)
@@ -379,7 +364,14 @@ class EventBus:
         if self._closed:
             raise BusClosedError(self.name, "subscribe")
         rec = Receiver(
-            self, et, handler, weak=weak, filter=filter, once=once, order=next(self._order)
+            self,
+            et,
+            handler,
+            weak=weak,
+            filter=filter,
+            once=once,
+            order=next(self._order),
+            loop=loop,
         )
         with self._wlock:
             if self._closed:
@@ -485,6 +477,11 @@ class EventBus:
     def _skip_event(self, event: Event[Any]) -> None:
         """What a retired dispatch entry calls instead of its handler."""
         self._count_skip()
+
+    def _count_loop_closed(self) -> None:
+        """A receiver unsubscribed itself because its event loop closed."""
+        with self._lock:
+            self._loop_closed_unsubscribed += 1
 
     def _count_skip(self) -> None:
         with self._lock:
@@ -677,6 +674,7 @@ class EventBus:
         """
         if not isinstance(event, Event):
             raise TypeError(f"publish_event() takes an Event, got {type(event).__name__}")
+        event = in_context(event)  # joins the correlate() block / causal chain it is published in
         if self._closed:
             raise BusClosedError(self.name)
         self._check_payload(event.type, event.data)
@@ -726,7 +724,10 @@ class EventBus:
                 _set_seq(ev, seq)
             else:
                 ev = copy_event(ev, seq)
-            self._events.append(ev)
+            events = self._events
+            if len(events) == events.maxlen and events:
+                keep(events[0])  # the evicted event is dropped after unlocking
+            events.append(ev)
             if cid is not None:
                 history = self._history
                 if history.max_runs and history.run_limit:
@@ -738,6 +739,8 @@ class EventBus:
                     sink.push(ev)
         finally:
             lock.release()
+        if _kept and not self._lock_owned():  # evicted under the lock: drop now (see _release)
+            release_kept()
 
         errors: list[HandlerError] | None = None
         if route:
@@ -746,13 +749,15 @@ class EventBus:
                 for fn, ref in route:
                     try:
                         if ref is None:
-                            fn(ev)
+                            res = fn(ev)
                         else:
                             obj = ref()
                             if obj is None:
                                 self._count_skip()
                                 continue
-                            fn(obj, ev)
+                            res = fn(obj, ev)
+                        if res is not None:  # an awaitable is scheduled, never dropped
+                            handler_returned(self, ev, fn, ref, res)
                     except Exception as exc:
                         errors = self._handler_failed(ev, fn, ref, exc, depth, errors)
             finally:
@@ -998,6 +1003,8 @@ class EventBus:
         """Forget every recorded event (``seq`` keeps counting)."""
         with self._lock:
             self._history.clear()
+        if not self._lock_owned():
+            release_kept()  # the forgotten events' finalizers run outside the lock
 
     @property
     def history_limit(self) -> int:
@@ -1062,6 +1069,7 @@ class EventBus:
                 "handler_errors": self._handler_errors,
                 "async_handler_errors": self._async_errors,
                 "async_handler_timeouts": self._async_timeouts,
+                "async_handlers_loop_closed": self._loop_closed_unsubscribed,
                 "subscribers": subscribers,
                 "middleware": middleware,
                 "history_size": len(self._history),

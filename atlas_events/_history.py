@@ -12,8 +12,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._event import ANY, Event
+from ._release import keep
 
 __all__ = ["History", "select"]
+
+# How many runs that lost events are remembered by name (at least; twice
+# max_runs if that is more): ~100 bytes each.
+_MAX_LOST_RUNS = 10_000
 
 
 class History:
@@ -27,7 +32,16 @@ class History:
             when a new one starts.
     """
 
-    __slots__ = ("_events", "_runs", "_trimmed", "evicted_runs", "limit", "max_runs", "run_limit")
+    __slots__ = (
+        "_events",
+        "_forgotten_upto",
+        "_runs",
+        "_trimmed",
+        "evicted_runs",
+        "limit",
+        "max_runs",
+        "run_limit",
+    )
 
     def __init__(self, limit: int, run_limit: int, max_runs: int) -> None:
         for name, value in (
@@ -45,7 +59,11 @@ class History:
         self.evicted_runs = 0
         self._events: deque[Event[Any]] = deque(maxlen=limit)
         self._runs: OrderedDict[str, deque[Event[Any]]] = OrderedDict()
-        self._trimmed: dict[str, int] = {}
+        # Per run: the seq of the newest event it lost (trimmed, or the whole
+        # run evicted). Bounded: runs beyond _MAX_LOST_RUNS are forgotten, and
+        # _forgotten_upto then answers for them (conservatively).
+        self._trimmed: OrderedDict[str, int] = OrderedDict()
+        self._forgotten_upto: int | None = None
 
     def record(self, event: Event[Any]) -> None:
         self._events.append(event)
@@ -58,22 +76,41 @@ class History:
         run = runs.get(cid)
         if run is None:
             if len(runs) >= self.max_runs:
-                evicted, _ = runs.popitem(last=False)
-                self._trimmed.pop(evicted, None)
+                evicted, lost = runs.popitem(last=False)
+                if lost:
+                    self._lost(evicted, lost[-1].seq)
+                keep(lost)  # dropped after the bus lock is left (see _release)
                 self.evicted_runs += 1
             run = runs[cid] = deque(maxlen=self.run_limit)
         else:
             runs.move_to_end(cid)
             if len(run) == self.run_limit:
-                self._trimmed[cid] = run[0].seq  # about to be pushed out
+                self._lost(cid, run[0].seq)  # about to be pushed out
+                keep(run[0])
         run.append(event)
 
-    def run_trimmed_upto(self, correlation_id: str) -> int | None:
-        """The ``seq`` of the newest event this run lost to its bound, if any.
+    def _lost(self, cid: str, seq: int) -> None:
+        trimmed = self._trimmed
+        trimmed[cid] = seq
+        trimmed.move_to_end(cid)
+        if len(trimmed) > max(_MAX_LOST_RUNS, 2 * self.max_runs):
+            _, upto = trimmed.popitem(last=False)
+            if self._forgotten_upto is None or upto > self._forgotten_upto:
+                self._forgotten_upto = upto
 
-        Not known for a run that was evicted whole and has started again.
+    def run_trimmed_upto(self, correlation_id: str) -> int | None:
+        """The ``seq`` of the newest event this run lost, if it lost any.
+
+        Counts events pushed out by ``run_limit``, a whole run evicted by
+        ``max_runs`` (also when it has started again since) and runs
+        emptied by :meth:`clear`. For a run lost so long ago that its
+        record was forgotten, the newest seq any forgotten run lost (so a
+        resuming reader hears of a possible gap rather than none).
         """
-        return self._trimmed.get(correlation_id)
+        upto = self._trimmed.get(correlation_id)
+        if upto is None and self._forgotten_upto is not None:
+            return self._forgotten_upto
+        return upto
 
     def __len__(self) -> int:
         return len(self._events)
@@ -96,9 +133,14 @@ class History:
         return len(self._runs)
 
     def clear(self) -> None:
+        """Forget every event; dropping them is deferred past the bus lock (see _release)."""
+        keep(list(self._events))
         self._events.clear()
-        self._runs.clear()
-        self._trimmed.clear()
+        for cid, run in self._runs.items():
+            if run:
+                self._lost(cid, run[-1].seq)
+        keep(self._runs)
+        self._runs = OrderedDict()
 
 
 def select(

@@ -33,6 +33,7 @@ class BusStats(TypedDict):
     handler_errors: int
     async_handler_errors: int
     async_handler_timeouts: int
+    async_handlers_loop_closed: int
     subscribers: dict[str, int]
     middleware: int
     history_size: int

@@ -19,9 +19,13 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, get_args
 
+import attrs
+
+from ._checks import count_at_least, seconds
 from ._event import ANY, Event
 from ._history import History
 from ._receivers import check_one_arg_callable
+from ._release import KEPT, keep, release_kept
 from ._stats import SinkStats
 from .exceptions import StreamClosedError
 
@@ -29,7 +33,7 @@ if TYPE_CHECKING:
     from ._bus import EventBus
     from ._subscription import Subscription
 
-__all__ = ["EventStream", "Policy", "Replay"]
+__all__ = ["EventStream", "Policy", "Replay", "StreamOptions"]
 
 Policy: TypeAlias = Literal["drop_oldest", "drop_newest", "block"]
 Replay: TypeAlias = bool | int | Literal["all"]
@@ -144,11 +148,12 @@ class _Queue:
         items = self.items
         terminal = self.terminal
         if id(items[0].type) not in terminal:
-            items.popleft()
+            keep(items.popleft())  # dropped after the locks are left (see _release)
             self.dropped += 1
             return True
         for i, queued in enumerate(items):
             if id(queued.type) not in terminal:
+                keep(queued)
                 del items[i]
                 self.dropped += 1
                 return True
@@ -193,6 +198,8 @@ class _Queue:
                     self.not_full.wait(left)
             while len(self.items) > self.capacity and self._evict_oldest_locked():
                 pass
+        if KEPT:
+            release_kept()
 
     def close(self) -> None:
         with self.lock:
@@ -217,27 +224,32 @@ def _resolve(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-def _validate(
-    max_queue: object, policy: object, replay: object, since_seq: object, block_timeout: object
-) -> None:
-    if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
-        raise ValueError(f"max_queue must be an int >= 1, got {max_queue!r}")
-    if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r}; expected one of {sorted(POLICIES)}")
-    if not (
-        isinstance(replay, bool) or replay == "all" or (isinstance(replay, int) and replay >= 0)
-    ):
-        raise ValueError(f"replay must be False, True, 'all' or an int >= 0, got {replay!r}")
-    if since_seq is not None and (
-        isinstance(since_seq, bool) or not isinstance(since_seq, int) or since_seq < 0
-    ):
-        raise ValueError(f"since_seq must be None or an int >= 0, got {since_seq!r}")
-    if (
-        isinstance(block_timeout, bool)
-        or not isinstance(block_timeout, int | float)
-        or block_timeout <= 0
-    ):
-        raise ValueError(f"block_timeout must be a number > 0, got {block_timeout!r}")
+def _replay(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or value == "all":
+        return
+    if not isinstance(value, int) or value < 0:
+        raise ValueError(f"replay must be False, True, 'all' or an int >= 0, got {value!r}")
+
+
+def _policy(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value not in POLICIES:
+        raise ValueError(f"unknown policy {value!r}; expected one of {sorted(POLICIES)}")
+
+
+@attrs.frozen
+class StreamOptions:
+    """The validated options of one stream (see :meth:`EventBus.stream`).
+
+    Raises:
+        TypeError: An option has the wrong type (the message names it).
+        ValueError: An option is out of range (the message names it).
+    """
+
+    max_queue: int = attrs.field(default=1000, validator=count_at_least(1))
+    policy: Policy = attrs.field(default="drop_oldest", validator=_policy)
+    replay: Replay = attrs.field(default=False, validator=_replay)
+    since_seq: int | None = attrs.field(default=None, validator=count_at_least(0, optional=True))
+    block_timeout: float = attrs.field(default=1.0, validator=seconds)
 
 
 class EventStream:
@@ -284,7 +296,7 @@ class EventStream:
         block_timeout: float = 1.0,
         name: str | None = None,
     ) -> None:
-        _validate(max_queue, policy, replay, since_seq, block_timeout)
+        StreamOptions(max_queue, policy, replay, since_seq, block_timeout)
         if filter is not None:
             check_one_arg_callable(filter, "filter")
         if correlation_id is not None and not isinstance(correlation_id, str):
@@ -388,7 +400,11 @@ class EventStream:
             try:
                 await fut
             except asyncio.CancelledError:
-                self.close()
+                # Only this wait ends (like asyncio.Queue.get): the stream
+                # stays attached and nothing was taken from the queue.
+                with q.lock:
+                    if q.waiter is fut:
+                        q.waiter = None
                 raise
         if q.correlation_id is not None and id(ev.type) in q.terminal:
             self._pending_end = True

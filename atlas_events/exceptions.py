@@ -18,6 +18,7 @@ __all__ = [
     "BusClosedError",
     "CodecError",
     "HandlerError",
+    "HandlerLoopError",
     "InvalidEventTypeError",
     "InvalidHandlerError",
     "InvalidMiddlewareResultError",
@@ -28,6 +29,7 @@ __all__ = [
     "RecursionDepthError",
     "ScopeError",
     "StreamClosedError",
+    "SubscriptionLeakWarning",
     "UnregisteredTypeError",
 ]
 
@@ -322,3 +324,37 @@ class BridgeConnectionError(AtlasEventsError, ConnectionError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_with_state, (type(self), self.args, self.__dict__))
+
+
+class HandlerLoopError(AtlasEventsError, RuntimeError):
+    """Async work of a handler had no usable event loop to run on.
+
+    Reported as a ``HANDLER_ERROR`` (or raised by a bus with
+    ``raise_handler_errors=True``) instead of dropping the work: an async
+    handler dispatched before any loop it could bind to was running, or a
+    sync handler that returned a coroutine with no loop to schedule it on.
+
+    Attributes:
+        handler: The qualified name of the handler.
+        reason: What was missing.
+    """
+
+    def __init__(self, handler: str, reason: str) -> None:
+        super().__init__(f"cannot run async handler {handler}: {reason}")
+        self.handler = handler
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.handler, self.reason))
+
+
+class SubscriptionLeakWarning(UserWarning):
+    """A weakly held subscription has a companion that keeps its owner alive.
+
+    Issued by ``subscribe`` when, for example, the ``filter`` of a weakly
+    held bound-method handler is a closure over the same component: the
+    bus must keep the filter strongly, so the component is never collected
+    and the subscription never ends. Make the filter a method of the
+    component (held weakly like the handler), or subscribe with
+    ``weak=False`` and unsubscribe explicitly.
+    """
