@@ -12,6 +12,8 @@ import pytest
 from atlas_events import Event, EventBus, EventType, correlate
 from atlas_events.web import build_trace, create_app
 
+from .conftest import malformed_event
+
 
 def run_with_error(bus: EventBus) -> None:
     """A run: start -> two children (one in a scope) -> a handler fails on one of them."""
@@ -68,7 +70,7 @@ def test_tree_times_lanes_errors_and_gaps(bus: EventBus) -> None:
 def test_missing_parents_and_bad_timestamps(bus: EventBus) -> None:
     """An event whose parent is gone is a marked root; a NaN timestamp has no offset."""
     ev = attrs.evolve(Event.create(EventType.TASK_STARTED, 1), parent_id="gone")
-    bad = attrs.evolve(Event.create(EventType.TASK_STARTED, 2), timestamp=float("nan"))
+    bad = malformed_event(data=2, timestamp=float("nan"))
     trace = build_trace([ev, bad], encode)
     assert trace["orphans"] == 1
     assert trace["roots"][0]["parent_missing"] is True
