@@ -45,7 +45,7 @@ from ._receivers import (
     handler_returned,
 )
 from ._release import KEPT as _kept
-from ._release import keep, release_kept
+from ._release import release_kept
 from ._stats import BusStats, HandlerFailure, SinkStats
 from ._subscription import Subscription
 from .exceptions import (
@@ -716,6 +716,7 @@ class EventBus:
                 fresh = False  # not built here: the middleware may hold it, so copy
 
         cid = ev.correlation_id
+        events = self._events
         lock = self._lock
         lock.acquire()
         try:
@@ -724,9 +725,10 @@ class EventBus:
                 _set_seq(ev, seq)
             else:
                 ev = copy_event(ev, seq)
-            events = self._events
-            if len(events) == events.maxlen and events:
-                keep(events[0])  # the evicted event is dropped after unlocking
+            # A full history evicts its oldest event: this local keeps it (and
+            # its payload) alive until the lock is left, so a finalizer never
+            # runs under it (see _release); costs one comparison.
+            evicted = events[0] if len(events) == events.maxlen and events else None
             events.append(ev)
             if cid is not None:
                 history = self._history
@@ -739,7 +741,9 @@ class EventBus:
                     sink.push(ev)
         finally:
             lock.release()
-        if _kept and not self._lock_owned():  # evicted under the lock: drop now (see _release)
+        if evicted is not None:
+            evicted = None  # its finalizer (if this was the last reference) runs here
+        if _kept and not self._lock_owned():  # sinks' evictions: dropped now (see _release)
             release_kept()
 
         errors: list[HandlerError] | None = None

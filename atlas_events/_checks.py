@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
-import attrs
+__all__ = ["at_least", "check_int", "check_seconds"]
 
-__all__ = ["check_count", "check_seconds", "count_at_least", "seconds"]
+# The longest wait threading and asyncio accept without an OverflowError
+# (threading.TIMEOUT_MAX, ~292 years on Linux).
+_MAX_SECONDS = threading.TIMEOUT_MAX
 
 
-def check_count(name: str, value: object, minimum: int) -> None:
-    """Require an ``int`` (not a ``bool``) ``>= minimum``.
+def check_int(name: str, value: object, minimum: int = 0) -> int:
+    """Return ``value`` if it is an ``int >= minimum`` (a ``bool`` is not an int).
 
     Raises:
         TypeError: ``value`` is not an int.
@@ -21,32 +24,32 @@ def check_count(name: str, value: object, minimum: int) -> None:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
 
 
-def check_seconds(name: str, value: object) -> None:
-    """Require a finite number of seconds ``> 0``.
+def check_seconds(name: str, value: object, *, allow_none: bool = False) -> float | None:
+    """Return ``value`` if it is a finite number of seconds ``> 0`` (or ``None`` if allowed).
 
     Raises:
-        TypeError: ``value`` is not a number.
-        ValueError: ``value`` is not finite, or not positive (NaN included).
+        TypeError: ``value`` is not an int or float (a bool is neither).
+        ValueError: ``value`` is not finite (NaN included), not ``> 0`` or
+            beyond ``threading.TIMEOUT_MAX``.
     """
+    if value is None and allow_none:
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    if not (math.isfinite(value) and 0 < value <= _MAX_SECONDS):
+        raise ValueError(
+            f"{name} must be a finite number of seconds > 0 and <= {_MAX_SECONDS:g}, got {value!r}"
+        )
+    return float(value)
 
 
-def count_at_least(minimum: int, *, optional: bool = False) -> Any:
-    """An attrs validator running :func:`check_count` (``None`` allowed if ``optional``)."""
+def at_least(minimum: int) -> Any:
+    """An attrs validator: the field is an ``int >= minimum`` (see :func:`check_int`)."""
 
-    def validate(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-        if value is None and optional:
-            return
-        check_count(attr.name, value, minimum)
+    def validate(_inst: object, attribute: Any, value: object) -> None:
+        check_int(attribute.name, value, minimum)
 
     return validate
-
-
-def seconds(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-    """An attrs validator running :func:`check_seconds`."""
-    check_seconds(attr.name, value)

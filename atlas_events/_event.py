@@ -415,7 +415,7 @@ def in_context(event: Event[Any]) -> Event[Any]:
     ctx = CONTEXT.get()
     if ctx is None:
         return event
-    parent_id, _, cid = ctx
+    parent_id, cid = ctx[0], ctx[2]
     add_cid = event.correlation_id is None and cid is not None
     add_parent = event.parent_id is None and parent_id is not None and parent_id != event.id
     if not (add_cid or add_parent):

@@ -384,7 +384,8 @@ class Receiver:
     def _loop_closed(self) -> None:
         """The handler's loop is closed: it can never run again, so unsubscribe it."""
         self.bus._count_skip()
-        if self.cancel():
+        # A once handler was unsubscribed by this very delivery: count it too.
+        if self.cancel() or self.once:
             self.bus._count_loop_closed()
             log.warning(
                 "async handler %s unsubscribed: its event loop is closed",
@@ -398,11 +399,15 @@ class Receiver:
         loop = self.loop
         if loop is None:  # pragma: no cover - _schedule bound it
             return
-        awaitable = ctx.run(start)
-        if inspect.iscoroutine(awaitable):
-            task: asyncio.Future[Any] = loop.create_task(awaitable, context=ctx)
-        else:
-            task = asyncio.ensure_future(awaitable, loop=loop)
+        try:
+            awaitable = ctx.run(start)
+            if inspect.iscoroutine(awaitable):
+                task: asyncio.Future[Any] = loop.create_task(awaitable, context=ctx)
+            else:  # a future of another loop, an object with __await__...
+                task = asyncio.ensure_future(awaitable, loop=loop)
+        except Exception as exc:  # reported like the handler's own failure, never lost
+            self.bus._report_handler_error(event, self.name, exc, is_async=True)
+            return
         self._tasks.add(task)
         collector = ctx.get(ASYNC_COLLECTOR)
         if collector is not None and collector[0] is loop:

@@ -41,9 +41,9 @@ def release_kept() -> None:
     the loop drains those too.
     """
     popleft = KEPT.popleft
-    while True:
+    while KEPT:
         try:
             obj = popleft()
-        except IndexError:
+        except IndexError:  # another thread released the last one meanwhile
             return
         del obj  # the finalizer, if this was the last reference, runs here

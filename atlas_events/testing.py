@@ -31,7 +31,7 @@ from typing import Any
 import attrs
 
 from ._bus import EventBus
-from ._checks import check_count, check_seconds
+from ._checks import check_int, check_seconds
 from ._event import ANY, Event, EventKey, EventType
 from ._stats import HandlerFailure
 from ._subscription import Subscription
@@ -123,7 +123,7 @@ class EventRecorder:
             TypeError, ValueError: ``count`` is not an int >= 0.
         """
         if count is not None:
-            check_count("count", count, 0)
+            check_int("count", count, 0)
         matches = [
             e
             for e in self.of_type(event_type)
@@ -189,7 +189,7 @@ class EventRecorder:
             TimeoutError: They did not arrive within ``timeout`` seconds.
             TypeError, ValueError: ``count`` or ``timeout`` is invalid.
         """
-        check_count("count", count, 1)
+        check_int("count", count, 1)
         check_seconds("timeout", timeout)
         et = _member(event_type)
         deadline = time.monotonic() + timeout
@@ -219,7 +219,7 @@ class EventRecorder:
         Events may be published from any thread or from tasks on this loop.
         Arguments, result and errors are those of :meth:`wait_for`.
         """
-        check_count("count", count, 1)
+        check_int("count", count, 1)
         check_seconds("timeout", timeout)
         et = _member(event_type)
         loop = asyncio.get_running_loop()

@@ -258,3 +258,19 @@ async def test_weak_async_method_dies_with_owner(bus: EventBus) -> None:
     await bus.publish_async(ET.TASK_STARTED, 2)
     assert got == [1]
     assert not tok.active
+
+
+def test_a_once_handler_of_a_closed_loop_is_counted(bus: EventBus) -> None:
+    """once=True: the delivery that finds the loop closed still counts the handler."""
+
+    async def handler(e: Event[Any]) -> None:
+        pass
+
+    async def subscribe() -> Subscription:
+        return bus.subscribe(ET.TASK_STARTED, handler, once=True)
+
+    token = asyncio.run(subscribe())
+    bus.publish(ET.TASK_STARTED)
+    bus.publish(ET.TASK_STARTED)
+    assert not token.active
+    assert bus.stats()["async_handlers_loop_closed"] == 1

@@ -181,3 +181,21 @@ def test_non_awaitable_return_values_are_ignored(bus: EventBus) -> None:
     bus.publish(ET.TASK_STARTED)
     assert errors == []
     assert bus.stats()["handler_errors"] == 0
+
+
+@pytest.mark.asyncio
+async def test_an_awaitable_that_cannot_be_scheduled_is_reported(bus: EventBus) -> None:
+    """A returned future of another loop cannot run here: HANDLER_ERROR, not a lost callback."""
+    errors: list[Event[Any]] = []
+    other = asyncio.new_event_loop()
+    try:
+        foreign = other.create_future()
+        bus.subscribe(ET.HANDLER_ERROR, errors.append)
+        bus.subscribe(ET.TASK_STARTED, lambda e: foreign)
+        bus.publish(ET.TASK_STARTED)
+        await asyncio.sleep(0.01)
+        (err,) = errors
+        assert isinstance(err.data.exception, ValueError)
+        assert err.data.is_async
+    finally:
+        other.close()

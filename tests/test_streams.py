@@ -671,3 +671,110 @@ def test_stream_needs_a_running_loop(bus: EventBus) -> None:
     """bus.stream() outside async code is a clear error."""
     with pytest.raises(RuntimeError, match="running event loop"):
         bus.stream(ANY)
+
+
+# ------------------------------------------------- fan-out into many streams
+
+
+@pytest.mark.asyncio
+async def test_block_fan_out_from_a_thread_loses_nothing_and_stays_bounded(
+    bus: EventBus,
+) -> None:
+    """10 block streams fed by a publisher thread: every event, in order, queues bounded."""
+    n, cap = 3000, 50
+    streams = [bus.stream(max_queue=cap, policy="block", block_timeout=30) for _ in range(10)]
+    deepest = [0]
+
+    def produce() -> None:
+        for i in range(n):
+            bus.publish(ET.TASK_STARTED, i)
+            deepest[0] = max(deepest[0], *(s.depth for s in streams))
+
+    async def consume(s: EventStream) -> list[int]:
+        got: list[int] = []
+        async for ev in s:
+            got.append(ev.data)
+            if len(got) % 97 == 0:
+                await asyncio.sleep(0)  # let the others run: the publisher must wait for room
+            if len(got) == n:
+                break
+        return got
+
+    worker = threading.Thread(target=produce)
+    worker.start()
+    results = await asyncio.wait_for(asyncio.gather(*(consume(s) for s in streams)), 120)
+    await asyncio.to_thread(worker.join, 30)
+    assert all(r == list(range(n)) for r in results)
+    assert sum(s.dropped for s in streams) == 0
+    assert deepest[0] <= cap  # backpressure: never more than max_queue queued
+
+
+@pytest.mark.asyncio
+async def test_parked_consumers_of_one_loop_are_woken_in_one_hop(bus: EventBus) -> None:
+    """A publish reaching N parked consumers schedules one loop callback, not N."""
+    streams = [bus.stream() for _ in range(8)]
+    readers = [asyncio.create_task(s.get()) for s in streams]
+    await asyncio.sleep(0.01)  # all parked
+    loop = asyncio.get_running_loop()
+    calls: list[Any] = []
+    original = loop.call_soon_threadsafe
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(callback)
+        return original(callback, *args, **kwargs)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    try:
+        worker = threading.Thread(target=bus.publish, args=(ET.TASK_STARTED, "x"))
+        worker.start()
+        worker.join(10)
+        got = await asyncio.wait_for(asyncio.gather(*readers), 10)
+    finally:
+        del loop.call_soon_threadsafe
+    assert [e.data for e in got] == ["x"] * 8
+    assert len(calls) == 1
+
+
+def test_a_wake_for_a_closed_loop_is_harmless() -> None:
+    """A publisher waking a consumer whose loop has closed neither raises nor hangs."""
+    bus = EventBus()
+    loop = asyncio.new_event_loop()
+
+    async def park() -> tuple[EventStream, asyncio.Task[Any]]:
+        s = bus.stream()
+        task = asyncio.create_task(s.get())
+        await asyncio.sleep(0.01)  # parked: the stream holds a waiter
+        return s, task
+
+    stream, task = loop.run_until_complete(park())
+    loop.close()  # closed with the consumer still parked
+    bus.publish(ET.TASK_STARTED)
+    bus.publish(ET.TASK_STARTED)
+    assert stream.depth == 2
+    assert not task.done()
+    bus.close()
+
+
+@pytest.mark.asyncio
+async def test_run_stream_without_per_run_history_reads_the_main_history() -> None:
+    """max_runs=0: a run's replay comes from the main history, and its gaps are reported."""
+    bus = EventBus(history_limit=3, max_runs=0)
+    for i in range(5):
+        bus.publish(ET.TASK_STARTED, i, correlation_id="r1")  # seq 1..5, keeps 3..5
+    s = bus.stream(correlation_id="r1", since_seq=1, replay=True)
+    assert s.gap == (2, 2)
+    assert [e.seq for e in await drain(s, 3)] == [3, 4, 5]
+    bus.close()
+
+
+def test_a_loop_without_weak_references_gets_its_own_waker() -> None:
+    """Loop classes that cannot be weakly referenced still get a working waker."""
+    from atlas_events._streams import _LoopWaker, _waker_of
+
+    class NoWeakLoop:  # stands in for a compiled loop class without __weakref__
+        __slots__ = ()
+
+    loop: Any = NoWeakLoop()
+    first, second = _waker_of(loop), _waker_of(loop)
+    assert isinstance(first, _LoopWaker)
+    assert first is not second

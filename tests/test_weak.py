@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from atlas_events import Event, EventBus, EventType, InvalidHandlerError
-from atlas_events._holding import method_parts, pins
 from atlas_events.exceptions import SubscriptionLeakWarning
 
 from .conftest import collect
@@ -300,23 +299,3 @@ def test_unrelated_filters_neither_warn_nor_weaken(bus: EventBus) -> None:
     assert other_ref() is not None  # the filter's own object is kept by the filter
     bus.publish(ET.TASK_STARTED, "skip")
     assert comp.seen == ["skip"]  # only the lambda-filtered subscription let it through
-
-
-def test_pins_follows_closures_defaults_partials_and_wrappers() -> None:
-    """The pinning check sees the owner through the references a callable carries."""
-    owner = Picky()
-
-    def by_default(e: object, o: object = owner) -> bool:
-        return True
-
-    @functools.wraps(by_default)
-    def wrapper(e: object) -> bool:
-        return True
-
-    assert pins(lambda e: owner, owner)
-    assert pins(by_default, owner)
-    assert pins(functools.partial(print, owner), owner)
-    assert pins(wrapper, owner)
-    assert not pins(lambda e: True, owner)
-    assert method_parts(Picky.__init__) is None
-    assert method_parts(dict.fromkeys) is None  # a classmethod: the class outlives us

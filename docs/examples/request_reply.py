@@ -33,8 +33,8 @@ def main() -> None:
             bus.publish_event(request)
 
     (reply,) = replies
-    assert reply.parent_id == request.id
-    assert reply.correlation_id == "order-17"
+    if reply.parent_id != request.id or reply.correlation_id != "order-17":
+        raise SystemExit(f"unexpected reply {reply!r}")
     print(f"request {request.id} -> reply {reply.data} in run {reply.correlation_id}")
     print("the run:", [e.type_name for e in bus.history(correlation_id="order-17")])
 
