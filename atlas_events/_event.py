@@ -56,9 +56,14 @@ class EventType(enum.StrEnum):
     WORKFLOW_NODE_ENTERED = "workflow.node_entered"
     WORKFLOW_NODE_EXITED = "workflow.node_exited"
     HANDLER_ERROR = "handler.error"
+    HANDLER_REMOVED = "handler.removed"
     BRIDGE_CONNECTED = "bridge.connected"
     BRIDGE_DISCONNECTED = "bridge.disconnected"
     BRIDGE_RECONNECTED = "bridge.reconnected"
+    BRIDGE_FAILED = "bridge.failed"
+    BRIDGE_DEAD_LETTERED = "bridge.dead_lettered"
+    BRIDGE_EVENTS_LOST = "bridge.events_lost"
+    BRIDGE_HANDLER_EXIT = "bridge.handler_exit"
 
     def __repr__(self) -> str:
         return f"EventType.{self.name}"

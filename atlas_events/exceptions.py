@@ -19,6 +19,7 @@ __all__ = [
     "CodecError",
     "HandlerError",
     "HandlerLoopError",
+    "HandlerTimeoutError",
     "InvalidEventTypeError",
     "InvalidHandlerError",
     "InvalidMiddlewareResultError",
@@ -181,6 +182,30 @@ class HandlerError(AtlasEventsError, RuntimeError):
         return (type(self), (self.event_id, self.handler_name, self.exception))
 
 
+class HandlerTimeoutError(AtlasEventsError, TimeoutError):
+    """An async handler ran longer than its subscription's ``timeout`` and was cancelled.
+
+    Reported as the ``exception`` of a ``HANDLER_ERROR`` event.
+
+    Attributes:
+        handler_name: The qualified name of the handler.
+        timeout: The limit it exceeded, in seconds.
+        event_id: The id of the event it was handling.
+    """
+
+    def __init__(self, handler_name: str, timeout: float, event_id: str) -> None:
+        super().__init__(
+            f"handler {handler_name} did not finish within {timeout} s "
+            f"on event {event_id} and was cancelled"
+        )
+        self.handler_name = handler_name
+        self.timeout = timeout
+        self.event_id = event_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.handler_name, self.timeout, self.event_id))
+
+
 class RecursionDepthError(AtlasEventsError, RecursionError):
     """Handlers re-published events deeper than the bus's ``max_depth``.
 
@@ -217,12 +242,22 @@ class CodecError(AtlasEventsError, ValueError):
             ``"bad-payload"``, ``"oversized"``, ``"unencodable"``...), also
             used as the dead-letter reason.
         event_id: The id of the event concerned, when known.
+        entry_id: The broker's id of the wire entry concerned (a Redis
+            stream entry id), when the error is about a received entry.
     """
 
-    def __init__(self, reason: str, message: str, *, event_id: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        event_id: str | None = None,
+        entry_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.event_id = event_id
+        self.entry_id = entry_id
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_with_state, (type(self), self.args, self.__dict__))
