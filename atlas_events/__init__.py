@@ -13,9 +13,8 @@ True
 
 from __future__ import annotations
 
-from ._bus import EventBus, Sink, correlate, current_correlation_id
+from ._bus import EventBus, ScopedEventBus, Sink, correlate, current_correlation_id
 from ._event import ANY, Event, EventKey, EventType, declare
-from ._scoped import ScopedEventBus
 from ._stats import BusStats, HandlerFailure, SinkStats
 from ._streams import EventStream
 from ._subscription import Subscription
@@ -25,6 +24,7 @@ from .exceptions import (
     HandlerError,
     InvalidEventTypeError,
     InvalidHandlerError,
+    InvalidOptionError,
     MiddlewareError,
     PayloadTypeError,
     RecursionDepthError,
@@ -46,6 +46,7 @@ __all__ = [
     "HandlerFailure",
     "InvalidEventTypeError",
     "InvalidHandlerError",
+    "InvalidOptionError",
     "Middleware",
     "MiddlewareError",
     "PayloadTypeError",

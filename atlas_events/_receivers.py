@@ -27,19 +27,19 @@ import sys
 import types
 import weakref
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from ._event import ANY
 from .exceptions import InvalidHandlerError, _describe
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
     from ._event import Event
 
 __all__ = [
     "ASYNC_COLLECTOR",
     "Entry",
     "Receiver",
+    "ReceiverHost",
     "callable_name",
     "check_one_arg_callable",
     "entry_name",
@@ -58,6 +58,26 @@ Entry: TypeAlias = list[Any]
 A list, not a tuple, so that unsubscribing can *retire* it in place: a
 dispatch already iterating an older snapshot then skips the handler too.
 """
+
+
+class ReceiverHost(Protocol):
+    """What a receiver reports to: the bus's registry (``_registry.Registry``)."""
+
+    def count_skip(self) -> None:
+        """Count a delivery that was skipped (dead, filtered or retired handler)."""
+
+    def skip_event(self, event: Event[Any]) -> None:
+        """What a retired dispatch entry calls instead of its handler."""
+
+    def receiver_died(self, rec: Receiver) -> None:
+        """Queue ``rec`` for unlinking (called from a weakref callback: no lock)."""
+
+    def remove_receiver(self, rec: Receiver) -> bool:
+        """Unsubscribe ``rec``; ``True`` only for the call that did it."""
+        ...
+
+    def report_async_error(self, event: Event[Any], name: str, exc: Exception) -> None:
+        """Report a failed async handler."""
 
 
 def callable_name(fn: object) -> str:
@@ -166,7 +186,7 @@ class Receiver:
 
     def __init__(
         self,
-        bus: EventBus,
+        bus: ReceiverHost,
         event_type: enum.Enum,
         handler: Callable[[Event[Any]], Any],
         *,
@@ -238,7 +258,7 @@ class Receiver:
             if rec is not None:
                 rec.retire()
                 if bus is not None:
-                    bus._receiver_died(rec)
+                    bus.receiver_died(rec)
 
         try:
             return weakref.ref(obj, on_dead)
@@ -267,15 +287,15 @@ class Receiver:
         """Call the handler for ``event``, applying filter / once / async."""
         handler = self.resolve()
         if handler is None or not self.active:
-            self.bus._count_skip()
+            self.bus.count_skip()
             return
         flt = self.filter
         if flt is not None and not flt(event):
-            self.bus._count_skip()
+            self.bus.count_skip()
             return
         if self.once:
             if next(self._claims):
-                self.bus._count_skip()
+                self.bus.count_skip()
                 return
             self.cancel()
         if self.is_async:
@@ -292,7 +312,7 @@ class Receiver:
     def _schedule(self, handler: Callable[[Event[Any]], Any], event: Event[Any]) -> None:
         loop = self.loop
         if loop is None or loop.is_closed():
-            self.bus._count_skip()
+            self.bus.count_skip()
             return
         ctx = contextvars.copy_context()
         try:
@@ -326,7 +346,7 @@ class Receiver:
             return
         exc = task.exception()
         if exc is not None and isinstance(exc, Exception):
-            self.bus._report_handler_error(event, self.name, exc, is_async=True)
+            self.bus.report_async_error(event, self.name, exc)
 
     def pending_tasks(self) -> list[asyncio.Future[Any]]:
         """Tasks of this async handler that have not finished yet."""
@@ -336,7 +356,7 @@ class Receiver:
 
     def cancel(self) -> bool:
         """Unsubscribe (idempotent)."""
-        return self.bus._remove_receiver(self)
+        return self.bus.remove_receiver(self)
 
     def retire(self) -> None:
         """Mark inactive and neuter the dispatch entry (no lock; GC-safe).
@@ -346,7 +366,7 @@ class Receiver:
         instead of the handler from now on.
         """
         self.active = False
-        self.entry[:] = (self.bus._skip_event, None)
+        self.entry[:] = (self.bus.skip_event, None)
 
     def describe(self) -> str:
         t = self.event_type
