@@ -8,7 +8,6 @@ publish loop) and :mod:`._scoped` (the scope tree). See docs/architecture.md.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import functools
 import time
@@ -20,19 +19,21 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import attrs
 import blinker
 
-from ._checks import check_bool, check_event_type, check_int, check_seconds, check_str
+from ._bus_async import StreamsAndSinks
+from ._bus_policies import Policies
+from ._bus_queries import Queries
+from ._checks import check_bool, check_event_type
 from ._context import CONTEXT, correlate, current_correlation_id
 from ._dispatch import deliver, emit, report_async_failure
 from ._event import ANY, EMPTY_METADATA, Event, EventKey, _EventFields, copy_event
-from ._history import History, Query
+from ._history import History
 from ._ids import _SOURCE
 from ._locks import Deferred
 from ._options import BusOptions
-from ._receivers import ASYNC_COLLECTOR, Receiver, callable_name, check_one_arg_callable
-from ._recorder import Registration, Sink
+from ._receivers import Receiver
+from ._recorder import Sink
 from ._registry import Registry, Route
 from ._scoped import Nested, Node, close_tree
-from ._stats import BusStats, snapshot
 from ._streams import EventStream
 from ._subscription import Subscription
 from ._validate import check_event, checked_metadata
@@ -45,7 +46,6 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from ._streams import Policy, Replay
-    from .middleware import Middleware
 
 __all__ = ["EventBus", "ScopedEventBus", "Sink", "correlate", "current_correlation_id"]
 
@@ -56,7 +56,7 @@ _new_event = object.__new__
 _ids = _SOURCE
 
 
-class EventBus:
+class EventBus(Policies, StreamsAndSinks, Queries):
     """An in-process event bus.
 
     Args:
@@ -284,90 +284,6 @@ class EventBus:
     def _closed_now(self) -> bool:
         return self._closed
 
-    # ------------------------------------------------------------- middleware
-
-    def add_middleware(self, fn: Middleware, *, inherit: bool | None = None) -> Subscription:
-        """Append ``fn`` to the middleware chain; return a token that removes it.
-
-        ``fn(event)`` returns the event (possibly a changed copy) or ``None``
-        to drop it. Middlewares run in the order added, before the event is
-        recorded or delivered.
-
-        Args:
-            fn: The middleware.
-            inherit: Also run ``fn`` on every event published in this bus's
-                scopes, at any depth, *before* that scope's own middleware,
-                history, streams and handlers see it (and not again when
-                the event is forwarded here). Default: the middleware's own
-                ``inherit`` attribute if it has one (:class:`Redact` does:
-                a redaction policy covers the whole tree), else ``False``.
-
-        Raises:
-            InvalidHandlerError: ``fn`` is not a one-argument callable.
-            TypeError: ``inherit`` is not a bool or ``None``.
-            BusClosedError: The bus is closed.
-        """
-        from ._chain import inherits_by_default
-
-        check_one_arg_callable(fn, "middleware")
-        check_bool("inherit", inherit, allow_none=True)
-        if self._closed:
-            raise BusClosedError(self.name, "add middleware")
-        inh = inherits_by_default(fn) if inherit is None else inherit
-        rec = Registration((fn, inh), self._remove_middleware)
-        with self._node.tree.lock:
-            if self._closed:  # again: close() may have run since the check above
-                raise BusClosedError(self.name, "add middleware")
-            self._chain.add(rec)
-            if inh:
-                self._node.refresh_inherited()
-        return Subscription(rec, f"middleware {callable_name(fn)}")
-
-    def _remove_middleware(self, rec: Registration) -> bool:
-        if not rec.active:
-            return False
-        rec.active = False
-        if self._must_defer():
-            self._defer(functools.partial(self._unlink_middleware, rec))
-        else:
-            self._unlink_middleware(rec)
-        return True
-
-    def _unlink_middleware(self, rec: Registration) -> None:
-        with self._node.tree.lock:
-            if self._chain.remove(rec):
-                self._node.refresh_inherited()
-
-    # ---------------------------------------------------------- typed payloads
-
-    def declare(self, key: EventKey[Any]) -> None:
-        """Check payloads of ``key.type`` against ``key.payload`` on this bus tree.
-
-        After this, publishing ``key.type`` with a payload that is not a
-        ``key.payload`` raises :class:`PayloadTypeError`, even through the
-        bare enum member. Declarations are shared by a root bus and all its
-        scopes.
-
-        Raises:
-            TypeError: ``key`` is not an :class:`EventKey`.
-            ValueError: ``key.type`` is already declared with another class.
-        """
-        if not isinstance(key, EventKey):
-            raise TypeError(f"declare() takes an EventKey (see atlas_events.declare), got {key!r}")
-        with self._node.tree.lock:
-            existing = self._declared.get(key.type)
-            if existing is not None and existing is not key.payload:
-                raise ValueError(
-                    f"{key.type!r} is already declared to carry {existing.__qualname__}, "
-                    f"not {getattr(key.payload, '__qualname__', key.payload)}"
-                )
-            self._declared[key.type] = key.payload
-
-    def _check_payload(self, event_type: enum.Enum, data: object) -> None:
-        declared = self._declared.get(event_type)
-        if declared is not None and not isinstance(data, declared):
-            raise PayloadTypeError(event_type, declared, type(data))
-
     # ---------------------------------------------------------------- publish
 
     def _resolve(self, event_type: object, data: object) -> tuple[enum.Enum, Route]:
@@ -508,48 +424,6 @@ class EventBus:
         queue = None if ctx is None else ctx[3]
         return emit(self._node, event, route, depth, queue, propagate, False)
 
-    # ------------------------------------------------------------------ async
-
-    async def publish_async(
-        self,
-        event_type: enum.Enum | EventKey[Any],
-        data: Any = None,
-        *,
-        source: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        correlation_id: str | None = None,
-        propagate: bool = True,
-        timeout: float | None = None,  # noqa: ASYNC109 - bounds the handlers, not this call
-    ) -> str:
-        """Publish, then await the async handlers of the event on this loop.
-
-        Sync handlers run as in :meth:`publish`; coroutine handlers
-        subscribed from the running loop are awaited concurrently. After
-        ``timeout`` seconds the unfinished ones are cancelled and counted in
-        ``stats()["async_handler_timeouts"]``. Handler errors are reported
-        as ``HANDLER_ERROR``, never raised here.
-
-        Raises:
-            TypeError, ValueError: ``timeout`` is not a finite number > 0 or None.
-            and as for :meth:`publish`.
-        """
-        check_seconds("timeout", timeout, allow_none=True)
-        loop = asyncio.get_running_loop()
-        tasks: list[asyncio.Future[Any]] = []
-        token = ASYNC_COLLECTOR.set((loop, tasks))
-        try:
-            event_id = self.publish(event_type, data, source, metadata, correlation_id, propagate)
-        finally:
-            ASYNC_COLLECTOR.reset(token)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout)
-            if pending:
-                for task in pending:
-                    task.cancel()
-                self._recorder.count("async_timeouts", len(pending))
-                await asyncio.wait(pending)
-        return event_id
-
     def stream(
         self,
         event_type: enum.Enum | EventKey[Any] = ANY,
@@ -581,92 +455,6 @@ class EventBus:
             name=name,
         )
 
-    # ------------------------------------------------------------------ sinks
-
-    def attach_sink(
-        self, sink: Sink, *, replay_from: Callable[[History], list[Event[Any]]] | None = None
-    ) -> tuple[Subscription, list[Event[Any]]]:
-        """Attach ``sink`` (an async stream, a bridge outbox, your own consumer).
-
-        Every event recorded after the attach is pushed to the sink, in
-        ``seq`` order; events recorded before it are in the returned list (as
-        selected by ``replay_from``, empty without it): never both, never
-        neither. The returned :class:`Subscription` detaches the sink.
-
-        Raises:
-            BusClosedError: The bus is closed.
-        """
-        if self._closed:
-            raise BusClosedError(self.name, "attach a stream")
-        rec = Registration(sink, self._detach_sink)
-        with self._wlock:  # close() takes the sinks under this lock
-            if self._closed:  # again: close() may have run since the check above
-                raise BusClosedError(self.name, "attach a stream")
-            replay = self._recorder.add_sink(rec, replay_from)
-        return Subscription(rec, f"{sink.kind} sink"), replay
-
-    def _detach_sink(self, rec: Registration) -> bool:
-        if not rec.active:
-            return False
-        rec.active = False
-        if self._must_defer():
-            self._defer(functools.partial(self._recorder.remove_sink, rec))
-        else:
-            self._recorder.remove_sink(rec)
-        return True
-
-    # ---------------------------------------------------------------- history
-
-    def history(
-        self,
-        event_type: enum.Enum | EventKey[Any] | None = None,
-        *,
-        source: str | None = None,
-        since: float | None = None,
-        since_seq: int | None = None,
-        scope: tuple[str, ...] | None = None,
-        correlation_id: str | None = None,
-        limit: int | None = None,
-    ) -> list[Event[Any]]:
-        """Recorded events, oldest first, optionally filtered.
-
-        Args:
-            event_type: Only this type (``None`` or ``ANY`` for all).
-            source: Only events with this ``source``.
-            since: Only events with ``timestamp >= since`` (epoch seconds).
-            since_seq: Only events with ``seq > since_seq``.
-            scope: Only events whose scope path starts with this tuple.
-            correlation_id: Only this run's events, from the per-run history
-                (which may reach further back than the main history).
-            limit: Keep only the newest ``limit`` matches; the bus then scans
-                from the newest end, so the cost follows ``limit``.
-
-        Raises:
-            TypeError, ValueError: A filter of the wrong type or range.
-        """
-        et = None if event_type is None else check_event_type(event_type, allow_any=True)
-        check_str("source", source, allow_none=True)
-        check_str("correlation_id", correlation_id, allow_none=True)
-        if since_seq is not None:
-            check_int("since_seq", since_seq)
-        if scope is not None and not isinstance(scope, tuple):
-            raise TypeError(f"scope must be a tuple of str, got {type(scope).__name__}")
-        query = Query(et, source, since, since_seq, scope, limit)
-        return self._recorder.query(query, correlation_id)
-
-    def clear_history(self) -> None:
-        """Forget every recorded event (``seq`` keeps counting)."""
-        self._recorder.clear()
-
-    @property
-    def history_limit(self) -> int:
-        return self._recorder.history.limit
-
-    @property
-    def last_seq(self) -> int:
-        """The ``seq`` of the most recently recorded event (0 before any)."""
-        return self._recorder.seq
-
     # ------------------------------------------------------------------ scopes
 
     def scope(self, name: str, **options: Any) -> ScopedEventBus:
@@ -688,26 +476,6 @@ class EventBus:
                 raise BusClosedError(self.name, "create a scope")
             node.children.add(child._node)
             child._chain.set_inherited(self._chain.inheritable())
-
-    # ------------------------------------------------------------------ stats
-
-    def subscriber_count(self, event_type: enum.Enum | EventKey[Any] | None = None) -> int:
-        """Active subscriptions for ``event_type`` (all types if ``None``)."""
-        et = None if event_type is None else check_event_type(event_type, allow_any=True)
-        return self._registry.subscriber_count(et)
-
-    def stats(self) -> BusStats:
-        """A snapshot of the bus's counters; cheap and safe from any thread."""
-        node = self._node
-        return snapshot(
-            self.name,
-            self._scope,
-            self._closed,
-            self._registry.subscribers(),
-            len(self._chain),
-            len(node.children),
-            self._recorder,
-        )
 
     # ------------------------------------------------------------------ close
 

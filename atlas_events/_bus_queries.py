@@ -1,0 +1,103 @@
+"""The facade's read side: history queries, counters and ``stats()``."""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any
+
+from ._checks import check_event_type, check_int, check_str
+from ._event import Event, EventKey
+from ._history import Query
+from ._stats import BusStats, snapshot
+
+if TYPE_CHECKING:
+    from ._chain import MiddlewareChain
+    from ._recorder import Recorder
+    from ._registry import Registry
+    from ._scoped import Node
+
+__all__ = ["Queries"]
+
+
+class Queries:
+    """Part of :class:`EventBus`: what a bus has recorded and counted."""
+
+    name: str
+    _closed: bool
+    _scope: tuple[str, ...]
+    _node: Node
+    _chain: MiddlewareChain
+    _recorder: Recorder
+    _registry: Registry
+
+    # ---------------------------------------------------------------- history
+
+    def history(
+        self,
+        event_type: enum.Enum | EventKey[Any] | None = None,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        since_seq: int | None = None,
+        scope: tuple[str, ...] | None = None,
+        correlation_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Event[Any]]:
+        """Recorded events, oldest first, optionally filtered.
+
+        Args:
+            event_type: Only this type (``None`` or ``ANY`` for all).
+            source: Only events with this ``source``.
+            since: Only events with ``timestamp >= since`` (epoch seconds).
+            since_seq: Only events with ``seq > since_seq``.
+            scope: Only events whose scope path starts with this tuple.
+            correlation_id: Only this run's events, from the per-run history
+                (which may reach further back than the main history).
+            limit: Keep only the newest ``limit`` matches; the bus then scans
+                from the newest end, so the cost follows ``limit``.
+
+        Raises:
+            TypeError, ValueError: A filter of the wrong type or range.
+        """
+        et = None if event_type is None else check_event_type(event_type, allow_any=True)
+        check_str("source", source, allow_none=True)
+        check_str("correlation_id", correlation_id, allow_none=True)
+        if since_seq is not None:
+            check_int("since_seq", since_seq)
+        if scope is not None and not isinstance(scope, tuple):
+            raise TypeError(f"scope must be a tuple of str, got {type(scope).__name__}")
+        query = Query(et, source, since, since_seq, scope, limit)
+        return self._recorder.query(query, correlation_id)
+
+    def clear_history(self) -> None:
+        """Forget every recorded event (``seq`` keeps counting)."""
+        self._recorder.clear()
+
+    @property
+    def history_limit(self) -> int:
+        return self._recorder.history.limit
+
+    @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the most recently recorded event (0 before any)."""
+        return self._recorder.seq
+
+    # ------------------------------------------------------------------ stats
+
+    def subscriber_count(self, event_type: enum.Enum | EventKey[Any] | None = None) -> int:
+        """Active subscriptions for ``event_type`` (all types if ``None``)."""
+        et = None if event_type is None else check_event_type(event_type, allow_any=True)
+        return self._registry.subscriber_count(et)
+
+    def stats(self) -> BusStats:
+        """A snapshot of the bus's counters; cheap and safe from any thread."""
+        node = self._node
+        return snapshot(
+            self.name,
+            self._scope,
+            self._closed,
+            self._registry.subscribers(),
+            len(self._chain),
+            len(node.children),
+            self._recorder,
+        )
