@@ -2,9 +2,10 @@
 
 Plain functions over :class:`~atlas_events._scoped.Node` (pluggy's
 ``_multicall`` is the model): :func:`emit` runs the publishing bus's
-middleware, :func:`deliver` records the event (under the recording lock),
-calls the handlers (outside every lock) and forwards it to each ancestor in
-turn, iteratively, so scope chains of any depth cost no recursion.
+middleware, records the event (under the recording lock), calls the
+handlers (outside every lock) and has :func:`forward` deliver it at each
+ancestor in turn, iteratively, so scope chains of any depth cost no
+recursion.
 
 Nested publishes (a handler publishing) are *queued* by default: the nested
 event is recorded and delivered after the current event has been delivered
@@ -33,7 +34,7 @@ from ._scoped import Node
 from ._stats import HandlerFailure
 from .exceptions import HandlerError, InvalidMiddlewareResultError, MiddlewareError
 
-__all__ = ["deliver", "emit", "report_async_failure"]
+__all__ = ["emit", "replaced", "report_async_failure", "resume", "run_middleware"]
 
 log = logging.getLogger("atlas_events")
 
@@ -50,28 +51,119 @@ calls waiting to be made, in order.
 
 
 def emit(
+    node: Node, ev: Event[Any], route: Route, depth: int, queue: Queue | None, propagate: bool
+) -> str:
+    """Record, dispatch and forward ``ev``, published on ``node``; return its id.
+
+    ``ev`` has passed ``node``'s middleware and belongs to this publish
+    (``seq`` still -1): it is recorded in place. The hot path
+    (docs/performance.md "Hot path"): recording and the handler loop are
+    inlined -- the same steps as :func:`record` and :func:`dispatch`, which
+    serve forwarded, queued and deferred deliveries -- saving two calls per
+    publish.
+
+    Raises:
+        ExceptionGroup: Handlers failed and the bus re-raises handler errors.
+    """
+    rec = node.recorder
+    lock = rec.lock
+    raw = lock.raw
+    if not raw.acquire(False) and not lock.wait():
+        # This thread holds the lock (a finalizer run inside it published): finish later.
+        node.deferred.add(functools.partial(resume, node, ev, route, depth, None, propagate))
+        return ev.id
+    lock.owner = _get_ident()
+    try:
+        seq = rec.seq = rec.seq + 1
+        _set_seq(ev, seq)
+        events = rec.events
+        # Held until unlocked: an evicted payload's finalizer may publish.
+        evicted: object = events[0] if len(events) == rec.full else None
+        events.append(ev)
+        if ev.correlation_id is not None:
+            evicted = (evicted, rec.history.record_run(ev.correlation_id, ev))
+        rec.delivered += len(route)
+        for sink in rec.sinks:
+            sink.push(ev)
+    finally:
+        lock.owner = 0
+        raw.release()
+    del evicted  # finalizers run here, unlocked
+    if rec.deferred:
+        run_deferred(node)
+    errors: list[HandlerError] | None = None
+    mine = None
+    if route:
+        if queue is None and node.nested == "queued":
+            queue = mine = [_get_ident()]
+        token = CONTEXT.set((ev.id, depth + 1, ev.correlation_id, queue))
+        try:
+            for fn, ref in route:
+                try:
+                    if ref is None:
+                        fn(ev)
+                    elif (obj := ref()) is not None:
+                        fn(obj, ev)
+                    else:
+                        node.registry.count_skip()
+                except Exception as exc:
+                    errors = handler_failed(node, ev, entry_name(fn, ref), exc, depth, errors)
+        finally:
+            CONTEXT.reset(token)
+        if mine is not None and len(mine) == 1:
+            mine[0] = 0  # closed (see drain)
+            mine = None
+    if errors is None and mine is None and not rec.blocking_sinks and node.parent is None:
+        return ev.id
+    return finish(node, ev, depth, queue, mine, propagate, errors)
+
+
+def replaced(
+    node: Node, mw: Any, ev: Event[Any], res: object, route: Route
+) -> tuple[Event[Any], Route] | None:
+    """A middleware returned ``res``, not ``ev``: ``None`` if dropped (counted), else the new event.
+
+    Raises:
+        InvalidMiddlewareResultError: ``res`` is neither ``None`` nor an event.
+    """
+    chain = node.chain
+    if res is None:
+        (owner_counter(chain.here, chain.here_counters, mw) or chain.count_drop)()
+        return None
+    if not isinstance(res, Event):
+        raise InvalidMiddlewareResultError(mw, ev.id, res)
+    if res.type is not ev.type:
+        route = node.registry.route_for(res.type)
+    # The bus's own copy (the middleware may keep ``res``); its seq is set when recorded.
+    return copy_event(res, -1), route
+
+
+def finish(
     node: Node,
     ev: Event[Any],
-    route: Route,
     depth: int,
     queue: Queue | None,
+    mine: Queue | None,
     propagate: bool,
-    fresh: bool,
-    now: bool = False,
+    errors: list[HandlerError] | None,
 ) -> str:
-    """Run ``node``'s middleware on ``ev``, then :func:`deliver` it (or drop it)."""
-    chain = node.chain
-    mws = chain.here
-    if mws:
-        res = run_middleware(mws, chain.here_counters, ev, node.chain.count_drop)
-        if res is None:
-            return ev.id
-        if res is not ev:
-            if res.type is not ev.type:
-                route = node.registry.route_for(res.type)
-            ev = res
-            fresh = False  # not built here: the middleware may hold it, so copy
-    return deliver(node, ev, route, depth, queue, propagate, fresh, now)
+    """After the handlers: forward, wait for blocking sinks, drain the queue, raise errors.
+
+    Raises:
+        ExceptionGroup: Handlers failed and the bus re-raises handler errors.
+    """
+    if propagate and node.parent is not None:
+        errors = forward(node, ev, depth, queue, errors)
+    for sink in node.recorder.blocking_sinks:
+        sink.wait_for_room()
+    if mine is not None:
+        if len(mine) > 1:
+            errors = drain(mine, errors)
+        else:
+            mine[0] = 0  # closed (see drain)
+    if errors:
+        raise ExceptionGroup(f"{len(errors)} handler(s) failed on event {ev.id}", errors)
+    return ev.id
 
 
 def run_middleware(
@@ -102,69 +194,18 @@ def run_middleware(
     return ev
 
 
-def deliver(
-    node: Node,
-    ev: Event[Any],
-    route: Route,
-    depth: int,
-    queue: Queue | None,
-    propagate: bool,
-    fresh: bool,
-    now: bool = False,
-) -> str:
-    """Record ``ev`` on ``node``, call its handlers, forward it upward; return its id.
-
-    In queued mode, inside a dispatch running on this thread, only queue it
-    (unless ``now``: the queue itself is being drained).
-
-    Raises:
-        ExceptionGroup: Handlers failed and the bus re-raises handler errors.
-    """
-    if queue is not None and not now and node.nested == "queued" and queue[0] == _get_ident():
-        queue.append(
-            functools.partial(deliver, node, ev, route, depth, queue, propagate, fresh, True)
-        )
-        return ev.id
-    mine = None
-    if route and node.nested == "queued" and queue is None:
-        queue = mine = [_get_ident()]
-    recorded = record(node, ev, route, fresh, depth, queue, propagate)
-    if recorded is None:  # a finalizer inside this thread's locked section: deferred
-        return ev.id
-    errors = dispatch(node, recorded, route, depth, queue) if route else None
-    if node.parent is not None and propagate:
-        errors = forward(node, recorded, depth, queue, errors)
-    for sink in node.recorder.blocking_sinks:
-        sink.wait_for_room()
-    if mine is not None:
-        errors = drain(mine, errors)
-    if errors:
-        raise ExceptionGroup(f"{len(errors)} handler(s) failed on event {ev.id}", errors)
-    return ev.id
-
-
-def record(
-    node: Node,
-    ev: Event[Any],
-    route: Route,
-    fresh: bool,
-    depth: int,
-    queue: Queue | None,
-    propagate: bool,
-) -> Event[Any] | None:
+def record(node: Node, ev: Event[Any], route: Route, fresh: bool = False) -> Event[Any] | None:
     """Give ``ev`` this bus's next ``seq``, keep it in history, push it to the sinks.
 
-    Returns the recorded event (a copy unless it was built for this bus), or
-    ``None`` when this thread already holds the recording lock (a finalizer
-    run inside the locked section published): the delivery is then
-    deferred until the lock is released.
+    Returns the recorded event -- ``ev`` itself when it is ``fresh`` (built
+    by this publish, unrecorded), else a copy -- or ``None`` when this
+    thread already holds the recording lock (a finalizer run inside the
+    locked section published): the caller then defers with :func:`resume`.
     """
     rec = node.recorder
     lock = rec.lock
-    if not lock.raw.acquire(False) and not lock.wait():
-        node.deferred.add(
-            functools.partial(deliver, node, ev, route, depth, None, propagate, fresh)
-        )
+    raw = lock.raw
+    if not raw.acquire(False) and not lock.wait():
         return None
     lock.owner = _get_ident()
     try:
@@ -177,20 +218,40 @@ def record(
         # Held until unlocked: an evicted payload's finalizer may publish.
         evicted: object = events[0] if len(events) == rec.full else None
         events.append(ev)
-        cid = ev.correlation_id
-        if cid is not None and rec.history.keeps_runs:
-            evicted = (evicted, rec.history.record_run(cid, ev))
+        if ev.correlation_id is not None:
+            evicted = (evicted, rec.history.record_run(ev.correlation_id, ev))
         rec.delivered += len(route)
         for sink in rec.sinks:
             sink.push(ev)
     finally:
         lock.owner = 0
-        lock.raw.release()
+        raw.release()
     if evicted is not None:
         del evicted  # finalizers run here, unlocked
     if rec.deferred:
         run_deferred(node)
     return ev
+
+
+def resume(
+    node: Node, ev: Event[Any], route: Route, depth: int, queue: Queue | None, propagate: bool
+) -> None:
+    """Record, dispatch and forward ``ev`` on ``node``, its middleware done (queued or deferred).
+
+    Raises:
+        ExceptionGroup: Handlers failed and the bus re-raises handler errors.
+    """
+    recorded = record(node, ev, route)
+    if recorded is None:
+        node.deferred.add(functools.partial(resume, node, ev, route, depth, None, propagate))
+        return
+    errors = dispatch(node, recorded, route, depth, queue) if route else None
+    if propagate:
+        errors = forward(node, recorded, depth, queue, errors)
+    for sink in node.recorder.blocking_sinks:
+        sink.wait_for_room()
+    if errors:
+        raise ExceptionGroup(f"{len(errors)} handler(s) failed on event {ev.id}", errors)
 
 
 def run_deferred(node: Node) -> None:
@@ -241,9 +302,10 @@ def forward(
                 break
             ev = res
         route = level.registry.route_for(ev.type)
-        recorded = record(level, ev, route, False, depth, queue, True)
-        if recorded is None:
-            break  # deferred: that level's delivery (not forwarded further) runs later
+        recorded = record(level, ev, route)
+        if recorded is None:  # this thread holds that level's lock: finish later
+            level.deferred.add(functools.partial(resume, level, ev, route, depth, None, True))
+            break
         ev = recorded
         if route:
             more = dispatch(level, ev, route, depth, queue)
@@ -332,7 +394,7 @@ def report(
     )
     ctx = CONTEXT.get()
     queue = None if ctx is None else ctx[3]
-    if queue is not None and node.nested == "queued" and queue[0] == _get_ident():
+    if queue is not None and queue[0] == _get_ident():  # queued mode: after the current event
         queue.append(functools.partial(_publish_failure, node, err_ev, depth, queue, exc))
     else:
         _publish_failure(node, err_ev, depth, queue, exc)
@@ -342,8 +404,11 @@ def _publish_failure(
     node: Node, err_ev: Event[Any], depth: int, queue: Queue | None, exc: Exception
 ) -> None:
     try:
-        route = node.registry.route_for(_HANDLER_ERROR)
-        emit(node, err_ev, route, depth, queue, True, True, True)
+        chain = node.chain
+        ev2 = run_middleware(chain.here, chain.here_counters, err_ev, chain.count_drop)
+        if ev2 is not None:
+            route = node.registry.route_for(ev2.type)
+            resume(node, ev2, route, depth, queue, True)
     except Exception:  # a middleware failed on the error report: log, never recurse
         log.exception("could not publish HANDLER_ERROR for %s", err_ev.parent_id)
     finally:

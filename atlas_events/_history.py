@@ -76,13 +76,10 @@ class History:
         self._runs: OrderedDict[str, deque[Event[Any]]] = OrderedDict()
         self._trimmed: dict[str, int] = {}
 
-    @property
-    def keeps_runs(self) -> bool:
-        """Whether events with a correlation id are also kept per run."""
-        return bool(self.max_runs and self.run_limit)
-
     def record_run(self, cid: str, event: Event[Any]) -> object:
         """Append ``event`` to run ``cid``; return what that pushed out (release it unlocked)."""
+        if not (self.max_runs and self.run_limit):
+            return None
         runs = self._runs
         run = runs.get(cid)
         evicted: object = None
