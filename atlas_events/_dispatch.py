@@ -72,7 +72,7 @@ def emit(
         # This thread holds the lock (a finalizer run inside it published): finish later.
         node.deferred.add(functools.partial(resume, node, ev, route, depth, None, propagate))
         return ev.id
-    lock.owner = _get_ident()
+    lock.owner = me = _get_ident()
     try:
         seq = rec.seq = rec.seq + 1
         _set_seq(ev, seq)
@@ -95,7 +95,7 @@ def emit(
     mine = None
     if route:
         if queue is None and node.nested == "queued":
-            queue = mine = [_get_ident()]
+            queue = mine = [me]
         token = CONTEXT.set((ev.id, depth + 1, ev.correlation_id, queue))
         try:
             for fn, ref in route:
