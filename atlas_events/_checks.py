@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+import sys
 import threading
 from typing import Any
 
@@ -27,14 +28,17 @@ _MAX_SECONDS = threading.TIMEOUT_MAX
 
 
 def check_int(name: str, value: object, minimum: int = 0) -> int:
-    """Return ``value`` if it is an ``int >= minimum`` (``bool`` is not an int).
+    """Return ``value`` if it is an int in ``[minimum, sys.maxsize]`` (``bool`` is not an int).
+
+    The upper bound is what a ``deque``'s ``maxlen`` or a slice accepts:
+    a larger value would raise ``OverflowError`` later, at first use.
 
     Raises:
         InvalidOptionError: ``value`` is not an int (or is a bool), or is
-            below ``minimum`` (a ``TypeError`` and a ``ValueError``).
+            out of range (a ``TypeError`` and a ``ValueError``).
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidOptionError(name, value, f"an int >= {minimum}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= sys.maxsize:
+        raise InvalidOptionError(name, value, f"an int >= {minimum} and <= sys.maxsize")
     return value
 
 

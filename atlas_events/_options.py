@@ -10,7 +10,7 @@ import attrs
 from ._checks import at_least
 from ._event import ANY
 from ._scoped import Nested
-from .exceptions import InvalidEventTypeError
+from .exceptions import InvalidEventTypeError, InvalidOptionError
 
 __all__ = ["BusOptions"]
 
@@ -26,9 +26,14 @@ def _terminal(_inst: object, _attr: object, value: tuple[Any, ...]) -> None:
 def _is(kind: type) -> Any:
     def validate(_inst: object, attribute: Any, value: object) -> None:
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise TypeError(f"{attribute.name} must be a {kind.__name__}, got {value!r}")
+            raise InvalidOptionError(attribute.name, value, f"a {kind.__name__}")
 
     return validate
+
+
+def _nested(_inst: object, _attr: object, value: object) -> None:
+    if value not in ("queued", "immediate"):
+        raise InvalidOptionError("nested", value, "'queued' or 'immediate'")
 
 
 @attrs.frozen
@@ -47,6 +52,4 @@ class BusOptions:
     raise_handler_errors: bool = attrs.field(default=False, validator=_is(bool))
     name: str = attrs.field(default="root", validator=_is(str))
     terminal_types: tuple[enum.Enum, ...] = attrs.field(default=(), validator=_terminal)
-    nested: Nested = attrs.field(
-        default="queued", validator=attrs.validators.in_(("queued", "immediate"))
-    )
+    nested: Nested = attrs.field(default="queued", validator=_nested)
