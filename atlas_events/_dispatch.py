@@ -88,9 +88,6 @@ def emit(
     finally:
         lock.owner = 0
         raw.release()
-    del evicted  # finalizers run here, unlocked
-    if rec.deferred:
-        run_deferred(node)
     errors: list[HandlerError] | None = None
     mine = None
     if route:
@@ -113,7 +110,9 @@ def emit(
         if mine is not None and len(mine) == 1:
             mine[0] = 0  # closed (see drain)
             mine = None
-    if errors is None and mine is None and not rec.blocking_sinks and node.parent is None:
+    # Released after the handlers: a finalizer's publish then follows this event.
+    del evicted
+    if errors is None and mine is None and not rec.more and not rec.deferred:
         return ev.id
     return finish(node, ev, depth, queue, mine, propagate, errors)
 
@@ -161,6 +160,8 @@ def finish(
             errors = drain(mine, errors)
         else:
             mine[0] = 0  # closed (see drain)
+    if node.recorder.deferred:  # work left by finalizers that ran in the locked section
+        run_deferred(node)
     if errors:
         raise ExceptionGroup(f"{len(errors)} handler(s) failed on event {ev.id}", errors)
     return ev.id
@@ -194,28 +195,24 @@ def run_middleware(
     return ev
 
 
-def record(node: Node, ev: Event[Any], route: Route, fresh: bool = False) -> Event[Any] | None:
-    """Give ``ev`` this bus's next ``seq``, keep it in history, push it to the sinks.
+def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object] | None:
+    """Give a copy of ``ev`` this bus's next ``seq``, keep it in history, push it to the sinks.
 
-    Returns the recorded event -- ``ev`` itself when it is ``fresh`` (built
-    by this publish, unrecorded), else a copy -- or ``None`` when this
-    thread already holds the recording lock (a finalizer run inside the
-    locked section published): the caller then defers with :func:`resume`.
+    Returns the recorded copy and what history evicted for it (drop that
+    after the handlers ran: a payload's finalizer may publish), or ``None``
+    when this thread already holds the recording lock (a finalizer run
+    inside the locked section published): the caller then defers with
+    :func:`resume`.
     """
     rec = node.recorder
     lock = rec.lock
-    raw = lock.raw
-    if not raw.acquire(False) and not lock.wait():
+    if not lock.raw.acquire(False) and not lock.wait():
         return None
     lock.owner = _get_ident()
     try:
-        seq = rec.seq = rec.seq + 1
-        if fresh and ev.seq == -1:
-            _set_seq(ev, seq)
-        else:
-            ev = copy_event(ev, seq)
+        rec.seq += 1
+        ev = copy_event(ev, rec.seq)
         events = rec.events
-        # Held until unlocked: an evicted payload's finalizer may publish.
         evicted: object = events[0] if len(events) == rec.full else None
         events.append(ev)
         if ev.correlation_id is not None:
@@ -225,12 +222,8 @@ def record(node: Node, ev: Event[Any], route: Route, fresh: bool = False) -> Eve
             sink.push(ev)
     finally:
         lock.owner = 0
-        raw.release()
-    if evicted is not None:
-        del evicted  # finalizers run here, unlocked
-    if rec.deferred:
-        run_deferred(node)
-    return ev
+        lock.raw.release()
+    return ev, evicted
 
 
 def resume(
@@ -241,11 +234,16 @@ def resume(
     Raises:
         ExceptionGroup: Handlers failed and the bus re-raises handler errors.
     """
-    recorded = record(node, ev, route)
-    if recorded is None:
+    done = record(node, ev, route)
+    if done is None:
         node.deferred.add(functools.partial(resume, node, ev, route, depth, None, propagate))
         return
+    recorded, evicted = done
+    del done
     errors = dispatch(node, recorded, route, depth, queue) if route else None
+    del evicted  # finalizers run here, after the handlers
+    if node.recorder.deferred:
+        run_deferred(node)
     if propagate:
         errors = forward(node, recorded, depth, queue, errors)
     for sink in node.recorder.blocking_sinks:
@@ -302,15 +300,19 @@ def forward(
                 break
             ev = res
         route = level.registry.route_for(ev.type)
-        recorded = record(level, ev, route)
-        if recorded is None:  # this thread holds that level's lock: finish later
+        done = record(level, ev, route)
+        if done is None:  # this thread holds that level's lock: finish later
             level.deferred.add(functools.partial(resume, level, ev, route, depth, None, True))
             break
-        ev = recorded
+        ev, evicted = done
+        del done
         if route:
             more = dispatch(level, ev, route, depth, queue)
             if more:
                 errors = [*(errors or ()), *more]
+        del evicted  # finalizers run here, after that level's handlers
+        if level.recorder.deferred:
+            run_deferred(level)
         for sink in level.recorder.blocking_sinks:
             sink.wait_for_room()
         level = level.parent

@@ -69,10 +69,12 @@ class Recorder:
         "delivered",
         "dropped",
         "events",
+        "forwards",
         "full",
         "handler_errors",
         "history",
         "lock",
+        "more",
         "seq",
         "sink_records",
         "sinks",
@@ -91,6 +93,10 @@ class Recorder:
         self.sinks: tuple[Sink, ...] = ()
         self.blocking_sinks: tuple[Sink, ...] = ()
         self.sink_records: list[Registration] = []
+        # Whether a publish has work after its handlers (forward to a parent,
+        # wait for a blocking sink): one flag for the publish loop to test.
+        self.forwards = False
+        self.more = False
         self.delivered = 0
         self.skipped = 0
         self.dropped = 0
@@ -138,6 +144,7 @@ class Recorder:
     def _resnapshot(self) -> None:
         self.sinks = tuple(r.item for r in self.sink_records)
         self.blocking_sinks = tuple(s for s in self.sinks if s.blocks)
+        self.more = self.forwards or bool(self.blocking_sinks)
 
     # -- history queries --------------------------------------------------------
 

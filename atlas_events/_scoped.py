@@ -87,6 +87,7 @@ class Node:
         self.mark_closed: Callable[[], Callable[[], None] | None] = lambda: None
         self.deferred = deferred
         self.recorder = Recorder(history, deferred)
+        self.recorder.forwards = self.recorder.more = parent is not None
         self.registry = registry
         self.chain = MiddlewareChain(self._count_drop)
         self.max_depth = max_depth
