@@ -50,6 +50,10 @@ calls waiting to be made, in order.
 """
 
 
+Plan = list[tuple[Node, Event[Any]]]
+"""Where a published event goes after its own bus: each ancestor and the event it records."""
+
+
 def emit(
     node: Node, ev: Event[Any], route: Route, depth: int, queue: Queue | None, propagate: bool
 ) -> str:
@@ -66,11 +70,14 @@ def emit(
         ExceptionGroup: Handlers failed and the bus re-raises handler errors.
     """
     rec = node.recorder
+    plan = None
+    if rec.forwards:  # every level's middleware runs before any level records
+        plan = prepare(node, ev, propagate)
     lock = rec.lock
     raw = lock.raw
     if not raw.acquire(False) and not lock.wait():
         # This thread holds the lock (a finalizer run inside it published): finish later.
-        node.deferred.add(functools.partial(resume, node, ev, route, depth, None, propagate))
+        node.deferred.add(functools.partial(resume, node, ev, route, depth, None, False, plan))
         return ev.id
     lock.owner = me = _get_ident()
     try:
@@ -114,7 +121,7 @@ def emit(
     del evicted
     if errors is None and mine is None and not rec.more and not rec.deferred:
         return ev.id
-    return finish(node, ev, depth, queue, mine, propagate, errors)
+    return finish(node, ev, depth, queue, mine, plan, errors)
 
 
 def replaced(
@@ -143,7 +150,7 @@ def finish(
     depth: int,
     queue: Queue | None,
     mine: Queue | None,
-    propagate: bool,
+    plan: Plan | None,
     errors: list[HandlerError] | None,
 ) -> str:
     """After the handlers: forward, wait for blocking sinks, drain the queue, raise errors.
@@ -151,8 +158,8 @@ def finish(
     Raises:
         ExceptionGroup: Handlers failed and the bus re-raises handler errors.
     """
-    if propagate and node.parent is not None:
-        errors = forward(node, ev, depth, queue, errors)
+    if plan:
+        errors = forward(plan, depth, queue, errors)
     for sink in node.recorder.blocking_sinks:
         sink.wait_for_room()
     if mine is not None:
@@ -227,16 +234,24 @@ def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object
 
 
 def resume(
-    node: Node, ev: Event[Any], route: Route, depth: int, queue: Queue | None, propagate: bool
+    node: Node,
+    ev: Event[Any],
+    route: Route,
+    depth: int,
+    queue: Queue | None,
+    propagate: bool,
+    plan: Plan | None = None,
 ) -> None:
     """Record, dispatch and forward ``ev`` on ``node``, its middleware done (queued or deferred).
 
     Raises:
         ExceptionGroup: Handlers failed and the bus re-raises handler errors.
     """
+    if plan is None:
+        plan = prepare(node, ev, propagate)
     done = record(node, ev, route)
     if done is None:
-        node.deferred.add(functools.partial(resume, node, ev, route, depth, None, propagate))
+        node.deferred.add(functools.partial(resume, node, ev, route, depth, None, False, plan))
         return
     recorded, evicted = done
     del done
@@ -244,8 +259,8 @@ def resume(
     del evicted  # finalizers run here, after the handlers
     if node.recorder.deferred:
         run_deferred(node)
-    if propagate:
-        errors = forward(node, recorded, depth, queue, errors)
+    if plan:
+        errors = forward(plan, depth, queue, errors)
     for sink in node.recorder.blocking_sinks:
         sink.wait_for_room()
     if errors:
@@ -282,27 +297,48 @@ def dispatch(
     return errors
 
 
+def prepare(node: Node, ev: Event[Any], propagate: bool) -> Plan | None:
+    """Run each ancestor's own (not inherited) middleware on ``ev``, before anything is recorded.
+
+    So a middleware error raised anywhere up the chain leaves the event
+    recorded nowhere. Stops at a closed ancestor or at a drop.
+
+    Raises:
+        MiddlewareError: An ancestor's middleware raised or returned a non-event.
+    """
+    if not propagate:
+        return None
+    plan: Plan = []
+    level = node.parent
+    while level is not None and not level.closed:
+        chain = level.chain
+        if chain.forwarded:
+            res = run_middleware(chain.forwarded, chain.forwarded_counters, ev, chain.count_drop)
+            if res is None:
+                break
+            ev = res
+        plan.append((level, ev))
+        level = level.parent
+    return plan
+
+
 def forward(
-    node: Node,
-    ev: Event[Any],
+    plan: Plan,
     depth: int,
     queue: Queue | None,
     errors: list[HandlerError] | None,
 ) -> list[HandlerError] | None:
-    """Deliver ``ev`` at each ancestor in turn: its own middleware, history and handlers."""
-    level = node.parent
-    while level is not None and not level.closed:
-        chain = level.chain
-        mws = chain.forwarded
-        if mws:
-            res = run_middleware(mws, chain.forwarded_counters, ev, chain.count_drop)
-            if res is None:
-                break
-            ev = res
-        route = level.registry.route_for(ev.type)
-        done = record(level, ev, route)
+    """Record and dispatch the event at each ancestor of ``plan`` in turn."""
+    for level, planned in plan:
+        if level.closed:
+            break
+        route = level.registry.route_for(planned.type)
+        done = record(level, planned, route)
         if done is None:  # this thread holds that level's lock: finish later
-            level.deferred.add(functools.partial(resume, level, ev, route, depth, None, True))
+            rest = plan[plan.index((level, planned)) + 1 :]
+            level.deferred.add(
+                functools.partial(resume, level, planned, route, depth, None, True, rest)
+            )
             break
         ev, evicted = done
         del done
@@ -315,7 +351,6 @@ def forward(
             run_deferred(level)
         for sink in level.recorder.blocking_sinks:
             sink.wait_for_room()
-        level = level.parent
     return errors
 
 

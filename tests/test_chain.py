@@ -124,7 +124,7 @@ def test_a_scope_created_later_inherits_the_policies() -> None:
 
 
 def test_local_middleware_stays_local_by_default() -> None:
-    """A plain function middleware runs on its own bus only (as before): scopes record raw events."""
+    """A plain function middleware runs on its own bus only (as before)."""
     root, _, _, step = _tree()
     root.add_middleware(lambda e: attrs.evolve(e, metadata={"root": True}))
     step.publish(ET.TASK_STARTED)

@@ -80,7 +80,7 @@ def test_queued_nested_publish_returns_the_id_before_delivery() -> None:
 
 
 def test_queued_nested_publishes_reach_the_parent_after_the_outer_event() -> None:
-    """A scope's nested event is forwarded after the outer event, so the root records both in order."""
+    """A scope's nested event is forwarded after the outer one: the root records both in order."""
     root = EventBus()
     scope = root.scope("a").scope("b")
     scope.subscribe(ET.TASK_STARTED, lambda e: scope.publish(ET.TASK_COMPLETED))
@@ -166,3 +166,32 @@ def test_a_scope_chain_deeper_than_the_recursion_limit_forwards_and_closes() -> 
     assert len(ev.scope) == depth
     root.close()
     assert node.closed
+
+
+def test_an_ancestors_middleware_error_leaves_the_event_recorded_nowhere() -> None:
+    """Every level's middleware runs before any level records: an error records nothing."""
+    from atlas_events import MiddlewareError
+
+    root = EventBus()
+    child = root.scope("a").scope("b")
+    seen: list[Event[Any]] = []
+    child.subscribe(ANY, seen.append)
+
+    def broken(e: Event[Any]) -> Event[Any]:
+        raise RuntimeError("policy down")
+
+    root.add_middleware(broken)
+    with pytest.raises(MiddlewareError):
+        child.publish(ET.TASK_STARTED)
+    assert child.history() == root.history() == seen == []
+    assert child.last_seq == root.last_seq == 0
+
+
+def test_ancestor_middleware_sees_unrecorded_events() -> None:
+    """A parent's middleware sees seq == -1, like the publishing bus's own."""
+    root = EventBus()
+    child = root.scope("c")
+    seqs: list[int] = []
+    root.add_middleware(lambda e: seqs.append(e.seq) or e)
+    child.publish(ET.TASK_STARTED)
+    assert seqs == [-1]

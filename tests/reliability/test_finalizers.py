@@ -108,7 +108,7 @@ def test_run_history_eviction_finalizer_publishes_after_the_recording_step() -> 
 
 
 def test_a_finalizer_run_inside_the_recording_lock_is_deferred_in_order() -> None:
-    """GC inside the locked section (forced from a sink): the publish is deferred, not deadlocked."""
+    """GC inside the locked section (forced from a sink): the publish is deferred, no deadlock."""
     bus = EventBus()
     sink = SeqSink()
     bus.attach_sink(sink)
@@ -156,7 +156,8 @@ def test_finalizers_inside_the_registry_lock_subscribe_publish_and_close() -> No
         bus.publish(Released.GONE, "after")
 
     _run_with_deadline(work)
-    assert tokens and tokens[0].active
+    assert tokens
+    assert tokens[0].active
     assert scope.closed
     assert [e.data for e in bus.history(Released.GONE)] == ["while-locked", "after"]
     assert got[-1] == "after"
@@ -167,8 +168,12 @@ def test_dropping_a_receiver_under_the_registry_lock_defers_its_finalizer() -> N
     bus = EventBus()
     scope = bus.scope("s")
     holder = Announcer(bus, "closure")
-    scope.subscribe(ET.TASK_STARTED, lambda e, h=holder: None)  # token not kept
-    del holder
+
+    def handler(event: Event[Any], h: Announcer = holder) -> None:
+        return None
+
+    scope.subscribe(ET.TASK_STARTED, handler)  # token not kept
+    del holder, handler
 
     _run_with_deadline(scope.close)  # disconnects the receiver under the write lock
     assert [e.data for e in bus.history(Released.GONE)] == ["closure"]
