@@ -310,6 +310,9 @@ class EventStream:
         def take_replay(history: History) -> list[Event[Any]]:
             if since_seq is None and replay is False:
                 return []
+            if since_seq is None and replay is not True and isinstance(replay, int):
+                # Scans from the newest end: the lock is held for O(replay) work.
+                return history.newest(replay, q.matches, correlation_id)
             events = history.events(correlation_id)
             if since_seq is not None:
                 if correlation_id is None:  # every seq is recorded: a hole was evicted
