@@ -18,7 +18,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import attrs
-import blinker
 
 from ._bus_async import StreamsAndSinks
 from ._bus_policies import Policies
@@ -33,7 +32,7 @@ from ._locks import Deferred
 from ._options import BusOptions
 from ._receivers import Receiver
 from ._recorder import Sink
-from ._registry import Registry, Route
+from ._registry import Registry
 from ._scoped import Nested, Node, close_tree
 from ._streams import EventStream
 from ._subscription import Subscription
@@ -41,7 +40,6 @@ from ._validate import check_event, checked_metadata
 from .exceptions import (
     BusClosedError,
     MiddlewareError,
-    PayloadTypeError,
     RecursionDepthError,
     ScopeError,
 )
@@ -193,21 +191,6 @@ class EventBus(Policies, StreamsAndSinks, Queries):
     def _defer(self, work: Callable[[], object]) -> None:
         self._node.deferred.add(work)
 
-    # --------------------------------------------------------------- signals
-
-    def get_signal(self, event_type: enum.Enum | EventKey[Any]) -> blinker.Signal:
-        """Return this bus's private blinker signal for ``event_type``.
-
-        The signal is the registry of record: each subscription is one of its
-        receivers (``signal.receivers``), and ``signal.send(event)`` calls them
-        with their filter / once / weak semantics (bypassing middleware and
-        history). Two buses never share a signal, and blinker's global
-        ``signal()`` namespace is never used. Subscribe through
-        :meth:`subscribe`, not ``signal.connect``: the bus dispatches from a
-        snapshot it rebuilds on every subscribe and unsubscribe.
-        """
-        return self._registry.get_signal(check_event_type(event_type, allow_any=True))
-
     # ------------------------------------------------------------ subscribe
 
     @overload
@@ -289,14 +272,6 @@ class EventBus(Policies, StreamsAndSinks, Queries):
         return self._closed
 
     # ---------------------------------------------------------------- publish
-
-    def _resolve(self, event_type: object, data: object) -> tuple[enum.Enum, Route]:
-        """Slow path of publish: validate the type, check a typed key's payload."""
-        if isinstance(event_type, EventKey) and not isinstance(data, event_type.payload):
-            raise PayloadTypeError(event_type.type, event_type.payload, type(data))
-        et = check_event_type(event_type, allow_any=False)
-        self._check_payload(et, data)
-        return et, self._registry.route_for(et)
 
     @overload
     def publish(

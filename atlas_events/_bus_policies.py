@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._chain import MiddlewareChain, inherits_by_default
-from ._checks import check_bool
+from ._checks import check_bool, check_event_type
 from ._event import EventKey, MemberMap
 from ._receivers import callable_name, check_one_arg_callable
 from ._recorder import Registration
@@ -16,6 +16,7 @@ from ._subscription import Subscription
 from .exceptions import BusClosedError, PayloadTypeError
 
 if TYPE_CHECKING:
+    from ._registry import Registry, Route
     from ._scoped import Node
     from .middleware import Middleware
 
@@ -30,6 +31,7 @@ class Policies:
     _node: Node
     _chain: MiddlewareChain
     _declared: MemberMap[type[Any]]
+    _registry: Registry
     # Provided by EventBus:
     _must_defer: Callable[[], bool]
     _defer: Callable[[Callable[[], object]], None]
@@ -115,3 +117,11 @@ class Policies:
         declared = self._declared.get(event_type)
         if declared is not None and not isinstance(data, declared):
             raise PayloadTypeError(event_type, declared, type(data))
+
+    def _resolve(self, event_type: object, data: object) -> tuple[enum.Enum, Route]:
+        """Slow path of publish: validate the type, check a typed key's payload."""
+        if isinstance(event_type, EventKey) and not isinstance(data, event_type.payload):
+            raise PayloadTypeError(event_type.type, event_type.payload, type(data))
+        et = check_event_type(event_type, allow_any=False)
+        self._check_payload(et, data)
+        return et, self._registry.route_for(et)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Any
 
+import blinker
+
 from ._checks import check_event_type, check_int, check_str
 from ._event import Event, EventKey
 from ._history import Query
@@ -101,3 +103,18 @@ class Queries:
             len(node.children),
             self._recorder,
         )
+
+    # --------------------------------------------------------------- signals
+
+    def get_signal(self, event_type: enum.Enum | EventKey[Any]) -> blinker.Signal:
+        """Return this bus's private blinker signal for ``event_type``.
+
+        The signal is the registry of record: each subscription is one of its
+        receivers (``signal.receivers``), and ``signal.send(event)`` calls them
+        with their filter / once / weak semantics (bypassing middleware and
+        history). Two buses never share a signal, and blinker's global
+        ``signal()`` namespace is never used. Subscribe through
+        :meth:`subscribe`, not ``signal.connect``: the bus dispatches from a
+        snapshot it rebuilds on every subscribe and unsubscribe.
+        """
+        return self._registry.get_signal(check_event_type(event_type, allow_any=True))
