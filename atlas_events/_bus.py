@@ -131,7 +131,7 @@ class EventBus(Policies, StreamsAndSinks, Queries):
             deferred=deferred,
         )
         # Instance attributes, not class attributes, so the loads in publish
-        # are specialised (saves ~77 ns per publish; docs/performance.md "Hot path").
+        # are specialised (saves ~77 ns per publish; docs/performance.md "Core split: hot path").
         self._node: Node = node
         self._registry = registry
         self._wlock = registry.locks.write
@@ -320,7 +320,7 @@ class EventBus(Policies, StreamsAndSinks, Queries):
             RecursionDepthError: Handlers nested publishes beyond ``max_depth``.
             BusClosedError: The bus is closed.
         """
-        # The hot path (docs/performance.md "Hot path"): rare cases (bad input,
+        # The hot path (docs/performance.md "Core split: hot path"): rare cases (bad input,
         # declared payloads, metadata) branch off to helpers and the common
         # case reads each attribute once. Options are positional-or-keyword so
         # the call is specialised (saves a kwargs dict per call, same section).
@@ -353,7 +353,7 @@ class EventBus(Policies, StreamsAndSinks, Queries):
                 f"correlation_id must be a str or None, got {type(correlation_id).__name__}"
             )
         # Built slot by slot on the mutable layout, then frozen by a class
-        # swap: no __init__ frame (docs/performance.md "Hot path").
+        # swap: no __init__ frame (docs/performance.md "Core split: hot path").
         ev: Any = _new_event(_EventFields)
         ev.id = _ids.prefix + str(next(_ids.counter))
         ev.type = event_type

@@ -18,7 +18,7 @@ dispatch running on this thread (``None`` in a correlation block).
 
 # One context variable serves causation, recursion depth, correlation and the
 # queued-dispatch mode, so publish reads one (saves 3 ContextVar.get calls;
-# docs/performance.md "Hot path").
+# docs/performance.md "Core split: hot path").
 CONTEXT: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
     "atlas_events_context", default=None
 )

@@ -61,7 +61,7 @@ def emit(
 
     ``ev`` has passed ``node``'s middleware and belongs to this publish
     (``seq`` still -1): it is recorded in place. The hot path
-    (docs/performance.md "Hot path"): recording and the handler loop are
+    (docs/performance.md "Core split: hot path"): recording and the handler loop are
     inlined -- the same steps as :func:`record` and :func:`dispatch`, which
     serve forwarded, queued and deferred deliveries -- saving two calls per
     publish.

@@ -20,7 +20,7 @@ __all__ = ["Deferred", "RecordingLock", "RegistryLock", "RegistryLocks"]
 
 _get_ident = threading.get_ident
 _sleep = time.sleep
-_SPINS = 3  # yields before a blocking acquire; docs/performance.md "Two threads"
+_SPINS = 3  # yields before a blocking acquire; docs/performance.md "Core split: two threads"
 
 
 class RecordingLock:
@@ -30,9 +30,10 @@ class RecordingLock:
     lock it yields the GIL a few times (``sleep(0)``) before it blocks. The
     holder of a short critical section is then usually done by the time the
     waiter retries, so two publishing threads do not hand the lock (and the
-    GIL) back and forth on every event. Measured: two threads on one bus
-    went from 0.15-0.25x to ~1x of one thread's throughput (docs/performance.md
-    "Two threads").
+    GIL) back and forth on every event (a lock convoy: two threads got
+    0.15-0.25x of one thread's throughput with a blocking acquire; a
+    prototype of this acquire reached 0.98-1.02x, issue 13). This package's
+    figures: docs/performance.md "Core split: two threads".
     """
 
     __slots__ = ("owner", "raw")
@@ -91,7 +92,7 @@ class Deferred(deque[Callable[[], object]]):
     own thread is inside a bus's locked section appends its work here; the
     bus runs it, in order, right after that thread leaves the section. A
     ``deque`` subclass so the publish loop's emptiness check costs no call
-    (docs/performance.md "Hot path").
+    (docs/performance.md "Core split: hot path").
     """
 
     __slots__ = ()
