@@ -24,7 +24,7 @@ from ._bus_policies import Policies
 from ._bus_queries import Queries
 from ._checks import check_bool, check_event_type
 from ._context import CONTEXT, correlate, current_correlation_id
-from ._dispatch import emit, replaced, report_async_failure, resume, run_middleware
+from ._dispatch import emit, prepare, replaced, report_async_failure, resume, run_middleware
 from ._event import ANY, EMPTY_METADATA, Event, EventKey, _EventFields, copy_event
 from ._history import History
 from ._ids import _SOURCE
@@ -381,7 +381,9 @@ class EventBus(Policies, StreamsAndSinks, Queries):
         if queue is not None and queue[0] == _get_ident():  # queued mode: after this event
             queue.append(partial(resume, self._node, ev, route, depth, queue, propagate))
             return str(ev.id)
-        return emit(self._node, ev, route, depth, queue, propagate)
+        # Every level's middleware runs before any level records (see prepare).
+        plan = prepare(self._node, ev, propagate) if self._recorder.forwards else None
+        return emit(self._node, ev, route, depth, queue, plan)
 
     def publish_event(self, event: Event[Any], *, propagate: bool = True) -> str:
         """Publish a prebuilt :class:`Event` (e.g. from :meth:`Event.create`).
@@ -422,7 +424,7 @@ class EventBus(Policies, StreamsAndSinks, Queries):
         if queue is not None and queue[0] == _get_ident():  # queued mode: after this event
             queue.append(partial(resume, node, ev, route, depth, queue, propagate))
             return ev.id
-        return emit(node, ev, route, depth, queue, propagate)
+        return emit(node, ev, route, depth, queue, prepare(node, ev, propagate))
 
     def stream(
         self,

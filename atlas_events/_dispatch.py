@@ -34,7 +34,7 @@ from ._scoped import Node
 from ._stats import HandlerFailure
 from .exceptions import HandlerError, InvalidMiddlewareResultError, MiddlewareError
 
-__all__ = ["emit", "replaced", "report_async_failure", "resume", "run_middleware"]
+__all__ = ["emit", "prepare", "replaced", "report_async_failure", "resume", "run_middleware"]
 
 log = logging.getLogger("atlas_events")
 
@@ -55,12 +55,14 @@ Plan = list[tuple[Node, Event[Any]]]
 
 
 def emit(
-    node: Node, ev: Event[Any], route: Route, depth: int, queue: Queue | None, propagate: bool
+    node: Node, ev: Event[Any], route: Route, depth: int, queue: Queue | None, plan: Plan | None
 ) -> str:
     """Record, dispatch and forward ``ev``, published on ``node``; return its id.
 
     ``ev`` has passed ``node``'s middleware and belongs to this publish
-    (``seq`` still -1): it is recorded in place. The hot path
+    (``seq`` still -1): it is recorded in place. ``plan`` (from
+    :func:`prepare`, run by the caller before anything is recorded) says
+    where it goes next. The hot path
     (docs/performance.md "Core split: hot path"): recording and the handler loop are
     inlined -- the same steps as :func:`record` and :func:`dispatch`, which
     serve forwarded, queued and deferred deliveries -- saving two calls per
@@ -70,9 +72,6 @@ def emit(
         ExceptionGroup: Handlers failed and the bus re-raises handler errors.
     """
     rec = node.recorder
-    plan = None
-    if rec.forwards:  # every level's middleware runs before any level records
-        plan = prepare(node, ev, propagate)
     lock = rec.lock
     raw = lock.raw
     if not raw.acquire(False) and not lock.wait():
@@ -90,8 +89,9 @@ def emit(
         if ev.correlation_id is not None:
             evicted = (evicted, rec.history.record_run(ev.correlation_id, ev))
         rec.delivered += len(route)
-        for sink in rec.sinks:
-            sink.push(ev)
+        if rec.sinks:  # no iterator when there is none (the common case)
+            for sink in rec.sinks:
+                sink.push(ev)
     finally:
         lock.owner = 0
         raw.release()
