@@ -74,11 +74,13 @@ def emit(
     rec = node.recorder
     lock = rec.lock
     raw = lock.raw
-    if not raw.acquire(False) and not lock.wait():
-        # This thread holds the lock (a finalizer run inside it published): finish later.
+    if not raw.acquire(False):
+        lock.wait()
+    elif lock.busy:  # re-entered: a finalizer run inside the locked section published
+        raw.release()
         node.deferred.add(functools.partial(resume, node, ev, route, depth, None, False, plan))
         return ev.id
-    lock.owner = me = _get_ident()
+    lock.busy = True
     try:
         seq = rec.seq = rec.seq + 1
         _set_seq(ev, seq)
@@ -93,13 +95,13 @@ def emit(
             for sink in rec.sinks:
                 sink.push(ev)
     finally:
-        lock.owner = 0
+        lock.busy = False
         raw.release()
     errors: list[HandlerError] | None = None
     mine = None
     if route:
         if queue is None and node.nested == "queued":
-            queue = mine = [me]
+            queue = mine = [_get_ident()]
         token = CONTEXT.set((ev.id, depth + 1, ev.correlation_id, queue))
         try:
             for fn, ref in route:
@@ -213,9 +215,13 @@ def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object
     """
     rec = node.recorder
     lock = rec.lock
-    if not lock.raw.acquire(False) and not lock.wait():
+    raw = lock.raw
+    if not raw.acquire(False):
+        lock.wait()
+    elif lock.busy:  # re-entered (see emit)
+        raw.release()
         return None
-    lock.owner = _get_ident()
+    lock.busy = True
     try:
         rec.seq += 1
         ev = copy_event(ev, rec.seq)
@@ -228,8 +234,8 @@ def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object
         for sink in rec.sinks:
             sink.push(ev)
     finally:
-        lock.owner = 0
-        lock.raw.release()
+        lock.busy = False
+        raw.release()
     return ev, evicted
 
 

@@ -18,65 +18,74 @@ from readerwriterlock.rwlock import RWLockWrite
 
 __all__ = ["Deferred", "RecordingLock", "RegistryLock", "RegistryLocks"]
 
-_get_ident = threading.get_ident
 _sleep = time.sleep
 _SPINS = 3  # yields before a blocking acquire; docs/performance.md "Core split: two threads"
 
 
 class RecordingLock:
-    """A non-reentrant lock that records its owner and avoids lock convoys.
+    """The recording lock: entered once per thread, aware of re-entry, free of lock convoys.
 
-    ``acquire`` first tries without blocking; when another thread holds the
-    lock it yields the GIL a few times (``sleep(0)``) before it blocks. The
-    holder of a short critical section is then usually done by the time the
-    waiter retries, so two publishing threads do not hand the lock (and the
-    GIL) back and forth on every event (a lock convoy: two threads got
-    0.15-0.25x of one thread's throughput with a blocking acquire; a
-    prototype of this acquire reached 0.98-1.02x, issue 13). This package's
-    figures: docs/performance.md "Core split: two threads".
+    ``raw`` is an ``RLock`` used as a plain lock plus a ``busy`` flag: a
+    non-blocking acquire that succeeds while ``busy`` is set means this very
+    thread is inside the locked section (code the garbage collector ran
+    there, e.g. a finalizer that publishes); the caller then releases and
+    defers its work instead of entering twice. This needs no owner
+    bookkeeping per publish (an owner ident would cost a call and an int
+    allocation; docs/performance.md "Core split: hot path").
+
+    When another thread holds the lock, :meth:`wait` yields the GIL a few
+    times (``sleep(0)``) before it blocks. The holder of a short critical
+    section is then usually done by the time the waiter retries, so two
+    publishing threads do not hand the lock (and the GIL) back and forth on
+    every event (a lock convoy: two threads got 0.15-0.25x of one thread's
+    throughput with a blocking acquire; a prototype of this acquire reached
+    0.98-1.02x, issue 13). This package's figures: docs/performance.md
+    "Core split: two threads".
     """
 
-    __slots__ = ("owner", "raw")
+    __slots__ = ("busy", "raw")
 
     def __init__(self) -> None:
-        self.raw = threading.Lock()  # the publish loop inlines raw.acquire(False) + owner
-        self.owner = 0  # thread ident of the holder, 0 when free
+        self.raw = threading.RLock()  # the publish loop inlines raw.acquire(False) + busy
+        self.busy = False
 
-    def wait(self) -> bool:
-        """The contended path of :meth:`acquire`: ``False`` if this thread holds the lock.
-
-        (The caller then defers its work instead of deadlocking; on ``True``
-        it holds the lock and must set :attr:`owner`.)
-        """
-        if self.owner == _get_ident():
-            return False
+    def wait(self) -> None:
+        """The contended path: another thread holds the lock; yield, then block."""
         raw = self.raw
         for _ in range(_SPINS):
             _sleep(0)
             if raw.acquire(False):
-                return True
+                return
         raw.acquire()
-        return True
 
     def acquire(self) -> None:
         """Take the lock.
 
         Raises:
             RuntimeError: This thread holds it already (code run by the
-                garbage collector inside the locked section); waiting would
-                deadlock.
+                garbage collector inside the locked section); entering
+                twice would break the section's invariants.
         """
-        if not self.raw.acquire(False) and not self.wait():
+        if not self.raw.acquire(False):
+            self.wait()
+        elif self.busy:
+            self.raw.release()
             raise RuntimeError("the bus's recording lock is held by this thread")
-        self.owner = _get_ident()
+        self.busy = True
 
     def release(self) -> None:
-        self.owner = 0
+        self.busy = False
         self.raw.release()
 
     def held_here(self) -> bool:
-        """Whether the current thread holds the lock."""
-        return self.owner == _get_ident()
+        """Whether the current thread holds the lock (is inside the locked section)."""
+        raw = self.raw
+        if not raw.acquire(False):
+            return False  # another thread holds it
+        try:
+            return self.busy  # re-entered: busy means this thread was already inside
+        finally:
+            raw.release()
 
     def __enter__(self) -> None:
         self.acquire()

@@ -108,7 +108,7 @@ class Recorder:
 
     def count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to the counter ``name`` (also from code run inside the locked section)."""
-        if self.lock.held_here():
+        if self.lock.held_here():  # code run inside the locked section: already exclusive
             setattr(self, name, getattr(self, name) + n)
             return
         with self.lock:
