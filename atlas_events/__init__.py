@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from ._bus import EventBus, ScopedEventBus, Sink, correlate, current_correlation_id
 from ._event import ANY, Event, EventKey, EventType, declare
+from ._logging import LOG_FIELDS
+from ._policies import HandlerRemoved
+from ._registration import handles
 from ._stats import BusStats, HandlerFailure, SinkStats
 from ._streams import EventStream
 from ._subscription import Subscription
@@ -22,6 +25,7 @@ from .exceptions import (
     AtlasEventsError,
     BusClosedError,
     HandlerError,
+    HandlerTimeoutError,
     InvalidEventTypeError,
     InvalidHandlerError,
     InvalidOptionError,
@@ -44,9 +48,12 @@ __all__ = [
     "EventType",
     "HandlerError",
     "HandlerFailure",
+    "HandlerRemoved",
+    "HandlerTimeoutError",
     "InvalidEventTypeError",
     "InvalidHandlerError",
     "InvalidOptionError",
+    "LOG_FIELDS",
     "Middleware",
     "MiddlewareError",
     "PayloadTypeError",
@@ -60,6 +67,7 @@ __all__ = [
     "correlate",
     "current_correlation_id",
     "declare",
+    "handles",
 ]
 
 __version__ = "0.1.0"

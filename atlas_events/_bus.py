@@ -8,6 +8,7 @@ publish loop) and :mod:`._scoped` (the scope tree). See docs/architecture.md.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import functools
 import threading
@@ -15,21 +16,21 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
-
-import attrs
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
 
 from ._bus_async import StreamsAndSinks
+from ._bus_ecosystem import Ecosystem
 from ._bus_policies import Policies
 from ._bus_queries import Queries
 from ._checks import check_bool, check_event_type
 from ._context import CONTEXT, correlate, current_correlation_id
 from ._dispatch import emit, prepare, replaced, report_async_failure, resume, run_middleware
-from ._event import ANY, EMPTY_METADATA, Event, EventKey, _EventFields, copy_event
+from ._event import ANY, EMPTY_METADATA, Event, EventKey, _EventFields, copy_event, in_context
 from ._history import History
 from ._ids import _SOURCE
 from ._locks import Deferred
 from ._options import BusOptions
+from ._policies import PolicyCounters
 from ._receivers import Receiver
 from ._recorder import Sink
 from ._registry import Registry
@@ -46,6 +47,7 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from ._streams import Policy, Replay
+    from ._wrappers import HandlerWrapper
 
 __all__ = ["EventBus", "ScopedEventBus", "Sink", "correlate", "current_correlation_id"]
 
@@ -58,7 +60,7 @@ partial = functools.partial
 _ids = _SOURCE
 
 
-class EventBus(Policies, StreamsAndSinks, Queries):
+class EventBus(Policies, StreamsAndSinks, Queries, Ecosystem):
     """An in-process event bus.
 
     Args:
@@ -117,7 +119,9 @@ class EventBus(Policies, StreamsAndSinks, Queries):
     def _setup(self, opts: BusOptions, parent: EventBus | None, path: tuple[str, ...]) -> None:
         deferred = Deferred()
         self._options = opts
-        registry = Registry(opts.name, deferred, self._count_skip, self._async_failed)
+        registry = Registry(
+            opts.name, deferred, self._count_skip, self._async_failed, self._count_loop_closed
+        )
         node = Node(
             name=opts.name,
             parent=None if parent is None else parent._node,
@@ -148,6 +152,8 @@ class EventBus(Policies, StreamsAndSinks, Queries):
         self.name = opts.name
         self.terminal_types: frozenset[enum.Enum] = node.terminal_types
         self.terminal_ids: frozenset[int] = node.terminal_ids
+        self._handler_wrappers: tuple[HandlerWrapper, ...] = ()  # see _add_handler_wrapper
+        self._policy_counters = PolicyCounters()
 
     # ------------------------------------------------------------------ info
 
@@ -177,6 +183,10 @@ class EventBus(Policies, StreamsAndSinks, Queries):
     def _mark_closed(self) -> None:
         self._closed = True
 
+    def _count_loop_closed(self) -> None:
+        """A receiver unsubscribed itself because its event loop closed."""
+        self._recorder.count("loop_closed")
+
     def _count_skip(self) -> None:
         self._recorder.count("skipped")
         self._registry.purge()
@@ -202,6 +212,10 @@ class EventBus(Policies, StreamsAndSinks, Queries):
         weak: bool | None = None,
         filter: Callable[[Event[T]], bool] | None = None,
         once: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
+        timeout: float | None = None,
+        slow_threshold: float | None = None,
+        max_failures: int | None = None,
     ) -> Subscription: ...
 
     @overload
@@ -213,6 +227,10 @@ class EventBus(Policies, StreamsAndSinks, Queries):
         weak: bool | None = None,
         filter: Callable[[Event[Any]], bool] | None = None,
         once: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
+        timeout: float | None = None,
+        slow_threshold: float | None = None,
+        max_failures: int | None = None,
     ) -> Subscription: ...
 
     def subscribe(
@@ -223,6 +241,10 @@ class EventBus(Policies, StreamsAndSinks, Queries):
         weak: bool | None = None,
         filter: Callable[[Event[Any]], bool] | None = None,
         once: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
+        timeout: float | None = None,
+        slow_threshold: float | None = None,
+        max_failures: int | None = None,
     ) -> Subscription:
         """Call ``handler(event)`` for each event of ``event_type``.
 
@@ -230,12 +252,27 @@ class EventBus(Policies, StreamsAndSinks, Queries):
             event_type: An enum member, an :class:`EventKey`, or :data:`ANY`
                 for every event.
             handler: A callable taking the event; a coroutine function runs
-                on the event loop that subscribed it.
-            weak: Hold the handler weakly. Default: bound methods are weak
-                (the subscription ends when the component is collected),
+                on its event loop (see ``loop``), and so does an awaitable
+                that a sync handler returns.
+            weak: Hold the handler weakly. Default: bound methods (and
+                partials binding a method to its instance) are weak (the
+                subscription ends when the component is collected);
                 functions, lambdas and closures are strong.
             filter: Only deliver events for which ``filter(event)`` is true.
+                A method of the weakly held component is held weakly too.
             once: Unsubscribe after the first delivery.
+            loop: The event loop async work of this handler runs on.
+                Default: the loop running at subscribe time, or -- when
+                subscribed before any loop runs -- the loop running where
+                the handler is first dispatched.
+            timeout: Seconds an async handler may run per event before it is
+                cancelled and reported (``HANDLER_ERROR`` carrying a
+                :class:`HandlerTimeoutError`). Async handlers only.
+            slow_threshold: Seconds after which a call is logged as slow and
+                counted in ``stats()["slow_handlers"]``.
+            max_failures: Unsubscribe after this many consecutive failures
+                (logged, counted in ``stats()["handlers_removed"]``,
+                announced as ``HANDLER_REMOVED``).
 
         Returns:
             A :class:`Subscription`; call it to unsubscribe.
@@ -250,7 +287,10 @@ class EventBus(Policies, StreamsAndSinks, Queries):
         Raises:
             InvalidEventTypeError: ``event_type`` is not an enum member.
             InvalidHandlerError: ``handler`` or ``filter`` is not a one-argument
-                callable, or an async handler was given outside a running loop.
+                callable.
+            TypeError: ``loop`` is not an event loop.
+            ValueError: A policy limit is not positive, or ``timeout`` was
+                given for a synchronous handler.
             BusClosedError: The bus is closed.
         """
         et = check_event_type(event_type, allow_any=True)
@@ -258,15 +298,35 @@ class EventBus(Policies, StreamsAndSinks, Queries):
         check_bool("weak", weak, allow_none=True)
         if self._closed:
             raise BusClosedError(self.name, "subscribe")
+        policy = None
+        if (
+            self._handler_wrappers
+            or timeout is not None
+            or slow_threshold is not None
+            or max_failures is not None
+        ):
+            handler, weak, policy = self._wrap_handler(
+                et, handler, weak, timeout, slow_threshold, max_failures
+            )
         registry = self._registry
         rec = Receiver(
-            registry, et, handler, weak=weak, filter=filter, once=once, order=next(registry.order)
+            registry,
+            et,
+            handler,
+            weak=weak,
+            filter=filter,
+            once=once,
+            order=next(registry.order),
+            loop=loop,
         )
         if self._must_defer():
             self._defer(functools.partial(registry.add, rec, self._closed_now))
         elif not registry.add(rec, self._closed_now):
             raise BusClosedError(self.name, "subscribe")
-        return Subscription(rec, rec.describe())
+        sub = Subscription(rec, rec.describe())
+        if policy is not None:
+            policy.bind(sub)
+        return sub
 
     def _closed_now(self) -> bool:
         return self._closed
@@ -277,7 +337,10 @@ class EventBus(Policies, StreamsAndSinks, Queries):
     def publish(
         self,
         event_type: EventKey[T],
-        data: T,
+        # The Callable member is a typing device, never a valid payload: mypy
+        # infers T from the key first, so a wrong payload is an [arg-type]
+        # error naming the expected class (tests/typing/test_typing.py).
+        data: T | Callable[[T], NoReturn],
         source: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         correlation_id: str | None = None,
@@ -409,8 +472,7 @@ class EventBus(Policies, StreamsAndSinks, Queries):
         depth = 0 if ctx is None else ctx[1]
         if depth >= self.max_depth:
             raise RecursionDepthError(depth + 1, self.max_depth, event.type)
-        if ctx is not None and ctx[2] is not None and event.correlation_id is None:
-            event = attrs.evolve(event, correlation_id=ctx[2])
+        event = in_context(event)  # joins the correlate() block / causal chain it is published in
         if not event.scope and self._scope:
             event = copy_event(event, event.seq, scope=self._scope)
         node = self._node

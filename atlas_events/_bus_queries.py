@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import blinker
 
 from ._checks import check_event_type, check_int, check_str
 from ._event import Event, EventKey
 from ._history import Query
+from ._release import KEPT as _KEPT
+from ._release import release_kept
 from ._stats import BusStats, snapshot
 
 if TYPE_CHECKING:
     from ._chain import MiddlewareChain
+    from ._policies import PolicyCounters
     from ._recorder import Recorder
     from ._registry import Registry
     from ._scoped import Node
 
 __all__ = ["Queries"]
+
+T = TypeVar("T")
 
 
 class Queries:
@@ -31,8 +36,35 @@ class Queries:
     _chain: MiddlewareChain
     _recorder: Recorder
     _registry: Registry
+    _policy_counters: PolicyCounters
 
     # ---------------------------------------------------------------- history
+
+    @overload
+    def history(
+        self,
+        event_type: EventKey[T],
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        since_seq: int | None = None,
+        scope: tuple[str, ...] | None = None,
+        correlation_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Event[T]]: ...
+
+    @overload
+    def history(
+        self,
+        event_type: enum.Enum | None = None,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        since_seq: int | None = None,
+        scope: tuple[str, ...] | None = None,
+        correlation_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Event[Any]]: ...
 
     def history(
         self,
@@ -48,7 +80,10 @@ class Queries:
         """Recorded events, oldest first, optionally filtered.
 
         Args:
-            event_type: Only this type (``None`` or ``ANY`` for all).
+            event_type: Only this type (``None`` or ``ANY`` for all). With an
+                :class:`EventKey` the result is typed ``list[Event[T]]``
+                (sound when the key is declared on the bus, see
+                :meth:`declare`, or every publish goes through the key).
             source: Only events with this ``source``.
             since: Only events with ``timestamp >= since`` (epoch seconds).
             since_seq: Only events with ``seq > since_seq``.
@@ -74,6 +109,8 @@ class Queries:
     def clear_history(self) -> None:
         """Forget every recorded event (``seq`` keeps counting)."""
         self._recorder.clear()
+        if _KEPT:
+            release_kept()  # what sinks evicted meanwhile, outside the lock
 
     @property
     def history_limit(self) -> int:
@@ -102,6 +139,7 @@ class Queries:
             len(self._chain),
             len(node.children),
             self._recorder,
+            self._policy_counters,
         )
 
     # --------------------------------------------------------------- signals

@@ -57,7 +57,9 @@ def check_seconds(name: str, value: object, *, allow_none: bool = False) -> floa
         or not math.isfinite(value)
         or not 0 < value <= _MAX_SECONDS
     ):
-        raise InvalidOptionError(name, value, f"a number of seconds > 0 and <= {_MAX_SECONDS:g}")
+        raise InvalidOptionError(
+            name, value, f"a finite number of seconds > 0 and <= {_MAX_SECONDS:g}"
+        )
     return float(value)
 
 

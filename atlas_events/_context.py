@@ -32,10 +32,13 @@ def current_correlation_id() -> str | None:
 
 @contextlib.contextmanager
 def correlate(correlation_id: str) -> Iterator[str]:
-    """Make every event published inside the block carry ``correlation_id``.
+    """Make every event published or created inside the block carry ``correlation_id``.
 
-    Works across buses, threads started inside the block do *not* inherit it
-    (contextvars), asyncio tasks created inside do.
+    Covers :meth:`EventBus.publish`, :meth:`Event.create` and
+    :meth:`EventBus.publish_event` (an event without a correlation id is
+    tagged when it is published inside the block). Works across buses;
+    threads started inside the block do *not* inherit it (contextvars),
+    asyncio tasks created inside do.
 
     Raises:
         ValueError: ``correlation_id`` is not a non-empty str.

@@ -28,8 +28,11 @@ from ._errors import release_frames
 from ._event import _SEQ_SET as _set_seq
 from ._event import EMPTY_METADATA, Event, EventType, copy_event, trusted_event
 from ._ids import _SOURCE as _ids
-from ._receivers import entry_name
+from ._logging import log_extra
+from ._receivers import entry_name, handler_returned
 from ._registry import Route
+from ._release import KEPT as _KEPT
+from ._release import release_kept
 from ._scoped import Node
 from ._stats import HandlerFailure
 from .exceptions import HandlerError, InvalidMiddlewareResultError, MiddlewareError
@@ -63,10 +66,9 @@ def emit(
     (``seq`` still -1): it is recorded in place. ``plan`` (from
     :func:`prepare`, run by the caller before anything is recorded) says
     where it goes next. The hot path
-    (docs/performance.md "Core split: hot path"): recording and the handler loop are
-    inlined -- the same steps as :func:`record` and :func:`dispatch`, which
-    serve forwarded, queued and deferred deliveries -- saving two calls per
-    publish.
+    (docs/performance.md "Core split: hot path"): recording is inlined --
+    the same steps as :func:`record`, which serves forwarded, queued and
+    deferred deliveries -- saving a call per publish.
 
     Raises:
         ExceptionGroup: Handlers failed and the bus re-raises handler errors.
@@ -102,26 +104,13 @@ def emit(
     if route:
         if queue is None and node.nested == "queued":
             queue = mine = [_get_ident()]
-        token = CONTEXT.set((ev.id, depth + 1, ev.correlation_id, queue))
-        try:
-            for fn, ref in route:
-                try:
-                    if ref is None:
-                        fn(ev)
-                    elif (obj := ref()) is not None:
-                        fn(obj, ev)
-                    else:
-                        node.registry.count_skip()
-                except Exception as exc:
-                    errors = handler_failed(node, ev, entry_name(fn, ref), exc, depth, errors)
-        finally:
-            CONTEXT.reset(token)
+        errors = dispatch(node, ev, route, depth, queue)
         if mine is not None and len(mine) == 1:
             mine[0] = 0  # closed (see drain)
             mine = None
     # Released after the handlers: a finalizer's publish then follows this event.
     del evicted
-    if errors is None and mine is None and not rec.more and not rec.deferred:
+    if errors is None and mine is None and not rec.more and not rec.deferred and not _KEPT:
         return ev.id
     return finish(node, ev, depth, queue, mine, plan, errors)
 
@@ -171,6 +160,8 @@ def finish(
             mine[0] = 0  # closed (see drain)
     if node.recorder.deferred:  # work left by finalizers that ran in the locked section
         run_deferred(node)
+    if _KEPT:  # what sinks evicted under the lock (see _release)
+        release_kept()
     if errors:
         raise ExceptionGroup(f"{len(errors)} handler(s) failed on event {ev.id}", errors)
     return ev.id
@@ -289,13 +280,15 @@ def dispatch(
         for fn, ref in route:
             try:
                 if ref is None:
-                    fn(ev)
+                    res = fn(ev)
                 else:
                     obj = ref()
                     if obj is None:
                         node.registry.count_skip()
                         continue
-                    fn(obj, ev)
+                    res = fn(obj, ev)
+                if res is not None:  # an awaitable is scheduled, never dropped
+                    handler_returned(node.registry, ev, fn, ref, res)
             except Exception as exc:
                 errors = handler_failed(node, ev, entry_name(fn, ref), exc, depth, errors)
     finally:
@@ -410,8 +403,11 @@ def report(
     node: Node, ev: Event[Any], name: str, exc: Exception, depth: int, *, is_async: bool
 ) -> None:
     """Publish ``HANDLER_ERROR`` for a failure (or log it if that is impossible)."""
+    extra = log_extra(ev, handler=name, bus=node.name)
     if ev.type is _HANDLER_ERROR or node.closed:
-        log.error("handler %s failed on %s %s", name, ev.type_name, ev.id, exc_info=exc)
+        log.error(
+            "handler %s failed on %s %s", name, ev.type_name, ev.id, exc_info=exc, extra=extra
+        )
         return
     if not any(n.registry.route_for(_HANDLER_ERROR) for n in (node, *node.ancestors())):
         log.error(
@@ -420,6 +416,7 @@ def report(
             ev.type_name,
             ev.id,
             exc_info=exc,
+            extra=extra,
         )
     failure = HandlerFailure(ev.id, ev.type, name, exc, is_async)
     err_ev = trusted_event(
@@ -453,6 +450,10 @@ def _publish_failure(
             route = node.registry.route_for(ev2.type)
             resume(node, ev2, route, depth, queue, True)
     except Exception:  # a middleware failed on the error report: log, never recurse
-        log.exception("could not publish HANDLER_ERROR for %s", err_ev.parent_id)
+        log.exception(
+            "could not publish HANDLER_ERROR for %s",
+            err_ev.parent_id,
+            extra=log_extra(err_ev, bus=node.name),
+        )
     finally:
         release_frames(exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import enum
+import math
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -11,6 +12,7 @@ from typing import Any, Final, Generic, TypeVar, final, overload
 
 import attrs
 
+from ._context import CONTEXT
 from ._ids import new_id
 from .exceptions import InvalidEventTypeError
 
@@ -23,6 +25,7 @@ __all__ = [
     "MemberMap",
     "copy_event",
     "declare",
+    "in_context",
     "trusted_event",
 ]
 
@@ -53,9 +56,14 @@ class EventType(enum.StrEnum):
     WORKFLOW_NODE_ENTERED = "workflow.node_entered"
     WORKFLOW_NODE_EXITED = "workflow.node_exited"
     HANDLER_ERROR = "handler.error"
+    HANDLER_REMOVED = "handler.removed"
     BRIDGE_CONNECTED = "bridge.connected"
     BRIDGE_DISCONNECTED = "bridge.disconnected"
     BRIDGE_RECONNECTED = "bridge.reconnected"
+    BRIDGE_FAILED = "bridge.failed"
+    BRIDGE_DEAD_LETTERED = "bridge.dead_lettered"
+    BRIDGE_EVENTS_LOST = "bridge.events_lost"
+    BRIDGE_HANDLER_EXIT = "bridge.handler_exit"
 
     def __repr__(self) -> str:
         return f"EventType.{self.name}"
@@ -104,7 +112,7 @@ def _check_type(_inst: object, _attr: object, value: object) -> None:
         raise InvalidEventTypeError(value, allow_any=False)
 
 
-@attrs.frozen(slots=True, repr=True, eq=True, field_transformer=None)
+@attrs.frozen(slots=True, repr=True, eq=False, field_transformer=None)
 class Event(_EventFields[T]):
     """An immutable event.
 
@@ -129,14 +137,37 @@ class Event(_EventFields[T]):
     directly (and send it with :meth:`EventBus.publish_event`) with
     :meth:`Event.create`. Use :func:`attrs.evolve` to derive a changed copy
     (e.g. in middleware).
+
+    Identity: an event *is* its :attr:`id`. Two events are equal exactly
+    when their ids are equal, and ``hash(event) == hash(event.id)``, so
+    events work in sets and as dict keys whatever their payload. The copies
+    of one event recorded at several scope levels (or received through a
+    bridge) share the id and differ only in ``seq`` / ``scope`` / ``origin``:
+    they are equal, and a set keeps one of them. A middleware's changed copy
+    (:func:`attrs.evolve`) keeps the id, so it equals the original; compare
+    fields (``a.data == b.data``) to tell such copies apart.
     """
 
     def __attrs_post_init__(self) -> None:
         _check_type(self, None, self.type)
+        _check_fields(self)
         if not isinstance(self.metadata, MappingProxyType):
             object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
         if not isinstance(self.scope, tuple):
             object.__setattr__(self, "scope", tuple(self.scope))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Event):
+            return self.id == other.id
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        if isinstance(other, Event):
+            return self.id != other.id
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
 
     @overload
     @classmethod
@@ -172,8 +203,47 @@ class Event(_EventFields[T]):
         metadata: Mapping[str, Any] | None = None,
         correlation_id: str | None = None,
     ) -> Event[Any]:
-        """Build a new, unrecorded event with a fresh id and timestamp."""
-        return cls(
+        """Build a new, unrecorded event with a fresh id and timestamp.
+
+        Inside a :func:`correlate` block the event carries the block's
+        correlation id, and inside a handler the id of the event being
+        handled as its ``parent_id`` -- as :meth:`EventBus.publish` would
+        give them -- unless ``correlation_id`` is passed. Its :attr:`id` is
+        known at once, before any handler runs (see the request/reply
+        pattern in ``docs/guide.md``).
+
+        Args:
+            event_type: An enum member (not :data:`ANY`).
+            data: The payload.
+            source: Name of the publishing component, or ``None``.
+            metadata: Extra information (copied into a read-only mapping).
+            correlation_id: The run this event belongs to (a non-empty
+                ``str``); default: the enclosing ``correlate`` block's.
+
+        Returns:
+            An unrecorded event (``seq == -1``, ``scope == ()``).
+
+        Raises:
+            InvalidEventTypeError: ``event_type`` is not an enum member.
+            TypeError: ``source``, ``metadata`` or ``correlation_id`` has the
+                wrong type.
+            ValueError: ``correlation_id`` is empty.
+        """
+        if not isinstance(event_type, enum.Enum) or event_type is ANY:
+            raise InvalidEventTypeError(event_type, allow_any=False)
+        if source is not None and not isinstance(source, str):
+            raise TypeError(f"source must be a str or None, got {type(source).__name__}")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
+        ctx = CONTEXT.get()
+        parent_id = None
+        if ctx is not None:
+            parent_id = ctx[0]
+            if correlation_id is None:
+                correlation_id = ctx[2]
+        if correlation_id is not None:
+            _check_correlation_id(correlation_id)
+        return trusted_event(
             new_id(),
             event_type,
             data,
@@ -181,7 +251,7 @@ class Event(_EventFields[T]):
             source,
             EMPTY_METADATA if not metadata else MappingProxyType(dict(metadata)),
             (),
-            None,
+            parent_id,
             -1,
             correlation_id,
             None,
@@ -221,6 +291,7 @@ class Event(_EventFields[T]):
 # Fast construction (see _EventFields): plain __init__, then a class swap.
 _SEQ_SET = _EventFields.__dict__["seq"].__set__
 _new = object.__new__
+_KEEP: Any = object()  # "keep the event's own value" in copy_event
 
 
 V = TypeVar("V")
@@ -311,12 +382,20 @@ def _unpickle_event(
     return trusted_event(event_id, event_type, data, timestamp, source, frozen, *rest)
 
 
-def copy_event(ev: Event[Any], seq: int, *, scope: tuple[str, ...] | None = None) -> Event[Any]:
+def copy_event(
+    ev: Event[Any],
+    seq: int,
+    *,
+    scope: tuple[str, ...] | None = None,
+    correlation_id: str | None = _KEEP,
+    parent_id: str | None = _KEEP,
+) -> Event[Any]:
     """Return a copy of ``ev`` recorded at ``seq`` (and moved to ``scope``).
 
     Skips validation: ``ev`` is already a valid event. Every scope level an
     event is forwarded through records such a copy, so it is filled slot by
     slot (no ``__init__`` frame), like :meth:`EventBus.publish` builds events.
+    ``correlation_id`` / ``parent_id``, when given, replace the event's own.
     """
     new: _EventFields[Any] = _new(_EventFields)
     new.id = ev.id
@@ -326,12 +405,65 @@ def copy_event(ev: Event[Any], seq: int, *, scope: tuple[str, ...] | None = None
     new.source = ev.source
     new.metadata = ev.metadata
     new.scope = ev.scope if scope is None else scope
-    new.parent_id = ev.parent_id
+    new.parent_id = ev.parent_id if parent_id is _KEEP else parent_id
     new.seq = seq
-    new.correlation_id = ev.correlation_id
+    new.correlation_id = ev.correlation_id if correlation_id is _KEEP else correlation_id
     new.origin = ev.origin
     new.__class__ = Event
     return new  # type: ignore[return-value]
+
+
+def in_context(event: Event[Any]) -> Event[Any]:
+    """``event``, tagged with the current correlation id and cause where it has none.
+
+    What :meth:`EventBus.publish_event` applies to a prebuilt event, so that
+    an event built outside a :func:`correlate` block (or outside the handler
+    that publishes it) joins the run and the causal chain it is published
+    in. Returns ``event`` itself when there is nothing to add.
+    """
+    ctx = CONTEXT.get()
+    if ctx is None:
+        return event
+    parent_id, cid = ctx[0], ctx[2]
+    add_cid = event.correlation_id is None and cid is not None
+    add_parent = event.parent_id is None and parent_id is not None and parent_id != event.id
+    if not (add_cid or add_parent):
+        return event
+    return copy_event(
+        event,
+        event.seq,
+        correlation_id=cid if add_cid else event.correlation_id,
+        parent_id=parent_id if add_parent else event.parent_id,
+    )
+
+
+def _check_correlation_id(value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"correlation_id must be a str or None, got {type(value).__name__}")
+    if not value:
+        raise ValueError("correlation_id must be a non-empty str")
+
+
+def _check_fields(ev: _EventFields[Any]) -> None:
+    """Validate the fields of an event built with the public constructor."""
+    if not isinstance(ev.id, str) or not ev.id:
+        raise TypeError(f"id must be a non-empty str, got {ev.id!r}")
+    ts = ev.timestamp
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+        raise ValueError(f"timestamp must be a finite number of epoch seconds, got {ts!r}")
+    for name in ("source", "parent_id", "origin"):
+        value = getattr(ev, name)
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
+    if ev.correlation_id is not None:
+        _check_correlation_id(ev.correlation_id)
+    if not isinstance(ev.metadata, Mapping):
+        raise TypeError(f"metadata must be a mapping, got {type(ev.metadata).__name__}")
+    scope = ev.scope
+    if isinstance(scope, str) or not all(isinstance(part, str) for part in scope):
+        raise TypeError(f"scope must be a tuple of str, got {scope!r}")
+    if isinstance(ev.seq, bool) or not isinstance(ev.seq, int) or ev.seq < -1:
+        raise ValueError(f"seq must be an int >= -1, got {ev.seq!r}")
 
 
 @final

@@ -20,6 +20,10 @@ from ._event import ANY, Event
 
 __all__ = ["History", "Query", "select"]
 
+# How many runs that lost events are remembered by name (at least; twice
+# max_runs if that is more): ~100 bytes each.
+_MAX_LOST_RUNS = 10_000
+
 
 @attrs.frozen
 class Query:
@@ -65,7 +69,16 @@ class History:
         TypeError, ValueError: A bound is not an int >= 0 (the error names it).
     """
 
-    __slots__ = ("_runs", "_trimmed", "evicted_runs", "limit", "max_runs", "recent", "run_limit")
+    __slots__ = (
+        "_forgotten_upto",
+        "_runs",
+        "_trimmed",
+        "evicted_runs",
+        "limit",
+        "max_runs",
+        "recent",
+        "run_limit",
+    )
 
     def __init__(self, limit: int, run_limit: int, max_runs: int) -> None:
         self.limit = check_int("history_limit", limit)
@@ -74,7 +87,11 @@ class History:
         self.evicted_runs = 0
         self.recent: deque[Event[Any]] = deque(maxlen=limit)
         self._runs: OrderedDict[str, deque[Event[Any]]] = OrderedDict()
-        self._trimmed: dict[str, int] = {}
+        # Per run: the seq of the newest event it lost (trimmed, or the whole
+        # run evicted). Bounded: runs beyond _MAX_LOST_RUNS are forgotten, and
+        # _forgotten_upto then answers for them (conservatively).
+        self._trimmed: OrderedDict[str, int] = OrderedDict()
+        self._forgotten_upto: int | None = None
 
     def record_run(self, cid: str, event: Event[Any]) -> object:
         """Append ``event`` to run ``cid``; return what that pushed out (release it unlocked)."""
@@ -85,24 +102,42 @@ class History:
         evicted: object = None
         if run is None:
             if len(runs) >= self.max_runs:
-                gone, evicted = runs.popitem(last=False)
-                self._trimmed.pop(gone, None)
+                gone, lost = runs.popitem(last=False)
+                if lost:
+                    self._lost(gone, lost[-1].seq)
+                evicted = lost
                 self.evicted_runs += 1
             run = runs[cid] = deque(maxlen=self.run_limit)
         else:
             runs.move_to_end(cid)
             if len(run) == self.run_limit:
                 evicted = run[0]
-                self._trimmed[cid] = run[0].seq  # about to be pushed out
+                self._lost(cid, run[0].seq)  # about to be pushed out
         run.append(event)
         return evicted
 
-    def run_trimmed_upto(self, correlation_id: str) -> int | None:
-        """The ``seq`` of the newest event this run lost to its bound, if any.
+    def _lost(self, cid: str, seq: int) -> None:
+        trimmed = self._trimmed
+        trimmed[cid] = seq
+        trimmed.move_to_end(cid)
+        if len(trimmed) > max(_MAX_LOST_RUNS, 2 * self.max_runs):
+            _, upto = trimmed.popitem(last=False)
+            if self._forgotten_upto is None or upto > self._forgotten_upto:
+                self._forgotten_upto = upto
 
-        Not known for a run that was evicted whole and has started again.
+    def run_trimmed_upto(self, correlation_id: str) -> int | None:
+        """The ``seq`` of the newest event this run lost, if it lost any.
+
+        Counts events pushed out by ``run_limit``, a whole run evicted by
+        ``max_runs`` (also when it has started again since) and runs
+        emptied by :meth:`take_all`. For a run lost so long ago that its
+        record was forgotten, the newest seq any forgotten run lost (so a
+        resuming reader hears of a possible gap rather than none).
         """
-        return self._trimmed.get(correlation_id)
+        upto = self._trimmed.get(correlation_id)
+        if upto is None and self._forgotten_upto is not None:
+            return self._forgotten_upto
+        return upto
 
     def __len__(self) -> int:
         return len(self.recent)
@@ -146,11 +181,17 @@ class History:
         return len(self._runs)
 
     def take_all(self) -> tuple[deque[Event[Any]], OrderedDict[str, deque[Event[Any]]]]:
-        """Empty the history; return the old contents (the caller drops them unlocked)."""
+        """Empty the history; return the old contents (the caller drops them unlocked).
+
+        O(runs) under the caller's lock (each emptied run is remembered as
+        having lost its events); the events themselves are not touched.
+        """
         old = (self.recent, self._runs)
+        for cid, run in self._runs.items():
+            if run:
+                self._lost(cid, run[-1].seq)
         self.recent = deque(maxlen=self.limit)
         self._runs = OrderedDict()
-        self._trimmed = {}
         return old
 
 

@@ -9,9 +9,16 @@ derives from it a *dispatch entry* ``(fn, ref)`` that the publish loop calls:
   Weak bound methods use ``(method.__func__, weakref(method.__self__))``, so a
   component's handler costs no wrapper call and dies with the component.
 
-Handlers with a filter, ``once=True`` or a coroutine function go through
-:meth:`Receiver.deliver`, which does the extra work; plain handlers pay
-nothing for those features.
+Handlers with a filter, ``once=True``, a coroutine function or a partial
+with extra arguments go through :meth:`Receiver.deliver`, which does the
+extra work; plain handlers pay nothing for those features.
+
+Async work is never dropped: a coroutine function runs on its loop (the
+loop it was subscribed on, an explicit ``loop=``, or -- subscribed before
+any loop ran -- the loop running where it is first dispatched); a sync
+handler that *returns* an awaitable has it scheduled the same way
+(:func:`handler_returned`); when there is no loop to run it on, a
+:class:`HandlerLoopError` is reported as the handler's failure.
 """
 
 from __future__ import annotations
@@ -25,14 +32,24 @@ import itertools
 import logging
 import sys
 import types
+import warnings
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from ._event import ANY
-from .exceptions import InvalidHandlerError, _describe
+from ._holding import method_parts, pins
+from ._logging import log_extra
+from .exceptions import (
+    HandlerLoopError,
+    InvalidHandlerError,
+    SubscriptionLeakWarning,
+    _describe,
+)
 
 if TYPE_CHECKING:
+    import blinker
+
     from ._event import Event
 
 __all__ = [
@@ -43,6 +60,7 @@ __all__ = [
     "callable_name",
     "check_one_arg_callable",
     "entry_name",
+    "handler_returned",
 ]
 
 log = logging.getLogger("atlas_events")
@@ -63,8 +81,13 @@ dispatch already iterating an older snapshot then skips the handler too.
 class ReceiverHost(Protocol):
     """What a receiver reports to: the bus's registry (``_registry.Registry``)."""
 
+    name: str
+
     def count_skip(self) -> None:
         """Count a delivery that was skipped (dead, filtered or retired handler)."""
+
+    def count_loop_closed(self) -> None:
+        """Count a receiver that unsubscribed itself because its event loop closed."""
 
     def skip_event(self, event: Event[Any]) -> None:
         """What a retired dispatch entry calls instead of its handler."""
@@ -78,6 +101,10 @@ class ReceiverHost(Protocol):
 
     def report_async_error(self, event: Event[Any], name: str, exc: Exception) -> None:
         """Report a failed async handler."""
+
+    def get_signal(self, event_type: enum.Enum) -> blinker.Signal:
+        """The bus's private signal for ``event_type`` (the registry of record)."""
+        ...
 
 
 def callable_name(fn: object) -> str:
@@ -169,6 +196,8 @@ class Receiver:
         "__weakref__",
         "_bound_fn",
         "_claims",
+        "_extra",
+        "_filter_fn",
         "_ref",
         "_strong",
         "_tasks",
@@ -194,55 +223,77 @@ class Receiver:
         filter: Callable[[Event[Any]], bool] | None,
         once: bool,
         order: int,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         check_one_arg_callable(handler, "handler")
         if filter is not None:
             check_one_arg_callable(filter, "filter")
+        if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
+            raise TypeError(f"loop must be an asyncio event loop or None, got {loop!r}")
         self.bus = bus
         self.event_type = event_type
         self.filter = filter
+        self._filter_fn: Callable[[Any, Event[Any]], bool] | None = None
         self.once = once
         self.order = order
         self.active = True
         self.name = callable_name(handler)
         self._claims = itertools.count()
         self.is_async = _is_async(handler)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Future[Any]] | None = None
-        if self.is_async:
-            try:
-                self.loop = asyncio.get_running_loop()
-            except RuntimeError:
-                raise InvalidHandlerError(
-                    handler,
-                    "handler",
-                    "it is a coroutine function, and async handlers must be subscribed "
-                    "from a running event loop (they run on the loop that subscribed them)",
-                ) from None
-            self._tasks = set()
+        # The loop async work of this handler runs on: explicit, else the
+        # loop running at subscribe time, else bound at first dispatch.
+        self.loop = loop if loop is not None else _running_loop()
+        self._tasks: set[asyncio.Future[Any]] = set()
 
-        is_method = isinstance(handler, types.MethodType)
+        parts = method_parts(handler)
         if weak is None:
-            weak = is_method
+            weak = parts is not None
         self._strong: Callable[[Event[Any]], Any] | None = None
         self._ref: Any = None
+        self._bound_fn: Callable[..., Any] | None = None
+        self._extra: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         fn: Callable[..., Any]
         if not weak:
-            self._strong = handler
-            fn = handler
-        elif is_method:
-            owner = handler.__self__  # type: ignore[attr-defined]
-            fn = handler.__func__  # type: ignore[attr-defined]
+            self._strong = fn = handler
+            owner: object = None
+        elif parts is not None:
+            owner, fn = parts.owner, parts.func
             self._ref = self._weak(owner, handler)
+            self._bound_fn = fn
+            if parts.args or parts.keywords:
+                self._extra = (parts.args, parts.keywords)
         else:
-            fn = _call_referent
+            owner, fn = handler, _call_referent
             self._ref = self._weak(handler, handler)
+        if filter is not None and owner is not None:
+            self._hold_filter(filter, owner)
 
-        if filter is not None or once or self.is_async:
+        if filter is not None or once or self.is_async or self._extra is not None:
             self.entry: Entry = [self.deliver, None]
         else:
             self.entry = [fn, self._ref]
-        self._bound_fn: Callable[..., Any] | None = fn if (weak and is_method) else None
+
+    def _hold_filter(self, filter: Callable[[Event[Any]], bool], owner: object) -> None:
+        """Hold a filter no more strongly than the weakly held ``owner``.
+
+        A filter that is a method of the owner is kept as its function and
+        called with the owner (so it dies with it); a filter that reaches
+        the owner any other way cannot be weak: warn.
+        """
+        parts = method_parts(filter)
+        if parts is not None and parts.owner is owner and not (parts.args or parts.keywords):
+            self.filter = None
+            self._filter_fn = parts.func
+        elif pins(filter, owner):
+            warnings.warn(
+                SubscriptionLeakWarning(
+                    f"the filter {callable_name(filter)} of the weakly held handler {self.name} "
+                    f"keeps its owner ({type(owner).__qualname__}) alive, so the subscription "
+                    "never ends by itself; use a method of the owner as the filter, or "
+                    "weak=False and unsubscribe explicitly"
+                ),
+                stacklevel=4,
+            )
 
     def _weak(self, obj: object, handler: object) -> weakref.ref[Any]:
         bus_ref = weakref.ref(self.bus)
@@ -281,7 +332,17 @@ class Receiver:
         fn = self._bound_fn
         if fn is None:
             return obj  # type: ignore[no-any-return]
+        if self._extra is not None:
+            args, keywords = self._extra
+            return functools.partial(fn, obj, *args, **keywords)
         return types.MethodType(fn, obj)
+
+    def _wants(self, event: Event[Any]) -> bool:
+        flt = self.filter
+        if flt is not None:
+            return bool(flt(event))
+        owner = self._ref() if self._ref is not None else None
+        return owner is not None and bool(self._filter_fn(owner, event))  # type: ignore[misc]
 
     def deliver(self, event: Event[Any]) -> None:
         """Call the handler for ``event``, applying filter / once / async."""
@@ -289,8 +350,7 @@ class Receiver:
         if handler is None or not self.active:
             self.bus.count_skip()
             return
-        flt = self.filter
-        if flt is not None and not flt(event):
+        if (self.filter is not None or self._filter_fn is not None) and not self._wants(event):
             self.bus.count_skip()
             return
         if self.once:
@@ -299,9 +359,11 @@ class Receiver:
                 return
             self.cancel()
         if self.is_async:
-            self._schedule(handler, event)
-        else:
-            handler(event)
+            self._schedule(functools.partial(handler, event), event)
+            return
+        result = handler(event)
+        if result is not None and inspect.isawaitable(result):
+            self.adopt(result, event)
 
     def __call__(self, event: Event[Any]) -> None:
         """Blinker-style call: ``signal.send(event)`` reaches the handler."""
@@ -309,39 +371,83 @@ class Receiver:
 
     # -- async ---------------------------------------------------------------
 
-    def _schedule(self, handler: Callable[[Event[Any]], Any], event: Event[Any]) -> None:
+    def _target_loop(self) -> asyncio.AbstractEventLoop | None:
+        """This handler's loop; bound to the running loop at first dispatch if unset."""
         loop = self.loop
+        if loop is None:
+            loop = self.loop = _running_loop()
+        return loop
+
+    def adopt(self, awaitable: Awaitable[Any], event: Event[Any]) -> None:
+        """Run an awaitable that the (sync) handler returned, as if it were async.
+
+        Raises:
+            HandlerLoopError: There is no open loop to run it on (the
+                awaitable is closed, never silently dropped).
+        """
+        loop = self._target_loop()
         if loop is None or loop.is_closed():
-            self.bus.count_skip()
+            _discard(awaitable)
+            where = "its event loop is closed" if loop is not None else "no event loop is running"
+            raise HandlerLoopError(self.name, f"it returned {type(awaitable).__name__} but {where}")
+        self._schedule(lambda: awaitable, event)
+
+    def _schedule(self, start: Callable[[], Awaitable[Any]], event: Event[Any]) -> None:
+        loop = self._target_loop()
+        if loop is None:
+            raise HandlerLoopError(
+                self.name,
+                "it was subscribed outside a running event loop and dispatched from a "
+                "thread with no running loop; subscribe it with loop=... or publish from "
+                "async code first",
+            )
+        if loop.is_closed():
+            self._loop_closed()
             return
         ctx = contextvars.copy_context()
+        if _running_loop() is loop:
+            self._start(start, event, ctx)
+            return
         try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._start(handler, event, ctx)
-        else:
-            loop.call_soon_threadsafe(self._start, handler, event, ctx)
+            loop.call_soon_threadsafe(self._start, start, event, ctx)
+        except RuntimeError:  # closed between the check and the call
+            self._loop_closed()
+
+    def _loop_closed(self) -> None:
+        """The handler's loop is closed: it can never run again, so unsubscribe it."""
+        self.bus.count_skip()
+        # A once handler was unsubscribed by this very delivery: count it too.
+        if self.cancel() or self.once:
+            self.bus.count_loop_closed()
+            log.warning(
+                "async handler %s unsubscribed: its event loop is closed",
+                self.name,
+                extra=log_extra(handler=self.name, bus=self.bus.name),
+            )
 
     def _start(
-        self, handler: Callable[[Event[Any]], Any], event: Event[Any], ctx: contextvars.Context
+        self, start: Callable[[], Awaitable[Any]], event: Event[Any], ctx: contextvars.Context
     ) -> None:
         loop = self.loop
-        tasks = self._tasks
-        if loop is None or tasks is None:
+        if loop is None:  # pragma: no cover - _schedule bound it
             return
-        coro: Coroutine[Any, Any, Any] = handler(event)
-        task = loop.create_task(coro, context=ctx)
-        tasks.add(task)
+        try:
+            awaitable = ctx.run(start)
+            if inspect.iscoroutine(awaitable):
+                task: asyncio.Future[Any] = loop.create_task(awaitable, context=ctx)
+            else:  # a future of another loop, an object with __await__...
+                task = asyncio.ensure_future(awaitable, loop=loop)
+        except Exception as exc:  # reported like the handler's own failure, never lost
+            self.bus.report_async_error(event, self.name, exc)
+            return
+        self._tasks.add(task)
         collector = ctx.get(ASYNC_COLLECTOR)
         if collector is not None and collector[0] is loop:
             collector[1].append(task)
         task.add_done_callback(functools.partial(self._done, event=event))
 
     def _done(self, task: asyncio.Future[Any], *, event: Event[Any]) -> None:
-        if self._tasks is not None:
-            self._tasks.discard(task)
+        self._tasks.discard(task)
         if task.cancelled():
             return
         exc = task.exception()
@@ -350,7 +456,7 @@ class Receiver:
 
     def pending_tasks(self) -> list[asyncio.Future[Any]]:
         """Tasks of this async handler that have not finished yet."""
-        return list(self._tasks or ())
+        return list(self._tasks)
 
     # -- token target --------------------------------------------------------
 
@@ -372,3 +478,49 @@ class Receiver:
         t = self.event_type
         tname = "ANY" if t is ANY else f"{type(t).__name__}.{t.name}"
         return f"{self.name} -> {tname}"
+
+
+def handler_returned(
+    bus: ReceiverHost, event: Event[Any], fn: Callable[..., Any], ref: Any, result: object
+) -> None:
+    """What the dispatch loop does with a handler's non-``None`` return value.
+
+    An awaitable (``lambda e: save(e)``, an ``async def`` under a sync
+    decorator) is scheduled like an async handler's coroutine on the
+    subscription's loop; any other value is ignored.
+
+    Raises:
+        HandlerLoopError: There is no loop to run the awaitable on.
+    """
+    if not inspect.isawaitable(result):
+        return
+    rec = _receiver_of(bus, event.type, fn, ref)
+    if rec is None:  # pragma: no cover - the entry was just called, so it is connected
+        _discard(result)
+        raise HandlerLoopError(entry_name(fn, ref), "its subscription is gone")
+    rec.adopt(result, event)
+
+
+def _receiver_of(bus: ReceiverHost, event_type: enum.Enum, fn: Any, ref: Any) -> Receiver | None:
+    """The receiver whose dispatch entry is ``[fn, ref]`` (a rare, slow lookup)."""
+    for et in (event_type, ANY):
+        for rec in list(bus.get_signal(et).receivers.values()):
+            if isinstance(rec, Receiver) and rec.entry[0] is fn and rec.entry[1] is ref:
+                return rec
+    return None
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _discard(awaitable: Awaitable[Any]) -> None:
+    """Close an awaitable that will never run (no "never awaited" warning)."""
+    close = getattr(awaitable, "close", None)
+    if callable(close):
+        close()
+    elif isinstance(awaitable, asyncio.Future):
+        awaitable.cancel()

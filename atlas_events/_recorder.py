@@ -74,6 +74,7 @@ class Recorder:
         "handler_errors",
         "history",
         "lock",
+        "loop_closed",
         "more",
         "seq",
         "sink_records",
@@ -103,6 +104,7 @@ class Recorder:
         self.handler_errors = 0
         self.async_errors = 0
         self.async_timeouts = 0
+        self.loop_closed = 0
 
     # -- counters (each a short locked section) -----------------------------
 

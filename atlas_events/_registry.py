@@ -39,6 +39,7 @@ class Registry:
         deferred: Where work from finalizers waits for this thread to unlock.
         on_skip: Counts a delivery that was skipped (dead or filtered handler).
         on_async_error: Reports a failed async handler ``(event, name, exc)``.
+        on_loop_closed: Counts a receiver that left because its loop closed.
     """
 
     def __init__(
@@ -47,10 +48,12 @@ class Registry:
         deferred: Deferred,
         on_skip: Callable[[], None],
         on_async_error: Callable[[Event[Any], str, Exception], None],
+        on_loop_closed: Callable[[], None],
     ) -> None:
         self.name = name
         self.deferred = deferred
         self.count_skip = on_skip
+        self.count_loop_closed = on_loop_closed
         self._on_async_error = on_async_error
         self.locks = RegistryLocks(self._after)
         self.signals: MemberMap[blinker.Signal] = MemberMap()

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import attrs
 
 if TYPE_CHECKING:
+    from ._policies import PolicyCounters
     from ._recorder import Recorder
 
 __all__ = ["BusStats", "HandlerFailure", "SinkStats", "snapshot"]
@@ -36,6 +37,10 @@ class BusStats(TypedDict):
     handler_errors: int
     async_handler_errors: int
     async_handler_timeouts: int
+    handler_timeouts: int
+    slow_handlers: int
+    handlers_removed: int
+    async_handlers_loop_closed: int
     subscribers: dict[str, int]
     middleware: int
     history_size: int
@@ -79,6 +84,7 @@ def snapshot(
     middleware: int,
     children: int,
     recorder: Recorder,
+    policies: PolicyCounters,
 ) -> BusStats:
     """Build a :class:`BusStats` (the recorder's counters are read under its lock)."""
     sink_stats = [s.stats() for s in recorder.sinks]  # outside the lock: sinks lock themselves
@@ -95,6 +101,10 @@ def snapshot(
             "handler_errors": recorder.handler_errors,
             "async_handler_errors": recorder.async_errors,
             "async_handler_timeouts": recorder.async_timeouts,
+            "handler_timeouts": policies.timeouts,
+            "slow_handlers": policies.slow,
+            "handlers_removed": policies.removed,
+            "async_handlers_loop_closed": recorder.loop_closed,
             "subscribers": subscribers,
             "middleware": middleware,
             "history_size": len(history),

@@ -19,9 +19,13 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, get_args
 
+import attrs
+
+from ._checks import at_least, check_seconds
 from ._event import ANY, Event
 from ._history import History
 from ._receivers import check_one_arg_callable
+from ._release import KEPT, keep, release_kept
 from ._stats import SinkStats
 from .exceptions import StreamClosedError
 
@@ -29,7 +33,7 @@ if TYPE_CHECKING:
     from ._bus import EventBus
     from ._subscription import Subscription
 
-__all__ = ["EventStream", "Policy", "Replay"]
+__all__ = ["EventStream", "Policy", "Replay", "StreamOptions"]
 
 Policy: TypeAlias = Literal["drop_oldest", "drop_newest", "block"]
 Replay: TypeAlias = bool | int | Literal["all"]
@@ -59,10 +63,13 @@ class _Queue:
         "lock",
         "loop",
         "name",
+        "narrow",
         "not_full",
         "policy",
+        "room_waiters",
         "terminal",
         "waiter",
+        "waker",
     )
 
     def __init__(
@@ -93,6 +100,9 @@ class _Queue:
         self.lock = threading.Lock()
         self.not_full = threading.Condition(self.lock)
         self.waiter: asyncio.Future[None] | None = None
+        self.room_waiters = 0  # publishers blocked in wait_for_room
+        self.waker = _waker_of(loop)
+        self.narrow = correlation_id is not None or filter is not None
         self.closed = False
         self.dropped = 0
         self.delivered = 0
@@ -100,6 +110,9 @@ class _Queue:
     def matches(self, ev: Event[Any]) -> bool:
         if self.event_type is not ANY and ev.type is not self.event_type:
             return False
+        return not self.narrow or self._narrow_match(ev)
+
+    def _narrow_match(self, ev: Event[Any]) -> bool:
         if self.correlation_id is not None and ev.correlation_id != self.correlation_id:
             return False
         flt = self.filter
@@ -114,41 +127,43 @@ class _Queue:
 
     def push(self, ev: Event[Any]) -> None:
         # Paid by the publisher once per stream per event: the common case
-        # (an ANY stream with room, consumer not parked) stays inline.
-        if (
-            self.event_type is not ANY or self.correlation_id is not None or self.filter is not None
-        ) and (not self.matches(ev)):
+        # (a type check, room in the queue, consumer not parked) stays
+        # inline (docs/performance.md, "Streams").
+        et = self.event_type
+        if (et is not ANY and ev.type is not et) or (self.narrow and not self._narrow_match(ev)):
             return
-        lock = self.lock
-        lock.acquire()
-        try:
+        with self.lock:
             if self.closed:
                 return
             items = self.items
-            if len(items) >= self.capacity and not self.blocks:
-                if id(ev.type) in self.terminal or self.policy == "drop_oldest":
-                    if not self._evict_oldest_locked() and id(ev.type) not in self.terminal:
-                        self.dropped += 1  # the queue holds only terminal events
-                        return
-                else:  # drop_newest, non-terminal arrival
-                    self.dropped += 1
-                    return
+            if len(items) >= self.capacity and not self.blocks and not self._make_room_locked(ev):
+                return
             items.append(ev)
             if self.waiter is not None:
                 self._wake_locked()
-        finally:
-            lock.release()
+
+    def _make_room_locked(self, ev: Event[Any]) -> bool:
+        """A full non-blocking queue: apply the policy; ``False`` drops ``ev``."""
+        terminal = id(ev.type) in self.terminal
+        if terminal or self.policy == "drop_oldest":
+            if not self._evict_oldest_locked() and not terminal:
+                self.dropped += 1  # the queue holds only terminal events
+                return False
+            return True
+        self.dropped += 1  # drop_newest, non-terminal arrival
+        return False
 
     def _evict_oldest_locked(self) -> bool:
         """Drop the oldest non-terminal queued event; ``False`` if there is none."""
         items = self.items
         terminal = self.terminal
         if id(items[0].type) not in terminal:
-            items.popleft()
+            keep(items.popleft())  # dropped after the locks are left (see _release)
             self.dropped += 1
             return True
         for i, queued in enumerate(items):
             if id(queued.type) not in terminal:
+                keep(queued)
                 del items[i]
                 self.dropped += 1
                 return True
@@ -160,15 +175,13 @@ class _Queue:
             return
         self.waiter = None
         loop = self.loop
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
+        # _get_running_loop: None off-loop, without raising (a publisher
+        # thread has no loop; raising and catching costs ~1 us per wake).
+        if asyncio._get_running_loop() is loop:
             if not waiter.done():
                 waiter.set_result(None)
-        elif not loop.is_closed():
-            loop.call_soon_threadsafe(_resolve, waiter)
+        else:
+            self.waker.wake(waiter)
 
     def wait_for_room(self) -> None:
         """``block`` policy: hold the publisher until the queue has room.
@@ -177,22 +190,29 @@ class _Queue:
         publisher runs on the consumer's own loop (waiting would deadlock),
         the oldest non-terminal events are dropped down to capacity.
         """
+        # Room check without the lock: only this publisher's own push can have
+        # filled the queue past capacity since, and len() is atomic. Saves a
+        # lock round trip per stream per event (docs/performance.md, "Streams").
+        if len(self.items) <= self.capacity:
+            return
         with self.lock:
             if len(self.items) <= self.capacity or self.closed:
                 return
-            try:
-                on_loop = asyncio.get_running_loop() is self.loop
-            except RuntimeError:
-                on_loop = False
-            if not on_loop:
+            if asyncio._get_running_loop() is not self.loop:
                 deadline = time.monotonic() + self.block_timeout
-                while len(self.items) > self.capacity and not self.closed:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self.not_full.wait(left)
+                self.room_waiters += 1
+                try:
+                    while len(self.items) > self.capacity and not self.closed:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        self.not_full.wait(left)
+                finally:
+                    self.room_waiters -= 1
             while len(self.items) > self.capacity and self._evict_oldest_locked():
                 pass
+        if KEPT:
+            release_kept()
 
     def close(self) -> None:
         with self.lock:
@@ -212,32 +232,99 @@ class _Queue:
         }
 
 
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+class _LoopWaker:
+    """Wakes parked consumers of one event loop from other threads, one hop per batch.
+
+    Every stream of a loop shares it. The first wake schedules one
+    ``call_soon_threadsafe`` (a write to the loop's self-pipe, a syscall);
+    wakes requested before the loop has run it join that batch for free.
+    A publisher fanning an event out to N streams whose consumers are
+    parked so costs one thread hop instead of N (docs/performance.md,
+    "Streams").
+    """
+
+    __slots__ = ("__weakref__", "_lock", "_loop", "_pending", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[asyncio.Future[None]] = []
+        self._scheduled = False
+
+    def wake(self, waiter: asyncio.Future[None]) -> None:
+        """Resolve ``waiter`` on its loop soon (any thread; never blocks)."""
+        with self._lock:
+            self._pending.append(waiter)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._run)
+        except RuntimeError:  # the loop is closed: nobody is left to wake
+            with self._lock:
+                self._pending.clear()
+                self._scheduled = False
+
+    def _run(self) -> None:
+        with self._lock:
+            waiters, self._pending = self._pending, []
+            self._scheduled = False
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
-def _validate(
-    max_queue: object, policy: object, replay: object, since_seq: object, block_timeout: object
-) -> None:
-    if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
-        raise ValueError(f"max_queue must be an int >= 1, got {max_queue!r}")
-    if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r}; expected one of {sorted(POLICIES)}")
-    if not (
-        isinstance(replay, bool) or replay == "all" or (isinstance(replay, int) and replay >= 0)
-    ):
-        raise ValueError(f"replay must be False, True, 'all' or an int >= 0, got {replay!r}")
-    if since_seq is not None and (
-        isinstance(since_seq, bool) or not isinstance(since_seq, int) or since_seq < 0
-    ):
-        raise ValueError(f"since_seq must be None or an int >= 0, got {since_seq!r}")
-    if (
-        isinstance(block_timeout, bool)
-        or not isinstance(block_timeout, int | float)
-        or block_timeout <= 0
-    ):
-        raise ValueError(f"block_timeout must be a number > 0, got {block_timeout!r}")
+# One waker per loop, held weakly by the loop it serves: a cache, not a
+# registry -- it dies with its loop and carries no configuration.
+_WAKERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWaker] = (
+    weakref.WeakKeyDictionary()
+)
+_WAKERS_LOCK = threading.Lock()
+
+
+def _waker_of(loop: asyncio.AbstractEventLoop) -> _LoopWaker:
+    with _WAKERS_LOCK:
+        try:
+            waker = _WAKERS.get(loop)
+            if waker is None:
+                waker = _WAKERS[loop] = _LoopWaker(loop)
+        except TypeError:  # a loop class without weak references: a waker per stream
+            waker = _LoopWaker(loop)
+        return waker
+
+
+def _seconds(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    check_seconds(attr.name, value)
+
+
+def _replay(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or value == "all":
+        return
+    if not isinstance(value, int) or value < 0:
+        raise ValueError(f"replay must be False, True, 'all' or an int >= 0, got {value!r}")
+
+
+def _policy(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value not in POLICIES:
+        raise ValueError(f"unknown policy {value!r}; expected one of {sorted(POLICIES)}")
+
+
+@attrs.frozen
+class StreamOptions:
+    """The validated options of one stream (see :meth:`EventBus.stream`).
+
+    Raises:
+        TypeError: An option has the wrong type (the message names it).
+        ValueError: An option is out of range (the message names it).
+    """
+
+    max_queue: int = attrs.field(default=1000, validator=at_least(1))
+    policy: Policy = attrs.field(default="drop_oldest", validator=_policy)
+    replay: Replay = attrs.field(default=False, validator=_replay)
+    since_seq: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(at_least(0))
+    )
+    block_timeout: float = attrs.field(default=1.0, validator=_seconds)
 
 
 class EventStream:
@@ -264,10 +351,21 @@ class EventStream:
     last N), then live events, with no gap and no duplicate at the seam.
     ``since_seq`` replays the history after that ``seq`` (for resuming); if
     history no longer reaches back that far, :attr:`gap` tells what is
-    missing. A stream with ``correlation_id`` reads that run's history and
+    missing (also for a run trimmed, evicted or cleared from per-run
+    history). A stream with ``correlation_id`` reads that run's history and
     ends by itself after the run's terminal event. Closing the bus ends
-    every stream after its queued events; cancelling the consuming task, or
-    leaving ``async with``, detaches the queue.
+    every stream after its queued events; leaving ``async with`` (also by
+    cancellation), :meth:`close` / :meth:`aclose` or garbage collection
+    detaches the queue. A cancelled wait (``asyncio.timeout()`` around
+    :meth:`get`, a cancelled consumer task) ends only that wait, like
+    ``asyncio.Queue.get``: the stream stays attached and loses nothing.
+
+    Raises:
+        TypeError, ValueError: An option is invalid (the message names it),
+            before anything is attached.
+        InvalidHandlerError: ``filter`` is not a one-argument sync callable.
+        RuntimeError: No event loop is running.
+        BusClosedError: The bus is closed.
     """
 
     def __init__(
@@ -284,7 +382,7 @@ class EventStream:
         block_timeout: float = 1.0,
         name: str | None = None,
     ) -> None:
-        _validate(max_queue, policy, replay, since_seq, block_timeout)
+        StreamOptions(max_queue, policy, replay, since_seq, block_timeout)
         if filter is not None:
             check_one_arg_callable(filter, "filter")
         if correlation_id is not None and not isinstance(correlation_id, str):
@@ -310,17 +408,19 @@ class EventStream:
         def take_replay(history: History) -> list[Event[Any]]:
             if since_seq is None and replay is False:
                 return []
+            # Without per-run history a run's events are read from the main one.
+            run = correlation_id if history.max_runs and history.run_limit else None
             if since_seq is None and replay is not True and isinstance(replay, int):
                 # Scans from the newest end: the lock is held for O(replay) work.
-                return history.newest(replay, q.matches, correlation_id)
-            events = history.events(correlation_id)
+                return history.newest(replay, q.matches, run)
+            events = history.events(run)
             if since_seq is not None:
-                if correlation_id is None:  # every seq is recorded: a hole was evicted
+                if run is None:  # every seq is recorded: a hole was evicted
                     oldest = events[0].seq if events else bus.last_seq + 1
                     if oldest > since_seq + 1 and since_seq < bus.last_seq:
                         self.gap = (since_seq + 1, oldest - 1)
                 else:  # a run's seqs are sparse: only its own trimmed events are missing
-                    lost = history.run_trimmed_upto(correlation_id)
+                    lost = history.run_trimmed_upto(run)
                     if lost is not None and lost > since_seq:
                         self.gap = (since_seq + 1, lost)
                 events = [e for e in events if e.seq > since_seq]
@@ -377,7 +477,7 @@ class EventStream:
                 if q.items:
                     ev = q.items.popleft()
                     q.delivered += 1
-                    if q.blocks:
+                    if q.room_waiters:  # notify only a publisher that waits for room
                         q.not_full.notify_all()
                     break
                 if q.closed:
@@ -391,7 +491,11 @@ class EventStream:
             try:
                 await fut
             except asyncio.CancelledError:
-                self.close()
+                # Only this wait ends (like asyncio.Queue.get): the stream
+                # stays attached and nothing was taken from the queue.
+                with q.lock:
+                    if q.waiter is fut:
+                        q.waiter = None
                 raise
         if q.correlation_id is not None and id(ev.type) in q.terminal:
             self._pending_end = True
@@ -417,12 +521,15 @@ class EventStream:
             if not q.items:
                 return None
             q.delivered += 1
-            if q.blocks:
+            if q.room_waiters:
                 q.not_full.notify_all()
             return q.items.popleft()
 
     def close(self) -> None:
-        """Detach from the bus and end iteration (queued events are discarded)."""
+        """Detach from the bus and end iteration (queued events are discarded).
+
+        Synchronous and immediate: callable from any code, idempotent.
+        """
         if self._ended:
             return
         self._ended = True
@@ -433,6 +540,7 @@ class EventStream:
         self._backlog.clear()
 
     async def aclose(self) -> None:
+        """:meth:`close` for async clean-up code (``contextlib.aclosing``); same effect."""
         self.close()
 
     async def __aenter__(self) -> EventStream:

@@ -18,6 +18,8 @@ __all__ = [
     "BusClosedError",
     "CodecError",
     "HandlerError",
+    "HandlerLoopError",
+    "HandlerTimeoutError",
     "InvalidEventTypeError",
     "InvalidHandlerError",
     "InvalidMiddlewareResultError",
@@ -29,6 +31,7 @@ __all__ = [
     "RecursionDepthError",
     "ScopeError",
     "StreamClosedError",
+    "SubscriptionLeakWarning",
     "UnregisteredTypeError",
 ]
 
@@ -180,6 +183,30 @@ class HandlerError(AtlasEventsError, RuntimeError):
         return (type(self), (self.event_id, self.handler_name, self.exception))
 
 
+class HandlerTimeoutError(AtlasEventsError, TimeoutError):
+    """An async handler ran longer than its subscription's ``timeout`` and was cancelled.
+
+    Reported as the ``exception`` of a ``HANDLER_ERROR`` event.
+
+    Attributes:
+        handler_name: The qualified name of the handler.
+        timeout: The limit it exceeded, in seconds.
+        event_id: The id of the event it was handling.
+    """
+
+    def __init__(self, handler_name: str, timeout: float, event_id: str) -> None:
+        super().__init__(
+            f"handler {handler_name} did not finish within {timeout} s "
+            f"on event {event_id} and was cancelled"
+        )
+        self.handler_name = handler_name
+        self.timeout = timeout
+        self.event_id = event_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.handler_name, self.timeout, self.event_id))
+
+
 class RecursionDepthError(AtlasEventsError, RecursionError):
     """Handlers re-published events deeper than the bus's ``max_depth``.
 
@@ -232,12 +259,22 @@ class CodecError(AtlasEventsError, ValueError):
             ``"bad-payload"``, ``"oversized"``, ``"unencodable"``...), also
             used as the dead-letter reason.
         event_id: The id of the event concerned, when known.
+        entry_id: The broker's id of the wire entry concerned (a Redis
+            stream entry id), when the error is about a received entry.
     """
 
-    def __init__(self, reason: str, message: str, *, event_id: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        event_id: str | None = None,
+        entry_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.event_id = event_id
+        self.entry_id = entry_id
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_with_state, (type(self), self.args, self.__dict__))
@@ -339,3 +376,37 @@ class BridgeConnectionError(AtlasEventsError, ConnectionError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_with_state, (type(self), self.args, self.__dict__))
+
+
+class HandlerLoopError(AtlasEventsError, RuntimeError):
+    """Async work of a handler had no usable event loop to run on.
+
+    Reported as a ``HANDLER_ERROR`` (or raised by a bus with
+    ``raise_handler_errors=True``) instead of dropping the work: an async
+    handler dispatched before any loop it could bind to was running, or a
+    sync handler that returned a coroutine with no loop to schedule it on.
+
+    Attributes:
+        handler: The qualified name of the handler.
+        reason: What was missing.
+    """
+
+    def __init__(self, handler: str, reason: str) -> None:
+        super().__init__(f"cannot run async handler {handler}: {reason}")
+        self.handler = handler
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.handler, self.reason))
+
+
+class SubscriptionLeakWarning(UserWarning):
+    """A weakly held subscription has a companion that keeps its owner alive.
+
+    Issued by ``subscribe`` when, for example, the ``filter`` of a weakly
+    held bound-method handler is a closure over the same component: the
+    bus must keep the filter strongly, so the component is never collected
+    and the subscription never ends. Make the filter a method of the
+    component (held weakly like the handler), or subscribe with
+    ``weak=False`` and unsubscribe explicitly.
+    """

@@ -1,4 +1,4 @@
-"""Test helpers: record what a bus published and assert on it.
+"""Test helpers: record what a bus published, and fail tests on handler failures.
 
 Bound to one bus (no global state), thread-safe::
 
@@ -10,26 +10,44 @@ Bound to one bus (no global state), thread-safe::
         rec.assert_published(EventType.AGENT_STARTED, count=1)
         rec.assert_published(EventType.TASK_COMPLETED, data={"ok": True})
 
-As a pytest plugin (``pytest_plugins = ["atlas_events.testing"]`` in your
-``conftest.py``) it provides the fixtures ``event_bus`` (a fresh bus that
-raises handler errors, closed after the test) and ``event_recorder``
-(recording everything published on ``event_bus``).
+Installing atlas-events also installs its pytest plugin
+(:mod:`atlas_events.pytest_plugin`, through the ``pytest11`` entry point):
+the fixtures ``atlas_bus``, ``atlas_recorder`` and ``atlas_handler_failures``
+need no ``conftest.py`` line. See ``docs/testing.md``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import attrs
+
 from ._bus import EventBus
-from ._event import ANY, Event, EventKey
+from ._checks import check_int, check_seconds
+from ._event import ANY, Event, EventKey, EventType
+from ._stats import HandlerFailure
 from ._subscription import Subscription
 
-__all__ = ["EventRecorder", "capture_events", "event_bus", "event_recorder"]
+__all__ = [
+    "CapturedFailure",
+    "EventRecorder",
+    "HandlerFailures",
+    "HandlerFailuresError",
+    "capture_events",
+    "watch_handler_failures",
+]
+
+# Loading this module as a plugin (the old ``pytest_plugins =
+# ["atlas_events.testing"]``) loads the real one, registered once by name.
+pytest_plugins = ["atlas_events.pytest_plugin"]
 
 _MISSING: Any = object()
 
@@ -37,22 +55,31 @@ _MISSING: Any = object()
 class EventRecorder:
     """Collects the events delivered to it; thread-safe.
 
+    Subscribe it like any handler (or use :func:`capture_events`); wait for
+    events from other threads with :meth:`wait_for`, from async code with
+    :meth:`wait_for_async`.
+
     Attributes:
-        events: The recorded events, in delivery order (a copy on each read).
+        subscription: The token of the subscription feeding it, if any.
     """
 
     def __init__(self) -> None:
         self._events: list[Event[Any]] = []
         self._cond = threading.Condition()
+        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self.subscription: Subscription | None = None
 
     def __call__(self, event: Event[Any]) -> None:
         with self._cond:
             self._events.append(event)
             self._cond.notify_all()
+            waiters = list(self._async_waiters)
+        for loop, wake in waiters:
+            _wake(loop, wake)
 
     @property
     def events(self) -> list[Event[Any]]:
+        """The recorded events, in delivery order (a copy on each read)."""
         with self._cond:
             return list(self._events)
 
@@ -62,10 +89,12 @@ class EventRecorder:
         return [e.type for e in self.events]
 
     def of_type(self, event_type: enum.Enum | EventKey[Any]) -> list[Event[Any]]:
-        et = event_type.type if isinstance(event_type, EventKey) else event_type
-        return [e for e in self.events if e.type is et]
+        """The recorded events of ``event_type`` (every event for ``ANY``), in order."""
+        et = _member(event_type)
+        return [e for e in self.events if et is ANY or e.type is et]
 
     def clear(self) -> None:
+        """Forget everything recorded so far."""
         with self._cond:
             self._events.clear()
 
@@ -84,13 +113,17 @@ class EventRecorder:
         """Assert events of ``event_type`` were recorded; return the matches.
 
         Args:
+            event_type: The type (or typed key) to look for.
             data: Only count events whose ``data`` equals this.
             count: Require exactly this many matches (default: at least one).
             where: Only count events for which this returns true.
 
         Raises:
             AssertionError: With a listing of what was recorded instead.
+            TypeError, ValueError: ``count`` is not an int >= 0.
         """
+        if count is not None:
+            check_int("count", count, 0)
         matches = [
             e
             for e in self.of_type(event_type)
@@ -107,47 +140,143 @@ class EventRecorder:
         return matches
 
     def assert_not_published(self, event_type: enum.Enum | EventKey[Any]) -> None:
-        """Assert no event of ``event_type`` was recorded."""
+        """Assert no event of ``event_type`` was recorded.
+
+        Raises:
+            AssertionError: Listing the events found.
+        """
         found = self.of_type(event_type)
         if found:
             raise AssertionError(f"expected no {event_type!r} events, found {len(found)}: {found}")
 
-    def assert_order(self, *event_types: enum.Enum) -> None:
-        """Assert these types were recorded in this relative order."""
+    def assert_order(self, *event_types: enum.Enum | EventKey[Any]) -> None:
+        """Assert these types were recorded in this relative order (others may interleave).
+
+        Raises:
+            AssertionError: Naming the first type not found in order.
+        """
         types = self.types
         pos = 0
         for t in event_types:
+            et = _member(t)
             try:
-                pos = types.index(t, pos) + 1
-            except ValueError:
+                pos = next(i for i in range(pos, len(types)) if types[i] is et) + 1
+            except StopIteration:
                 raise AssertionError(
                     f"{t!r} not found after position {pos}; recorded: {self._summary()}"
                 ) from None
 
     def wait_for(
-        self, event_type: enum.Enum | EventKey[Any], *, count: int = 1, timeout: float = 5.0
+        self,
+        event_type: enum.Enum | EventKey[Any],
+        *,
+        count: int = 1,
+        timeout: float = 5.0,
+        where: Callable[[Event[Any]], bool] | None = None,
     ) -> list[Event[Any]]:
-        """Block until ``count`` events of ``event_type`` arrived (other threads).
+        """Block until ``count`` events of ``event_type`` arrived (from other threads).
+
+        Args:
+            event_type: The type to wait for (``ANY`` for any event).
+            count: How many matching events to wait for (>= 1).
+            timeout: Seconds to wait at most (finite, > 0).
+            where: Only count events for which this returns true.
+
+        Returns:
+            Every matching event recorded so far (at least ``count``).
 
         Raises:
             TimeoutError: They did not arrive within ``timeout`` seconds.
+            TypeError, ValueError: ``count`` or ``timeout`` is invalid.
         """
-        et = event_type.type if isinstance(event_type, EventKey) else event_type
+        check_int("count", count, 1)
+        check_seconds("timeout", timeout)
+        et = _member(event_type)
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                found = [e for e in self._events if e.type is et]
+                found = self._matching(et, where)
                 if len(found) >= count:
                     return found
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(
-                        f"waited {timeout}s for {count} {et!r} event(s), got {len(found)}"
+                        f"waited {timeout}s for {count} {et!r} event(s), got {len(found)}; "
+                        f"recorded: {self._summary_locked()}"
                     )
                 self._cond.wait(left)
 
+    async def wait_for_async(
+        self,
+        event_type: enum.Enum | EventKey[Any],
+        *,
+        count: int = 1,
+        timeout: float = 5.0,  # noqa: ASYNC109 - the same arguments as wait_for
+        where: Callable[[Event[Any]], bool] | None = None,
+    ) -> list[Event[Any]]:
+        """Await ``count`` events of ``event_type`` without blocking the event loop.
+
+        Events may be published from any thread or from tasks on this loop.
+        Arguments, result and errors are those of :meth:`wait_for`.
+        """
+        check_int("count", count, 1)
+        check_seconds("timeout", timeout)
+        et = _member(event_type)
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        waiter = (loop, wake)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    with self._cond:
+                        found = self._matching(et, where)
+                        if len(found) >= count:
+                            return found
+                        wake.clear()
+                        if waiter not in self._async_waiters:
+                            self._async_waiters.append(waiter)
+                    await wake.wait()
+        except TimeoutError:
+            with self._cond:
+                got = len(self._matching(et, where))
+                summary = self._summary_locked()
+            raise TimeoutError(
+                f"waited {timeout}s for {count} {et!r} event(s), got {got}; recorded: {summary}"
+            ) from None
+        finally:
+            with self._cond:
+                if waiter in self._async_waiters:
+                    self._async_waiters.remove(waiter)
+
+    def _matching(
+        self, et: enum.Enum, where: Callable[[Event[Any]], bool] | None
+    ) -> list[Event[Any]]:
+        return [
+            e for e in self._events if (et is ANY or e.type is et) and (where is None or where(e))
+        ]
+
     def _summary(self) -> str:
-        return ", ".join(f"{e.type_name}#{e.seq}" for e in self.events) or "nothing"
+        with self._cond:
+            return self._summary_locked()
+
+    def _summary_locked(self) -> str:
+        return ", ".join(f"{e.type_name}#{e.seq}" for e in self._events) or "nothing"
+
+
+def _member(event_type: enum.Enum | EventKey[Any]) -> enum.Enum:
+    return event_type.type if isinstance(event_type, EventKey) else event_type
+
+
+def _wake(loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        wake.set()
+        return
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody left to wake
+        loop.call_soon_threadsafe(wake.set)
 
 
 @contextmanager
@@ -164,23 +293,113 @@ def capture_events(
         token()
 
 
-try:  # the pytest fixtures, when pytest is available
-    import pytest
-except ImportError:  # pragma: no cover
-    pass
-else:
+# ------------------------------------------------------------ handler failures
 
-    @pytest.fixture
-    def event_bus() -> Iterator[EventBus]:
-        """A fresh bus that raises handler errors; closed after the test."""
-        bus = EventBus(raise_handler_errors=True, name="test")
-        try:
-            yield bus
-        finally:
-            bus.close()
 
-    @pytest.fixture
-    def event_recorder(event_bus: EventBus) -> Iterator[EventRecorder]:
-        """Records everything published on ``event_bus``."""
-        with capture_events(event_bus) as rec:
-            yield rec
+@attrs.frozen
+class CapturedFailure:
+    """One handler failure seen by :class:`HandlerFailures`.
+
+    Attributes:
+        failure: The ``HANDLER_ERROR`` payload (handler name, exception...).
+        traceback: The formatted traceback of the handler's exception, taken
+            while it was reported (the bus drops the frames afterwards).
+        thread: Name of the thread the failure was reported on.
+    """
+
+    failure: HandlerFailure
+    traceback: str
+    thread: str
+
+    def __str__(self) -> str:
+        kind = "async handler" if self.failure.is_async else "handler"
+        return (
+            f"{kind} {self.failure.handler} failed on {self.failure.event_id} "
+            f"(thread {self.thread}):\n{self.traceback}"
+        )
+
+
+class HandlerFailuresError(AssertionError):
+    """Handlers failed during a test; the message carries each traceback.
+
+    Attributes:
+        failures: What was captured.
+    """
+
+    def __init__(self, failures: list[CapturedFailure]) -> None:
+        body = "\n".join(str(f) for f in failures)
+        super().__init__(f"{len(failures)} handler failure(s) during the test:\n{body}")
+        self.failures = failures
+
+
+class HandlerFailures:
+    """Collects every handler failure reported on a bus and its scopes.
+
+    Subscribes to ``HANDLER_ERROR``, so it sees failures wherever they
+    happen: sync handlers on any thread, async handlers on their loops,
+    child scopes (which forward their reports). The bus must report
+    failures (``raise_handler_errors=False``, the default).
+
+    Call :meth:`check` to raise them, :meth:`take` to claim the ones a test
+    expected.
+    """
+
+    def __init__(self, bus: EventBus) -> None:
+        self._lock = threading.Lock()
+        self._failures: list[CapturedFailure] = []
+        self.subscription = bus.subscribe(EventType.HANDLER_ERROR, self._record, weak=False)
+
+    def _record(self, event: Event[Any]) -> None:
+        failure = event.data
+        if not isinstance(failure, HandlerFailure):  # someone published HANDLER_ERROR by hand
+            return
+        text = "".join(traceback.format_exception(failure.exception))
+        captured = CapturedFailure(failure, text, threading.current_thread().name)
+        with self._lock:
+            self._failures.append(captured)
+
+    @property
+    def failures(self) -> list[CapturedFailure]:
+        """The failures captured and not yet taken (a copy)."""
+        with self._lock:
+            return list(self._failures)
+
+    def take(self) -> list[CapturedFailure]:
+        """Return the captured failures and forget them (the test expected them)."""
+        with self._lock:
+            taken, self._failures = self._failures, []
+        return taken
+
+    def check(self) -> None:
+        """Raise the captured failures, if any (each is raised once).
+
+        Raises:
+            HandlerFailuresError: With every failure's traceback.
+        """
+        taken = self.take()
+        if taken:
+            raise HandlerFailuresError(taken)
+
+    def close(self) -> None:
+        """Stop collecting."""
+        self.subscription()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._failures)
+
+
+@contextmanager
+def watch_handler_failures(bus: EventBus) -> Iterator[HandlerFailures]:
+    """Collect handler failures on ``bus`` inside the block; raise them at its end.
+
+    Raises:
+        HandlerFailuresError: Leaving the block with failures not taken
+            (unless the block itself raised).
+    """
+    watch = HandlerFailures(bus)
+    try:
+        yield watch
+    finally:
+        watch.close()
+    watch.check()

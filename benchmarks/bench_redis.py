@@ -8,6 +8,10 @@ One run measures, against one Redis:
 
 * **baselines**: plain redis-py, for scale on this machine at this moment:
   pipelined ``XADD`` from one thread, and the ``XADD`` + ``XREAD`` round trip;
+  the pipelined ``XADD`` rate is measured for a second right before and
+  right after the throughput run, and the end-to-end rate is printed as a
+  ratio to their mean (absolute figures on a shared machine swing; the ratio
+  less so);
 * **throughput**: this process publishes ``--events`` events as fast as it
   can; a second process (started by this script) receives them through its
   own bus and bridge. Events/s = events / (first publish .. last receipt).
@@ -40,7 +44,6 @@ from typing import Any
 import redis
 
 from atlas_events import Event, EventBus, EventType
-from atlas_events.bridges._resp import HAS_HIREDIS
 from atlas_events.bridges.redis import RedisBridge
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -108,20 +111,32 @@ def receiver(url: str, namespace: str, batch_size: int, phases: int) -> int:
 # -------------------------------------------------------------------- baselines
 
 
-def baselines(url: str, namespace: str) -> dict[str, float]:
-    """Plain redis-py figures: pipelined XADD rate, XADD + XREAD round trip."""
+def pipelined_xadd_rate(url: str, namespace: str, seconds: float = 1.0) -> float:
+    """Plain redis-py: pipelined ``XADD`` (500 per pipeline) from one thread, events/s."""
     client = redis.Redis.from_url(url)
     key = f"{{{namespace}-raw}}:events"
     body = {"e": json.dumps({"v": 1, "t": "task.completed", "d": PAYLOAD}).encode()}
     try:
-        n, batch = 20_000, 500
+        n, batch = 0, 500
         t0 = time.perf_counter()
-        for _ in range(n // batch):
+        while time.perf_counter() - t0 < seconds:
             pipe = client.pipeline(transaction=False)
             for _ in range(batch):
                 pipe.xadd(key, body, maxlen=100_000, approximate=True)
             pipe.execute()
-        xadd_rate = n / (time.perf_counter() - t0)
+            n += batch
+        return n / (time.perf_counter() - t0)
+    finally:
+        client.delete(key)
+        client.close()
+
+
+def baselines(url: str, namespace: str) -> dict[str, float]:
+    """Plain redis-py figures: the ``XADD`` + ``XREAD`` round trip."""
+    client = redis.Redis.from_url(url)
+    key = f"{{{namespace}-raw}}:events"
+    body = {"e": json.dumps({"v": 1, "t": "task.completed", "d": PAYLOAD}).encode()}
+    try:
         trips = []
         last = client.xadd(key, body)
         for _ in range(500):
@@ -130,10 +145,7 @@ def baselines(url: str, namespace: str) -> dict[str, float]:
             reply = client.xread({key: last}, count=10)
             trips.append(time.perf_counter() - t0)
             last = reply[0][1][-1][0]
-        return {
-            "pipelined_xadd_per_s": xadd_rate,
-            "xadd_xread_p50_ms": _percentile(trips, 0.5) * 1e3,
-        }
+        return {"xadd_xread_p50_ms": _percentile(trips, 0.5) * 1e3}
     finally:
         client.delete(key)
         client.close()
@@ -167,14 +179,14 @@ def _inline_costs(url: str, namespace: str, rounds: int) -> dict[str, float]:
     paused = EventBus(history_limit=0, name="paused")
     paused.subscribe(TYPE, lambda e: None)
     idle = RedisBridge(paused, url, namespace + "-idle", outbox_size=2_000, node_id="bench-idle")
-    sink, _ = paused._attach_sink(idle._outbox)
-    check = paused.add_middleware(idle._outbound_check)
+    check = paused.add_middleware(idle._outbound.check)
+    sink, _ = paused.attach_sink(idle._outbox)
     best = {"none": float("inf"), "attached": float("inf")}
     try:
         for _ in range(rounds * 20):
             for label, bus in (("none", plain), ("attached", paused)):
                 best[label] = min(best[label], _publish_loop(bus, 1_000) * 1e9)
-                idle._outbox.items.clear()
+                idle._outbox.clear()
     finally:
         sink()
         check()
@@ -250,7 +262,9 @@ def end_to_end(args: argparse.Namespace, namespace: str) -> dict[str, Any]:
             if proc.stdout.readline().strip() != "ready":
                 raise RuntimeError("the receiver did not start")
 
-            # 1. throughput at full speed
+            # 1. throughput at full speed, between two baseline measurements
+            # (load on a shared machine drifts: the ratio uses their mean)
+            xadd_before = pipelined_xadd_rate(args.url, namespace)
             n = args.events
             redis_cpu0, cpu0 = _redis_cpu(admin), time.process_time()
             t0 = time.time()
@@ -261,6 +275,8 @@ def end_to_end(args: argparse.Namespace, namespace: str) -> dict[str, Any]:
             full = json.loads(proc.stdout.readline())
             cpu_pub, cpu_redis = time.process_time() - cpu0, _redis_cpu(admin) - redis_cpu0
             span = full["last"] - t0
+            xadd_after = pipelined_xadd_rate(args.url, namespace)
+            results["pipelined_xadd_per_s"] = {"before": xadd_before, "after": xadd_after}
             results["throughput"] = {
                 "events": n,
                 "received": full["received"],
@@ -316,15 +332,19 @@ def _parser_name(url: str) -> str:
 
 
 def _table(report: dict[str, Any]) -> str:
-    meta, base = report["meta"], report["baselines"]
+    meta, base, xadd = report["meta"], report["baselines"], report["pipelined_xadd_per_s"]
     thr, paced, ovh = report["throughput"], report["paced"], report["publisher_overhead_ns"]
     cpu = thr["cpu_us_per_event"]
     rows = [
         ("plain redis-py, for scale", ""),
-        ("  pipelined XADD, one thread", f"{base['pipelined_xadd_per_s']:,.0f} /s"),
+        (
+            "  pipelined XADD, one thread (before/after)",
+            f"{xadd['before']:,.0f} / {xadd['after']:,.0f} /s",
+        ),
         ("  XADD + XREAD round trip p50", f"{base['xadd_xread_p50_ms']:.2f} ms"),
         ("bridge, process -> Redis -> process", ""),
         ("  end-to-end throughput", f"{thr['events_per_s']:,.0f} events/s"),
+        ("  ratio to pipelined XADD (same run)", f"{report['ratio_to_pipelined_xadd']:.2f}x"),
         ("  events received / sent", f"{thr['received']:,} / {thr['events']:,}"),
         (
             "  CPU per event: publisher/receiver/redis",
@@ -361,7 +381,7 @@ def _table(report: dict[str, Any]) -> str:
     head = (
         f"Redis bridge benchmark: {meta['cpus']} CPUs (load {meta['load_before']}), "
         f"Python {meta['python']}, redis-py {meta['redis_py']} ({meta['resp_parser']}), "
-        f"bridge parser {meta['bridge_parser']}, Redis {meta['redis_server']}"
+        f"Redis {meta['redis_server']}"
     )
     return "\n".join([head, *(f"  {label:<{width}}  {value}" for label, value in rows)])
 
@@ -397,7 +417,6 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": " ".join(f"{x:.1f}" for x in os.getloadavg()),
         "redis_py": redis.__version__,
         "resp_parser": _parser_name(args.url),
-        "bridge_parser": "hiredis" if HAS_HIREDIS else "RespReader (pure Python)",
         "redis_server": client.info("server")["redis_version"],
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join(["python benchmarks/bench_redis.py", *(argv or sys.argv[1:])]),
@@ -407,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     report.update(end_to_end(args, namespace))
     report["publisher_overhead_ns"] = publisher_overhead(
         args.url, namespace, args.overhead_events, args.rounds
+    )
+    report["ratio_to_pipelined_xadd"] = report["throughput"]["events_per_s"] / statistics.mean(
+        report["pipelined_xadd_per_s"].values()
     )
     meta["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(_table(report))

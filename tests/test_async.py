@@ -3,25 +3,118 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 
 import pytest
 
-from atlas_events import Event, EventBus, EventType, HandlerFailure, InvalidHandlerError
+from atlas_events import (
+    Event,
+    EventBus,
+    EventType,
+    HandlerFailure,
+    InvalidHandlerError,
+    Subscription,
+)
+from atlas_events.exceptions import HandlerLoopError
 
 ET = EventType
 
 
-def test_async_handler_needs_a_running_loop(bus: EventBus) -> None:
-    """Subscribing a coroutine function outside a running loop is a clear error."""
+def test_async_handler_subscribed_before_the_loop_binds_at_first_dispatch(bus: EventBus) -> None:
+    """Module-level registration: it runs on the loop running where it is first dispatched."""
+    ran: list[asyncio.AbstractEventLoop] = []
+
+    async def handler(e: Event[Any]) -> None:
+        ran.append(asyncio.get_running_loop())
+
+    token = bus.subscribe(ET.TASK_STARTED, handler)  # no loop is running here
+
+    async def main() -> asyncio.AbstractEventLoop:
+        await bus.publish_async(ET.TASK_STARTED)
+        worker = threading.Thread(target=bus.publish, args=(ET.TASK_STARTED,))
+        worker.start()
+        worker.join(10)
+        for _ in range(200):
+            if len(ran) == 2:
+                break
+            await asyncio.sleep(0.01)
+        return asyncio.get_running_loop()
+
+    loop = asyncio.run(main())
+    assert ran == [loop, loop]  # the worker's publish ran it on the bound loop too
+    assert token.active
+
+
+def test_async_handler_dispatched_with_no_loop_anywhere_is_reported(bus: EventBus) -> None:
+    """Before any loop could bind it, an async handler's event is a HANDLER_ERROR, not lost."""
+    errors: list[Event[Any]] = []
 
     async def handler(e: Event[Any]) -> None:
         pass
 
-    with pytest.raises(InvalidHandlerError, match="running event loop"):
-        bus.subscribe(ET.TASK_STARTED, handler)
+    bus.subscribe(ET.HANDLER_ERROR, errors.append)
+    token = bus.subscribe(ET.TASK_STARTED, handler)
+    bus.publish(ET.TASK_STARTED)
+    (err,) = errors
+    assert isinstance(err.data.exception, HandlerLoopError)
+    assert "loop=" in str(err.data.exception)
+    assert token.active  # a later dispatch on a loop still binds it
+
+
+def test_async_handler_runs_on_an_explicit_loop(bus: EventBus) -> None:
+    """loop=... pins the handler to that loop, whichever thread publishes."""
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    seen: list[tuple[Any, bool]] = []
+    done = threading.Event()
+
+    async def handler(e: Event[Any]) -> None:
+        seen.append((e.data, asyncio.get_running_loop() is loop))
+        done.set()
+
+    try:
+        bus.subscribe(ET.TASK_STARTED, handler, loop=loop)
+        bus.publish(ET.TASK_STARTED, "from main thread")
+        assert done.wait(10)
+        assert seen == [("from main thread", True)]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()
+
+
+def test_loop_option_is_checked(bus: EventBus) -> None:
+    """A loop= that is not an event loop is refused before anything is registered."""
+    with pytest.raises(TypeError, match="loop"):
+        bus.subscribe(ET.TASK_STARTED, lambda e: None, loop="main")  # type: ignore[call-overload]
     assert bus.subscriber_count() == 0
+
+
+def test_async_handler_of_a_closed_loop_is_unsubscribed_and_counted(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once its loop is closed the handler can never run: token inactive, count updated."""
+    ran: list[Any] = []
+
+    async def handler(e: Event[Any]) -> None:
+        ran.append(e.data)
+
+    async def subscribe() -> Subscription:
+        return bus.subscribe(ET.TASK_STARTED, handler)
+
+    token = asyncio.run(subscribe())  # asyncio.run closes its loop on return
+    assert bus.subscriber_count(ET.TASK_STARTED) == 1
+    with caplog.at_level(logging.WARNING, logger="atlas_events"):
+        bus.publish(ET.TASK_STARTED, 1)
+        bus.publish(ET.TASK_STARTED, 2)
+    assert ran == []
+    assert not token.active
+    assert bus.subscriber_count(ET.TASK_STARTED) == 0
+    assert bus.stats()["async_handlers_loop_closed"] == 1
+    assert sum("event loop is closed" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_coroutine_filters_and_middleware_are_refused(bus: EventBus) -> None:
@@ -165,3 +258,19 @@ async def test_weak_async_method_dies_with_owner(bus: EventBus) -> None:
     await bus.publish_async(ET.TASK_STARTED, 2)
     assert got == [1]
     assert not tok.active
+
+
+def test_a_once_handler_of_a_closed_loop_is_counted(bus: EventBus) -> None:
+    """once=True: the delivery that finds the loop closed still counts the handler."""
+
+    async def handler(e: Event[Any]) -> None:
+        pass
+
+    async def subscribe() -> Subscription:
+        return bus.subscribe(ET.TASK_STARTED, handler, once=True)
+
+    token = asyncio.run(subscribe())
+    bus.publish(ET.TASK_STARTED)
+    bus.publish(ET.TASK_STARTED)
+    assert not token.active
+    assert bus.stats()["async_handlers_loop_closed"] == 1

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import collections.abc
 import enum
 import os
 import pickle
 from types import MappingProxyType
+from typing import Any
 
 import attrs
 import pytest
 
-from atlas_events import ANY, Event, EventBus, EventKey, EventType, declare
+from atlas_events import ANY, Event, EventBus, EventKey, EventType, correlate, declare
 from atlas_events._ids import new_id, process_prefix
 from atlas_events.exceptions import InvalidEventTypeError
 
@@ -165,7 +167,154 @@ class _Plain(enum.Enum):
     A = "a"
 
 
-def test_event_equality_is_by_value() -> None:
-    """Two events with equal fields compare equal."""
+def test_event_equality_is_by_id() -> None:
+    """An event is its id: a changed copy is equal, a new event with equal fields is not."""
     ev = Event.create(_Plain.A, 1)
     assert attrs.evolve(ev) == ev
+    assert attrs.evolve(ev, data=2) == ev
+    assert Event.create(_Plain.A, 1) != ev
+    assert ev != "not an event"
+    assert (ev == object()) is False
+
+
+def test_every_event_is_hashable_consistently_with_equality(bus: EventBus) -> None:
+    """Events with dict payloads and metadata hash (by id) and work in sets and as dict keys."""
+    bus.publish(EventType.TASK_STARTED)
+    bus.publish(EventType.TASK_STARTED, {"task": "t1"})
+    bus.publish(EventType.TASK_STARTED, [1, 2], metadata={"k": {"nested": []}})
+    events = bus.history()
+    assert len({hash(e) for e in events}) == 3
+    assert all(hash(e) == hash(e.id) for e in events)
+    seen = {e: e.seq for e in events}
+    assert len(seen) == 3
+    assert isinstance(events[0], collections.abc.Hashable)
+    copy = attrs.evolve(events[1], data={"task": "changed"})
+    assert copy in seen
+    assert hash(copy) == hash(events[1])
+
+
+def test_one_event_seen_at_two_scope_levels_is_one_set_member(bus: EventBus) -> None:
+    """The copies recorded by a child and its parent share the id: equal, one set entry."""
+    child = bus.scope("agents").scope("planner")
+    bus.publish(EventType.SYSTEM_INIT)
+    child.publish(EventType.TASK_STARTED, {"x": 1})
+    (low,) = child.history()
+    high = bus.history()[-1]
+    assert (low.seq, high.seq) == (1, 2)
+    assert low.scope == high.scope == ("agents", "planner")
+    assert low == high
+    assert low is not high
+    assert len({low, high}) == 1
+    assert {low.id: low}.keys() == {high.id: high}.keys()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"source": 3}, TypeError),
+        ({"metadata": [("k", "v")]}, TypeError),
+        ({"correlation_id": 7}, TypeError),
+        ({"correlation_id": ""}, ValueError),
+    ],
+)
+def test_event_create_validates_its_inputs(kwargs: dict[str, Any], error: type[Exception]) -> None:
+    """Event.create refuses a bad source, metadata or correlation id with a named error."""
+    name = next(iter(kwargs))
+    with pytest.raises(error, match=name):
+        Event.create(EventType.TASK_STARTED, None, **kwargs)
+
+
+def test_event_create_refuses_non_enum_and_any_types() -> None:
+    """A plain string or ANY is not an event type for Event.create."""
+    with pytest.raises(InvalidEventTypeError):
+        Event.create("task.started")  # type: ignore[call-overload]
+    with pytest.raises(InvalidEventTypeError):
+        Event.create(ANY)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("timestamp", float("nan"), ValueError),
+        ("timestamp", float("inf"), ValueError),
+        ("timestamp", "now", ValueError),
+        ("source", 1, TypeError),
+        ("metadata", 5, TypeError),
+        ("scope", "agents", TypeError),
+        ("scope", ("a", 1), TypeError),
+        ("seq", 1.5, ValueError),
+        ("seq", -2, ValueError),
+        ("id", "", TypeError),
+        ("correlation_id", 3, TypeError),
+        ("parent_id", 3, TypeError),
+    ],
+)
+def test_event_constructor_validates_fields(field: str, value: Any, error: type[Exception]) -> None:
+    """Building an Event directly (or with attrs.evolve) checks every field and names it."""
+    ev = Event.create(EventType.TASK_STARTED, 1)
+    with pytest.raises(error, match=field):
+        attrs.evolve(ev, **{field: value})
+
+
+def test_event_create_joins_the_correlate_block() -> None:
+    """Inside correlate(), Event.create carries the run's id unless given one."""
+    with correlate("run-7"):
+        tagged = Event.create(EventType.TASK_STARTED)
+        explicit = Event.create(EventType.TASK_STARTED, correlation_id="other")
+    outside = Event.create(EventType.TASK_STARTED)
+    assert tagged.correlation_id == "run-7"
+    assert explicit.correlation_id == "other"
+    assert outside.correlation_id is None
+
+
+def test_publish_event_in_a_correlate_block_is_tagged_and_in_the_run(bus: EventBus) -> None:
+    """Everything published inside the block joins the run, prebuilt events included."""
+    built_before = Event.create(EventType.TASK_FAILED, "early")
+    with correlate("run-7"):
+        bus.publish(EventType.TASK_STARTED, 1)
+        bus.publish_event(Event.create(EventType.TASK_COMPLETED, 2))
+        bus.publish_event(built_before)
+    bus.publish_event(Event.create(EventType.TASK_STARTED, "after"))
+    run = bus.history(correlation_id="run-7")
+    assert [e.type for e in run] == [
+        EventType.TASK_STARTED,
+        EventType.TASK_COMPLETED,
+        EventType.TASK_FAILED,
+    ]
+    assert bus.history()[-1].correlation_id is None
+    assert run[-1].id == built_before.id  # the tagged copy keeps the event's identity
+
+
+def test_event_created_in_a_handler_carries_its_cause(bus: EventBus) -> None:
+    """Event.create inside a handler gets the handled event as parent_id and its run."""
+    made: list[Event[Any]] = []
+
+    def handler(e: Event[Any]) -> None:
+        made.append(Event.create(EventType.TASK_COMPLETED))
+        bus.publish_event(made[-1])
+
+    bus.subscribe(EventType.TASK_STARTED, handler)
+    first = bus.publish(EventType.TASK_STARTED, correlation_id="r1")
+    assert made[0].parent_id == first
+    assert made[0].correlation_id == "r1"
+    recorded = bus.history(EventType.TASK_COMPLETED)[0]
+    assert recorded.parent_id == first
+    assert recorded.correlation_id == "r1"
+
+
+def test_request_reply_with_the_id_known_before_handlers_run(bus: EventBus) -> None:
+    """The documented request/reply pattern: build the request, wait for its reply, publish."""
+
+    def responder(request: Event[Any]) -> None:  # a service answering requests
+        bus.publish(EventType.TASK_COMPLETED, {"answer": request.data["q"] * 2})
+
+    bus.subscribe(EventType.TASK_STARTED, responder)
+    with correlate("req-run"):
+        request = Event.create(EventType.TASK_STARTED, {"q": 21})
+        replies: list[Event[Any]] = []
+        with bus.subscribe(
+            EventType.TASK_COMPLETED, replies.append, filter=lambda e: e.parent_id == request.id
+        ):
+            bus.publish_event(request)
+    assert [r.data for r in replies] == [{"answer": 42}]
+    assert replies[0].correlation_id == "req-run"

@@ -394,12 +394,13 @@ async def test_bus_close_ends_streams_cleanly(bus: EventBus) -> None:
 
 
 @pytest.mark.asyncio
-async def test_cancelling_the_consumer_unregisters_its_queue(bus: EventBus) -> None:
-    """A cancelled consumer task detaches its stream: the stream count returns to zero."""
+async def test_cancelling_a_consumer_in_async_with_unregisters_its_queue(bus: EventBus) -> None:
+    """A cancelled consumer task leaves `async with`: the stream count returns to zero."""
 
     async def consume() -> None:
-        async for _ in bus.stream():
-            pass
+        async with bus.stream() as events:
+            async for _ in events:
+                pass
 
     tasks = [asyncio.create_task(consume()) for _ in range(5)]
     await asyncio.sleep(0.01)
@@ -408,6 +409,207 @@ async def test_cancelling_the_consumer_unregisters_its_queue(bus: EventBus) -> N
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     assert bus.stats()["streams"] == 0
+
+
+# ------------------------------------------------------- cancelled waits
+
+
+@pytest.mark.asyncio
+async def test_a_timed_out_get_ends_only_that_wait(bus: EventBus) -> None:
+    """asyncio.timeout() around get(): the stream stays attached and gets the next event."""
+    s = bus.stream()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await s.get()
+    assert not s.closed
+    assert bus.stats()["streams"] == 1
+    bus.publish(ET.TASK_STARTED, "after the timeout")
+    assert (await asyncio.wait_for(s.get(), 5)).data == "after the timeout"
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_consumer_task_leaves_the_stream_to_the_next_reader(
+    bus: EventBus,
+) -> None:
+    """Cancelling the task blocked in get() (or `async for`) loses no event."""
+    s = bus.stream()
+
+    async def read_all() -> None:
+        async for _ in s:
+            pass
+
+    task = asyncio.create_task(read_all())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    bus.publish(ET.TASK_STARTED, 1)
+    bus.publish(ET.TASK_STARTED, 2)
+    assert [e.data for e in await drain(s, 2)] == [1, 2]
+
+
+@pytest.mark.asyncio
+async def test_an_event_arriving_with_the_cancellation_is_not_lost(bus: EventBus) -> None:
+    """The wake-up and the cancel land in one loop iteration: the event stays queued."""
+    s = bus.stream()
+    task = asyncio.create_task(s.get())
+    await asyncio.sleep(0.01)  # parked on its waiter
+    bus.publish(ET.TASK_STARTED, "raced")  # resolves the waiter...
+    task.cancel()  # ...and the task is cancelled before it runs again
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert s.depth == 1
+    assert (await s.get()).data == "raced"
+
+
+@pytest.mark.asyncio
+async def test_repeated_wait_for_timeouts_under_a_publisher_thread_lose_nothing(
+    bus: EventBus,
+) -> None:
+    """Many short wait_for(get()) calls while a thread publishes: every event once, in order."""
+    s = bus.stream(max_queue=10_000)
+    n = 2000
+
+    def publish() -> None:
+        for i in range(n):
+            bus.publish(ET.TASK_STARTED, i)
+            if i % 100 == 0:
+                time.sleep(0.001)
+
+    worker = threading.Thread(target=publish)
+    worker.start()
+    got: list[int] = []
+    deadline = time.monotonic() + 60
+    while len(got) < n and time.monotonic() < deadline:
+        try:
+            got.append((await asyncio.wait_for(s.get(), 0.0005)).data)
+        except TimeoutError:
+            continue
+    worker.join(10)
+    assert got == list(range(n))
+    assert s.dropped == 0
+
+
+# ----------------------------------------------------- per-run resume gaps
+
+
+@pytest.mark.asyncio
+async def test_resuming_a_run_evicted_whole_reports_the_gap() -> None:
+    """max_runs evicted the run: a resume after its first event hears of the lost ones."""
+    bus = EventBus(max_runs=2)
+    for i in range(3):
+        bus.publish(ET.TASK_STARTED, i, correlation_id="r1")  # seq 1..3
+    bus.publish(ET.TASK_STARTED, correlation_id="r2")  # seq 4
+    bus.publish(ET.TASK_STARTED, correlation_id="r3")  # seq 5: evicts r1
+    assert bus.history(correlation_id="r1") == []
+    resumed = bus.stream(correlation_id="r1", since_seq=1)
+    assert resumed.gap == (2, 3)
+    bus.publish(ET.TASK_STARTED, "back", correlation_id="r1")  # r1 starts again (seq 6)
+    again = bus.stream(correlation_id="r1", since_seq=1, replay=True)
+    assert again.gap == (2, 3)
+    assert [e.data for e in await drain(again, 1)] == ["back"]
+    up_to_date = bus.stream(correlation_id="r1", since_seq=3)
+    assert up_to_date.gap is None
+    bus.close()
+
+
+@pytest.mark.asyncio
+async def test_resuming_a_run_after_clear_history_reports_the_gap() -> None:
+    """clear_history() forgets a run's events: a resume from before them has a gap."""
+    bus = EventBus()
+    bus.publish(ET.TASK_STARTED, correlation_id="r1")
+    bus.publish(ET.TASK_STARTED, correlation_id="r1")
+    bus.clear_history()
+    assert bus.stream(correlation_id="r1", since_seq=0).gap == (1, 2)
+    assert bus.stream(correlation_id="r1", since_seq=2).gap is None
+    bus.close()
+
+
+@pytest.mark.asyncio
+async def test_forgotten_run_records_still_report_a_possible_gap() -> None:
+    """Beyond the bound on remembered runs, an unknown run hears of a possible gap."""
+    from atlas_events import _history
+
+    bus = EventBus(max_runs=1)
+    limit = max(_history._MAX_LOST_RUNS, 2)
+    for i in range(limit + 3):
+        bus.publish(ET.TASK_STARTED, correlation_id=f"run-{i}")
+    gap = bus.stream(correlation_id="run-0", since_seq=0).gap
+    assert gap is not None
+    assert gap[0] == 1
+    bus.close()
+
+
+# --------------------------------------------- eviction and finalizers
+
+
+class Announcer:
+    """A payload whose finalizer publishes (a component announcing it was dropped)."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+
+    def __del__(self) -> None:
+        self.bus.publish(ET.AGENT_STOPPED, "bye")
+
+
+def test_drop_oldest_eviction_of_a_last_reference_does_not_deadlock() -> None:
+    """The stream queue evicts a payload's last reference: its finalizer publishes after unlock."""
+    bus = EventBus(history_limit=0)
+
+    async def open_stream() -> EventStream:
+        return bus.stream(max_queue=1)
+
+    loop = asyncio.new_event_loop()
+    try:
+        s = loop.run_until_complete(open_stream())
+        done = threading.Event()
+
+        def publisher() -> None:
+            bus.publish(ET.AGENT_STARTED, Announcer(bus))
+            bus.publish(ET.TASK_STARTED, 1)  # evicts the Announcer event
+            done.set()
+
+        worker = threading.Thread(target=publisher, daemon=True)
+        worker.start()
+        assert done.wait(10), "the publisher deadlocked"
+        assert [e.type for e in bus.history()] == []
+        last = s.get_nowait()
+        assert last is not None
+        assert last.type is ET.AGENT_STOPPED
+        assert last.seq == 3
+        s.close()
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("policy", ["drop_oldest", "block"])
+def test_streams_see_seq_order_when_evictions_publish(policy: str) -> None:
+    """History, run-history and stream evictions that publish keep every stream in seq order."""
+    bus = EventBus(history_limit=2, run_history_limit=1, max_runs=1)
+
+    async def open_streams() -> list[EventStream]:
+        return [
+            bus.stream(max_queue=2, policy=policy, block_timeout=0.01),  # type: ignore[arg-type]
+            bus.stream(filter=lambda e: e.type is not ET.AGENT_STARTED),
+        ]
+
+    loop = asyncio.new_event_loop()
+    try:
+        streams = loop.run_until_complete(open_streams())
+        for i in range(30):
+            bus.publish(ET.AGENT_STARTED, Announcer(bus), correlation_id=f"r{i % 3}")
+            bus.publish(ET.TASK_STARTED, i)
+        bus.clear_history()
+        for s in streams:
+            seqs = []
+            while (ev := s.get_nowait()) is not None:
+                seqs.append(ev.seq)
+            assert seqs == sorted(seqs)
+            assert len(seqs) == len(set(seqs))
+            s.close()
+    finally:
+        loop.close()
 
 
 @pytest.mark.asyncio
@@ -437,15 +639,25 @@ async def test_stream_bad_input(bus: EventBus) -> None:
     """Unknown policy, bad max_queue / replay / since_seq and coroutine filters are refused."""
     with pytest.raises(ValueError, match="unknown policy 'fastest'"):
         bus.stream(policy="fastest")  # type: ignore[arg-type]
-    for bad_size in (0, -1, 1.5, True):
+    for bad_size in (0, -1):
         with pytest.raises(ValueError, match="max_queue"):
-            bus.stream(max_queue=bad_size)  # type: ignore[arg-type]
+            bus.stream(max_queue=bad_size)
+    for wrong_type in (1.5, True, "10"):
+        with pytest.raises(TypeError, match="max_queue"):
+            bus.stream(max_queue=wrong_type)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="replay"):
         bus.stream(replay="some")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="replay"):
+        bus.stream(replay=-1)
     with pytest.raises(ValueError, match="since_seq"):
         bus.stream(since_seq=-3)
-    with pytest.raises(ValueError, match="block_timeout"):
-        bus.stream(policy="block", block_timeout=0)
+    with pytest.raises(TypeError, match="since_seq"):
+        bus.stream(since_seq=2.0)  # type: ignore[arg-type]
+    for bad_timeout in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="block_timeout"):
+            bus.stream(policy="block", block_timeout=bad_timeout)
+    with pytest.raises(TypeError, match="block_timeout"):
+        bus.stream(policy="block", block_timeout="1")  # type: ignore[arg-type]
 
     async def afilter(e: Event[Any]) -> bool:
         return True
@@ -459,3 +671,110 @@ def test_stream_needs_a_running_loop(bus: EventBus) -> None:
     """bus.stream() outside async code is a clear error."""
     with pytest.raises(RuntimeError, match="running event loop"):
         bus.stream(ANY)
+
+
+# ------------------------------------------------- fan-out into many streams
+
+
+@pytest.mark.asyncio
+async def test_block_fan_out_from_a_thread_loses_nothing_and_stays_bounded(
+    bus: EventBus,
+) -> None:
+    """10 block streams fed by a publisher thread: every event, in order, queues bounded."""
+    n, cap = 3000, 50
+    streams = [bus.stream(max_queue=cap, policy="block", block_timeout=30) for _ in range(10)]
+    deepest = [0]
+
+    def produce() -> None:
+        for i in range(n):
+            bus.publish(ET.TASK_STARTED, i)
+            deepest[0] = max(deepest[0], *(s.depth for s in streams))
+
+    async def consume(s: EventStream) -> list[int]:
+        got: list[int] = []
+        async for ev in s:
+            got.append(ev.data)
+            if len(got) % 97 == 0:
+                await asyncio.sleep(0)  # let the others run: the publisher must wait for room
+            if len(got) == n:
+                break
+        return got
+
+    worker = threading.Thread(target=produce)
+    worker.start()
+    results = await asyncio.wait_for(asyncio.gather(*(consume(s) for s in streams)), 120)
+    await asyncio.to_thread(worker.join, 30)
+    assert all(r == list(range(n)) for r in results)
+    assert sum(s.dropped for s in streams) == 0
+    assert deepest[0] <= cap  # backpressure: never more than max_queue queued
+
+
+@pytest.mark.asyncio
+async def test_parked_consumers_of_one_loop_are_woken_in_one_hop(bus: EventBus) -> None:
+    """A publish reaching N parked consumers schedules one loop callback, not N."""
+    streams = [bus.stream() for _ in range(8)]
+    readers = [asyncio.create_task(s.get()) for s in streams]
+    await asyncio.sleep(0.01)  # all parked
+    loop = asyncio.get_running_loop()
+    calls: list[Any] = []
+    original = loop.call_soon_threadsafe
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(callback)
+        return original(callback, *args, **kwargs)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    try:
+        worker = threading.Thread(target=bus.publish, args=(ET.TASK_STARTED, "x"))
+        worker.start()
+        worker.join(10)
+        got = await asyncio.wait_for(asyncio.gather(*readers), 10)
+    finally:
+        del loop.call_soon_threadsafe
+    assert [e.data for e in got] == ["x"] * 8
+    assert len(calls) == 1
+
+
+def test_a_wake_for_a_closed_loop_is_harmless() -> None:
+    """A publisher waking a consumer whose loop has closed neither raises nor hangs."""
+    bus = EventBus()
+    loop = asyncio.new_event_loop()
+
+    async def park() -> tuple[EventStream, asyncio.Task[Any]]:
+        s = bus.stream()
+        task = asyncio.create_task(s.get())
+        await asyncio.sleep(0.01)  # parked: the stream holds a waiter
+        return s, task
+
+    stream, task = loop.run_until_complete(park())
+    loop.close()  # closed with the consumer still parked
+    bus.publish(ET.TASK_STARTED)
+    bus.publish(ET.TASK_STARTED)
+    assert stream.depth == 2
+    assert not task.done()
+    bus.close()
+
+
+@pytest.mark.asyncio
+async def test_run_stream_without_per_run_history_reads_the_main_history() -> None:
+    """max_runs=0: a run's replay comes from the main history, and its gaps are reported."""
+    bus = EventBus(history_limit=3, max_runs=0)
+    for i in range(5):
+        bus.publish(ET.TASK_STARTED, i, correlation_id="r1")  # seq 1..5, keeps 3..5
+    s = bus.stream(correlation_id="r1", since_seq=1, replay=True)
+    assert s.gap == (2, 2)
+    assert [e.seq for e in await drain(s, 3)] == [3, 4, 5]
+    bus.close()
+
+
+def test_a_loop_without_weak_references_gets_its_own_waker() -> None:
+    """Loop classes that cannot be weakly referenced still get a working waker."""
+    from atlas_events._streams import _LoopWaker, _waker_of
+
+    class NoWeakLoop:  # stands in for a compiled loop class without __weakref__
+        __slots__ = ()
+
+    loop: Any = NoWeakLoop()
+    first, second = _waker_of(loop), _waker_of(loop)
+    assert isinstance(first, _LoopWaker)
+    assert first is not second

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Any
 
 import pytest
 
 from atlas_events import Event, EventBus, EventType, InvalidHandlerError
+from atlas_events.exceptions import SubscriptionLeakWarning
 
 from .conftest import collect
 
@@ -161,3 +163,139 @@ def test_handler_error_names_a_weak_method(bus: EventBus) -> None:
     bus.subscribe(ET.TASK_STARTED, f.on)
     bus.publish(ET.TASK_STARTED)
     assert failures[0].data.handler.endswith("Failing.on")
+
+
+class Picky:
+    """A component with a handler and a filter method."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def on_event(self, e: Event[Any]) -> None:
+        self.seen.append(e.data)
+
+    def on_tagged(self, tag: str, e: Event[Any]) -> None:
+        self.seen.append((tag, e.data))
+
+    def wants(self, e: Event[Any]) -> bool:
+        return e.data != "skip"
+
+
+def test_filter_method_of_the_same_component_is_held_weakly(bus: EventBus) -> None:
+    """filter=comp.wants filters while comp lives and does not keep it alive."""
+    comp = Picky()
+    token = bus.subscribe(ET.TASK_STARTED, comp.on_event, filter=comp.wants)
+    bus.publish(ET.TASK_STARTED, "skip")
+    bus.publish(ET.TASK_STARTED, "keep")
+    assert comp.seen == ["keep"]
+    ref = weakref.ref(comp)
+    del comp
+    collect()
+    assert ref() is None
+    assert not token.active
+    bus.publish(ET.TASK_STARTED, "after")
+    assert bus.subscriber_count() == 0
+
+
+def test_filter_method_of_a_weak_callable_object_is_held_weakly(bus: EventBus) -> None:
+    """weak=True on a callable object: a filter method of that object is weak too."""
+    sink: list[Any] = []
+
+    class Handler(CallableComponent):
+        def wants(self, e: Event[Any]) -> bool:
+            return True
+
+    h = Handler(sink)
+    token = bus.subscribe(ET.TASK_STARTED, h, weak=True, filter=h.wants)
+    bus.publish(ET.TASK_STARTED, 1)
+    del h
+    collect()
+    assert not token.active
+    assert sink == [1]
+
+
+def test_partial_binding_a_method_is_weak_like_the_method(bus: EventBus) -> None:
+    """partial(Comp.method, comp) and partial(comp.method, arg) die with comp."""
+    comp = Picky()
+    plain = bus.subscribe(ET.TASK_STARTED, functools.partial(Picky.on_event, comp))
+    tagged = bus.subscribe(ET.TASK_STARTED, functools.partial(comp.on_tagged, "t"))
+    bus.publish(ET.TASK_STARTED, 1)
+    assert comp.seen == [1, ("t", 1)]
+    ref = weakref.ref(comp)
+    del comp
+    collect()
+    assert ref() is None
+    assert not plain.active
+    assert not tagged.active
+    assert bus.subscriber_count() == 0
+
+
+def test_partial_with_weak_false_and_partial_of_a_plain_function_stay_strong(
+    bus: EventBus,
+) -> None:
+    """weak=False keeps the owner; a partial of a free function is not a method: strong."""
+    comp = Picky()
+    ref = weakref.ref(comp)
+    bus.subscribe(ET.TASK_STARTED, functools.partial(Picky.on_event, comp), weak=False)
+    del comp
+    collect()
+    assert ref() is not None
+
+    def record(sink: list[Any], e: Event[Any]) -> None:
+        sink.append(e.data)
+
+    sink: list[Any] = []
+    token = bus.subscribe(ET.TASK_COMPLETED, functools.partial(record, sink))
+    collect()
+    bus.publish(ET.TASK_COMPLETED, 5)
+    assert sink == [5]
+    assert token.active
+
+
+def test_a_closure_filter_over_the_owner_warns_at_subscribe(bus: EventBus) -> None:
+    """A companion that pins the weakly held owner and cannot be weak: a warning names it."""
+    comp = Picky()
+    with pytest.warns(SubscriptionLeakWarning, match="keeps its owner"):
+        bus.subscribe(ET.TASK_STARTED, comp.on_event, filter=lambda e: comp.wants(e))
+
+    def wants(c: Picky, e: Event[Any]) -> bool:
+        return True
+
+    with pytest.warns(SubscriptionLeakWarning):
+        bus.subscribe(ET.TASK_STARTED, comp.on_event, filter=functools.partial(wants, comp))
+
+
+def test_a_partial_filter_binding_a_method_of_the_owner_is_weak(bus: EventBus) -> None:
+    """filter=partial(Comp.wants, comp) is the owner's method in all but name: weak."""
+    comp = Picky()
+    token = bus.subscribe(
+        ET.TASK_STARTED, comp.on_event, filter=functools.partial(Picky.wants, comp)
+    )
+    bus.publish(ET.TASK_STARTED, "skip")
+    bus.publish(ET.TASK_STARTED, "keep")
+    assert comp.seen == ["keep"]
+    del comp
+    collect()
+    assert not token.active
+
+
+def test_a_warning_turned_error_leaves_nothing_registered(bus: EventBus) -> None:
+    """Under filterwarnings=error the subscribe fails cleanly: no half-registered handler."""
+    comp = Picky()
+    with pytest.raises(SubscriptionLeakWarning):
+        bus.subscribe(ET.TASK_STARTED, comp.on_event, filter=lambda e: comp.wants(e))
+    assert bus.subscriber_count() == 0
+
+
+def test_unrelated_filters_neither_warn_nor_weaken(bus: EventBus) -> None:
+    """A filter of another object, or a free function, is held as given without warning."""
+    comp = Picky()
+    other = Picky()
+    other_ref = weakref.ref(other)
+    bus.subscribe(ET.TASK_STARTED, comp.on_event, filter=other.wants)
+    bus.subscribe(ET.TASK_STARTED, comp.on_event, filter=lambda e: True)
+    del other
+    collect()
+    assert other_ref() is not None  # the filter's own object is kept by the filter
+    bus.publish(ET.TASK_STARTED, "skip")
+    assert comp.seen == ["skip"]  # only the lambda-filtered subscription let it through

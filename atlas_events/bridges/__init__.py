@@ -9,17 +9,43 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._health import (
+        LOCAL_ONLY_TYPES,
+        BridgeHealth,
+        BridgeStatus,
+        DeadLetter,
+        EventsLost,
+        HandlerExit,
+    )
     from .codec import Codec, Decoded
-    from .redis import BridgeHealth, BridgeStatus, RedisBridge
+    from .redis import RedisBridge, RedisBridgeConfig, ShardedRedisBridge
 
-__all__ = ["BridgeHealth", "BridgeStatus", "Codec", "Decoded", "RedisBridge"]
+__all__ = [
+    "LOCAL_ONLY_TYPES",
+    "BridgeHealth",
+    "BridgeStatus",
+    "Codec",
+    "DeadLetter",
+    "Decoded",
+    "EventsLost",
+    "HandlerExit",
+    "RedisBridge",
+    "RedisBridgeConfig",
+    "ShardedRedisBridge",
+]
 
 _HOMES = {
-    "BridgeHealth": "redis",
-    "BridgeStatus": "redis",
+    "LOCAL_ONLY_TYPES": "_health",
+    "BridgeHealth": "_health",
+    "BridgeStatus": "_health",
     "Codec": "codec",
+    "DeadLetter": "_health",
     "Decoded": "codec",
+    "EventsLost": "_health",
+    "HandlerExit": "_health",
     "RedisBridge": "redis",
+    "RedisBridgeConfig": "redis",
+    "ShardedRedisBridge": "redis",
 }
 
 

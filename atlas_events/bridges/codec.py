@@ -384,13 +384,29 @@ class Codec:
                 (:class:`~atlas_events.exceptions.PayloadTooLargeError`),
                 ``"malformed"``, ``"version"``, ``"unknown-type"`` or
                 ``"unknown-payload"``
-                (:class:`~atlas_events.exceptions.UnregisteredTypeError`) or
-                ``"bad-payload"``.
+                (:class:`~atlas_events.exceptions.UnregisteredTypeError`),
+                ``"bad-payload"`` or ``"undecodable"`` (any other exception
+                while decoding or building the payload, as ``__cause__``).
         """
         return Decoded(*self._decode(raw))
 
     def _decode(self, raw: bytes) -> tuple[str, str, int, Event[Any]]:
-        """:meth:`decode` without the named tuple (the bridge's hot path)."""
+        """:meth:`decode` without the named tuple (the bridge's hot path).
+
+        Any failure is a :class:`CodecError`: also one that is not msgspec's
+        (``RecursionError`` from deeply nested JSON, a payload class whose
+        constructor or ``__post_init__`` raises), with reason ``"undecodable"``.
+        """
+        try:
+            return self._decode_entry(raw)
+        except CodecError:
+            raise
+        except Exception as exc:
+            raise CodecError(
+                "undecodable", f"entry does not decode: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _decode_entry(self, raw: bytes) -> tuple[str, str, int, Event[Any]]:
         limit = self.max_payload_bytes
         if len(raw) > limit + HEADER_ALLOWANCE:
             raise PayloadTooLargeError(len(raw), limit)

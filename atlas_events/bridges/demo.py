@@ -19,15 +19,18 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from collections.abc import Mapping
+from typing import Any, Final, TextIO
 
 import attrs
 import redis
+from redis.cluster import RedisCluster
 
 from .. import Event, EventBus, EventType, correlate
 from ..exceptions import BridgeConnectionError
 from .codec import Codec
 from .redis import RedisBridge, redact_url
+from .redis._cluster import is_cluster
 
 __all__ = ["TaskRequest", "TaskResult", "demo_codec", "run_redis_demo", "run_worker"]
 
@@ -101,13 +104,8 @@ def run_worker(url: str, namespace: str, out: TextIO) -> int:
         bridge.stop()
         bus.close()
     health = bridge.health()
-    summary = {
-        "node_id": health["node_id"],
-        "sent": health["sent"],
-        "received": health["received"],
-        "delivered": health["delivered"],
-        "own_skipped": health["own_skipped"],
-    }
+    counters: Mapping[str, Any] = health
+    summary = {"node_id": health["node_id"], **{k: counters[k] for k in _SHOWN}}
     print(json.dumps(summary), file=out, flush=True)
     return 0 if done.is_set() else 1
 
@@ -205,26 +203,31 @@ def run_redis_demo(url: str, out: TextIO) -> int:
         _drop_stream(url, namespace)
     health = bridge.health()
     print("\n  bridge counters", file=out)
-    print(
-        f"    planner: sent {health['sent']}, received {health['received']}, "
-        f"delivered {health['delivered']}, own skipped {health['own_skipped']}, "
-        f"duplicates {health['duplicates']}",
-        file=out,
-    )
+    print(_counters_line("planner", health), file=out)
     if worker_summary:
-        print(
-            f"    worker:  sent {worker_summary['sent']}, received {worker_summary['received']}, "
-            f"delivered {worker_summary['delivered']}, own skipped "
-            f"{worker_summary['own_skipped']}",
-            file=out,
-        )
+        print(_counters_line("worker", worker_summary), file=out)
     print("  ok" if code == 0 else "  FAILED", file=out)
     return code
 
 
+_SHOWN: Final = ("sent", "received", "delivered", "own_skipped", "duplicates", "dead_lettered")
+
+
+def _counters_line(label: str, counters: Mapping[str, Any]) -> str:
+    """One node's counters, the same fields for every node."""
+    shown = ", ".join(f"{name.replace('_', ' ')} {counters.get(name, '?')}" for name in _SHOWN)
+    return f"    {label + ':':<9}{shown}"
+
+
 def _drop_stream(url: str, namespace: str) -> None:
+    options: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 2}
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        # Both keys share one hash tag, so one DEL also works on a cluster.
+        client: redis.Redis | RedisCluster
+        if is_cluster(url, options):
+            client = RedisCluster.from_url(url, **options)
+        else:
+            client = redis.Redis.from_url(url, **options)
         try:
             client.delete(f"{{{namespace}}}:events", f"{{{namespace}}}:dead")
         finally:

@@ -13,11 +13,13 @@ import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from atlas_events import EventBus
 
+from ._cluster import ClusterAsServer, LocalCluster
 from ._support import REDIS_SERVER, RedisServer
 
 _names = itertools.count()
@@ -32,10 +34,20 @@ def _require_redis_server() -> None:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One redis-server for the session (tests use their own namespaces)."""
+    """One redis-server for the session (tests use their own namespaces).
+
+    With ``ATLAS_TEST_CLUSTER=1``: a local Redis Cluster (3 primaries + 3
+    replicas) instead, reached through a replica's URL.
+    """
     _require_redis_server()
-    server = RedisServer(tmp_path_factory.mktemp("redis-shared"))
-    server.start()
+    server: RedisServer
+    if os.environ.get("ATLAS_TEST_CLUSTER") == "1":  # the same tests on a local Redis Cluster
+        cluster = LocalCluster(tmp_path_factory.mktemp("redis-cluster-shared"))
+        cluster.start()
+        server = cast(RedisServer, ClusterAsServer(cluster))
+    else:
+        server = RedisServer(tmp_path_factory.mktemp("redis-shared"))
+        server.start()
     try:
         yield server
     finally:

@@ -114,7 +114,9 @@ def test_sigkill_and_restart_loses_nothing_and_reconnects_fast(
     missing = sorted(set(range(total)) - set(numbers))
     assert numbers == list(range(total)), (missing[:20], len(numbers), context)
     assert local == list(range(total))
-    assert health_b["duplicates"] >= 1, context  # the held batch was redelivered
+    # The held batch is either acknowledged on the restarted broker (its
+    # pending state survived in the AOF) or redelivered and dropped as a
+    # duplicate: never dispatched twice (checked above).
     assert set(reconnected) == {"a", "b"}, context
     assert reconnected["a"] - back < 2.0, context
     assert reconnected["b"] - back < 2.0, context
@@ -214,7 +216,9 @@ def test_stop_while_the_broker_is_down_counts_abandoned_events(
 
 ACL = (
     "ACL SETUSER atlas-bridge on >s3cret resetkeys ~{acl}:* resetchannels -@all "
-    "+ping +xadd +xreadgroup +xack +xgroup|create +xgroup|destroy +xrevrange"
+    "+ping +xadd +xreadgroup +xack +xclaim +xpending +xinfo|groups +xinfo|stream +exists "
+    "+xgroup|create +xgroup|setid +xgroup|destroy +xrevrange +evalsha +script|load "
+    "+script|exists +client|setname"
 )
 
 

@@ -21,6 +21,12 @@ def test_demo_runs_two_processes_through_redis(redis_url: str) -> None:
     assert text.count("parent=ok") == 5
     assert "MISMATCH" not in text
     assert text.rstrip().endswith("ok")
+    planner = next(line for line in text.splitlines() if line.strip().startswith("planner:"))
+    worker = next(line for line in text.splitlines() if line.strip().startswith("worker:"))
+    for field in ("sent", "received", "delivered", "own skipped", "duplicates", "dead lettered"):
+        assert f"{field} " in planner
+        assert f"{field} " in worker  # the worker reports the same counters as the planner
+    assert "?" not in worker
 
 
 def test_demo_reports_an_unreachable_broker() -> None:

@@ -1,10 +1,10 @@
 """Connections cut under load: batches in flight are resent, in order, never twice delivered.
 
-The sender keeps up to two ``XADD`` batches in flight (one written with its
-replies unread, the next written before reading them); the reader sends its
-``XACK`` ahead of the next ``XREADGROUP``. Here Redis itself stays up and
-the bridges' connections are killed (``CLIENT KILL``) again and again while
-thousands of events flow: every event must arrive exactly once and in order.
+The sender writes each ``XADD`` batch in one pipeline; the reader sends its
+``XACK`` in the pipeline of the next ``XREADGROUP``. Here Redis itself stays
+up and the bridges' connections (found by their ``CLIENT SETNAME`` name) are
+killed (``CLIENT KILL``) again and again while thousands of events flow:
+every event must arrive exactly once and in order.
 """
 
 from __future__ import annotations
@@ -24,17 +24,15 @@ from ._support import RawCommands, RedisServer, wait_until
 pytestmark = pytest.mark.redis
 
 
-def _addr(client: Any) -> str | None:
-    """``host:port`` of the client's socket as Redis sees it, if connected."""
-    conn = getattr(client, "connection", None)
-    sock = getattr(conn, "_sock", None)
-    if sock is None:
-        return None
-    try:
-        host, port = sock.getsockname()[:2]
-    except OSError:
-        return None
-    return f"{host}:{port}"
+def _client_ids(raw: RawCommands, name: str) -> list[str]:
+    """The ``CLIENT LIST`` ids of the connections named ``name``."""
+    listing = cast("bytes", raw.execute_command("CLIENT", "LIST")).decode()
+    ids = []
+    for line in listing.splitlines():
+        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+        if fields.get("name") == name:
+            ids.append(fields["id"])
+    return ids
 
 
 @pytest.mark.parametrize("victim", ["sender", "reader"])
@@ -63,15 +61,13 @@ def test_connections_killed_under_load_lose_and_duplicate_nothing(
     def killer() -> None:
         while not done.is_set():
             time.sleep(0.03)
-            client = bridge_a._sender_client if victim == "sender" else bridge_b._reader_client
-            addr = _addr(client)
-            if addr is None:
-                continue
-            try:
-                raw.execute_command("CLIENT", "KILL", "ADDR", addr)
-                kills[0] += 1
-            except Exception:  # the connection was already gone or being replaced
-                pass
+            name = "atlas-bridge:node-a:send" if victim == "sender" else "atlas-bridge:node-b:read"
+            for client_id in _client_ids(raw, name):
+                try:
+                    raw.execute_command("CLIENT", "KILL", "ID", client_id)
+                    kills[0] += 1
+                except Exception:  # the connection was already gone or being replaced
+                    pass
 
     with bridge_b, bridge_a:
         thread = threading.Thread(target=killer)
