@@ -8,7 +8,6 @@ publish loop) and :mod:`._scoped` (the scope tree). See docs/architecture.md.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import functools
 import threading
@@ -22,21 +21,19 @@ from ._bus_async import StreamsAndSinks
 from ._bus_ecosystem import Ecosystem
 from ._bus_policies import Policies
 from ._bus_queries import Queries
-from ._checks import check_bool, check_event_type
+from ._bus_subscribe import Subscriptions
+from ._checks import check_bool
 from ._context import CONTEXT, correlate, current_correlation_id
 from ._dispatch import emit, prepare, replaced, report_async_failure, resume, run_middleware
-from ._event import ANY, EMPTY_METADATA, Event, EventKey, _EventFields, copy_event, in_context
+from ._event import EMPTY_METADATA, Event, EventKey, _EventFields, copy_event, in_context
 from ._history import History
 from ._ids import _SOURCE
 from ._locks import Deferred
 from ._options import BusOptions
 from ._policies import PolicyCounters
-from ._receivers import Receiver
 from ._recorder import Sink
 from ._registry import Registry
 from ._scoped import Nested, Node, close_tree
-from ._streams import EventStream
-from ._subscription import Subscription
 from ._validate import check_event, checked_metadata
 from .exceptions import (
     BusClosedError,
@@ -46,7 +43,6 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
-    from ._streams import Policy, Replay
     from ._wrappers import HandlerWrapper
 
 __all__ = ["EventBus", "ScopedEventBus", "Sink", "correlate", "current_correlation_id"]
@@ -60,7 +56,7 @@ partial = functools.partial
 _ids = _SOURCE
 
 
-class EventBus(Policies, StreamsAndSinks, Queries, Ecosystem):
+class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
     """An in-process event bus.
 
     Args:
@@ -200,136 +196,6 @@ class EventBus(Policies, StreamsAndSinks, Queries, Ecosystem):
 
     def _defer(self, work: Callable[[], object]) -> None:
         self._node.deferred.add(work)
-
-    # ------------------------------------------------------------ subscribe
-
-    @overload
-    def subscribe(
-        self,
-        event_type: EventKey[T],
-        handler: Callable[[Event[T]], Any],
-        *,
-        weak: bool | None = None,
-        filter: Callable[[Event[T]], bool] | None = None,
-        once: bool = False,
-        loop: asyncio.AbstractEventLoop | None = None,
-        timeout: float | None = None,
-        slow_threshold: float | None = None,
-        max_failures: int | None = None,
-    ) -> Subscription: ...
-
-    @overload
-    def subscribe(
-        self,
-        event_type: enum.Enum,
-        handler: Callable[[Event[Any]], Any],
-        *,
-        weak: bool | None = None,
-        filter: Callable[[Event[Any]], bool] | None = None,
-        once: bool = False,
-        loop: asyncio.AbstractEventLoop | None = None,
-        timeout: float | None = None,
-        slow_threshold: float | None = None,
-        max_failures: int | None = None,
-    ) -> Subscription: ...
-
-    def subscribe(
-        self,
-        event_type: enum.Enum | EventKey[Any],
-        handler: Callable[[Event[Any]], Any],
-        *,
-        weak: bool | None = None,
-        filter: Callable[[Event[Any]], bool] | None = None,
-        once: bool = False,
-        loop: asyncio.AbstractEventLoop | None = None,
-        timeout: float | None = None,
-        slow_threshold: float | None = None,
-        max_failures: int | None = None,
-    ) -> Subscription:
-        """Call ``handler(event)`` for each event of ``event_type``.
-
-        Args:
-            event_type: An enum member, an :class:`EventKey`, or :data:`ANY`
-                for every event.
-            handler: A callable taking the event; a coroutine function runs
-                on its event loop (see ``loop``), and so does an awaitable
-                that a sync handler returns.
-            weak: Hold the handler weakly. Default: bound methods (and
-                partials binding a method to its instance) are weak (the
-                subscription ends when the component is collected);
-                functions, lambdas and closures are strong.
-            filter: Only deliver events for which ``filter(event)`` is true.
-                A method of the weakly held component is held weakly too.
-            once: Unsubscribe after the first delivery.
-            loop: The event loop async work of this handler runs on.
-                Default: the loop running at subscribe time, or -- when
-                subscribed before any loop runs -- the loop running where
-                the handler is first dispatched.
-            timeout: Seconds an async handler may run per event before it is
-                cancelled and reported (``HANDLER_ERROR`` carrying a
-                :class:`HandlerTimeoutError`). Async handlers only.
-            slow_threshold: Seconds after which a call is logged as slow and
-                counted in ``stats()["slow_handlers"]``.
-            max_failures: Unsubscribe after this many consecutive failures
-                (logged, counted in ``stats()["handlers_removed"]``,
-                announced as ``HANDLER_REMOVED``).
-
-        Returns:
-            A :class:`Subscription`; call it to unsubscribe.
-
-        Handlers run in subscription order; ``ANY`` handlers interleave with
-        type-specific ones by the order they were subscribed in. A handler
-        subscribed while an event is being dispatched does not receive that
-        event. Called by code the garbage collector runs while this thread
-        holds a lock of this bus (a finalizer), the subscription takes effect
-        as soon as the thread leaves that locked section.
-
-        Raises:
-            InvalidEventTypeError: ``event_type`` is not an enum member.
-            InvalidHandlerError: ``handler`` or ``filter`` is not a one-argument
-                callable.
-            TypeError: ``loop`` is not an event loop.
-            ValueError: A policy limit is not positive, or ``timeout`` was
-                given for a synchronous handler.
-            BusClosedError: The bus is closed.
-        """
-        et = check_event_type(event_type, allow_any=True)
-        check_bool("once", once)
-        check_bool("weak", weak, allow_none=True)
-        if self._closed:
-            raise BusClosedError(self.name, "subscribe")
-        policy = None
-        if (
-            self._handler_wrappers
-            or timeout is not None
-            or slow_threshold is not None
-            or max_failures is not None
-        ):
-            handler, weak, policy = self._wrap_handler(
-                et, handler, weak, timeout, slow_threshold, max_failures
-            )
-        registry = self._registry
-        rec = Receiver(
-            registry,
-            et,
-            handler,
-            weak=weak,
-            filter=filter,
-            once=once,
-            order=next(registry.order),
-            loop=loop,
-        )
-        if self._must_defer():
-            self._defer(functools.partial(registry.add, rec, self._closed_now))
-        elif not registry.add(rec, self._closed_now):
-            raise BusClosedError(self.name, "subscribe")
-        sub = Subscription(rec, rec.describe())
-        if policy is not None:
-            policy.bind(sub)
-        return sub
-
-    def _closed_now(self) -> bool:
-        return self._closed
 
     # ---------------------------------------------------------------- publish
 
@@ -487,37 +353,6 @@ class EventBus(Policies, StreamsAndSinks, Queries, Ecosystem):
             queue.append(partial(resume, node, ev, route, depth, queue, propagate))
             return ev.id
         return emit(node, ev, route, depth, queue, prepare(node, ev, propagate))
-
-    def stream(
-        self,
-        event_type: enum.Enum | EventKey[Any] = ANY,
-        *,
-        filter: Callable[[Event[Any]], bool] | None = None,
-        correlation_id: str | None = None,
-        replay: Replay = False,
-        since_seq: int | None = None,
-        max_queue: int = 1000,
-        policy: Policy = "drop_oldest",
-        block_timeout: float = 1.0,
-        name: str | None = None,
-    ) -> EventStream:
-        """Open an async stream of events with its own bounded queue.
-
-        See :class:`atlas_events.EventStream` and ``docs/async.md``.
-        """
-        et = check_event_type(event_type, allow_any=True)
-        return EventStream(
-            self,
-            et,
-            filter=filter,
-            correlation_id=correlation_id,
-            replay=replay,
-            since_seq=since_seq,
-            max_queue=max_queue,
-            policy=policy,
-            block_timeout=block_timeout,
-            name=name,
-        )
 
     # ------------------------------------------------------------------ scopes
 

@@ -1,4 +1,4 @@
-"""The facade's async and sink methods: ``publish_async`` and ``attach_sink``."""
+"""The facade's async and sink methods: ``publish_async``, ``stream``, ``attach_sink``."""
 
 from __future__ import annotations
 
@@ -6,18 +6,21 @@ import asyncio
 import enum
 import functools
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from ._checks import check_seconds
-from ._event import Event, EventKey
+from ._checks import check_event_type, check_seconds
+from ._event import ANY, Event, EventKey
 from ._history import History
 from ._receivers import ASYNC_COLLECTOR
 from ._recorder import Recorder, Registration, Sink
+from ._streams import EventStream
 from ._subscription import Subscription
 from .exceptions import BusClosedError
 
 if TYPE_CHECKING:
+    from ._bus import EventBus
     from ._locks import RegistryLock
+    from ._streams import Policy, Replay
 
 __all__ = ["StreamsAndSinks"]
 
@@ -76,6 +79,37 @@ class StreamsAndSinks:
                 self._recorder.count("async_timeouts", len(pending))
                 await asyncio.wait(pending)
         return event_id
+
+    def stream(
+        self,
+        event_type: enum.Enum | EventKey[Any] = ANY,
+        *,
+        filter: Callable[[Event[Any]], bool] | None = None,
+        correlation_id: str | None = None,
+        replay: Replay = False,
+        since_seq: int | None = None,
+        max_queue: int = 1000,
+        policy: Policy = "drop_oldest",
+        block_timeout: float = 1.0,
+        name: str | None = None,
+    ) -> EventStream:
+        """Open an async stream of events with its own bounded queue.
+
+        See :class:`atlas_events.EventStream` and ``docs/async.md``.
+        """
+        et = check_event_type(event_type, allow_any=True)
+        return EventStream(
+            cast("EventBus", self),
+            et,
+            filter=filter,
+            correlation_id=correlation_id,
+            replay=replay,
+            since_seq=since_seq,
+            max_queue=max_queue,
+            policy=policy,
+            block_timeout=block_timeout,
+            name=name,
+        )
 
     # ------------------------------------------------------------------ sinks
 

@@ -403,10 +403,14 @@ def report(
     node: Node, ev: Event[Any], name: str, exc: Exception, depth: int, *, is_async: bool
 ) -> None:
     """Publish ``HANDLER_ERROR`` for a failure (or log it if that is impossible)."""
-    extra = log_extra(ev, handler=name, bus=node.name)
     if ev.type is _HANDLER_ERROR or node.closed:
         log.error(
-            "handler %s failed on %s %s", name, ev.type_name, ev.id, exc_info=exc, extra=extra
+            "handler %s failed on %s %s",
+            name,
+            ev.type_name,
+            ev.id,
+            exc_info=exc,
+            extra=log_extra(ev, handler=name, bus=node.name),
         )
         return
     if not any(n.registry.route_for(_HANDLER_ERROR) for n in (node, *node.ancestors())):
@@ -416,7 +420,7 @@ def report(
             ev.type_name,
             ev.id,
             exc_info=exc,
-            extra=extra,
+            extra=log_extra(ev, handler=name, bus=node.name),
         )
     failure = HandlerFailure(ev.id, ev.type, name, exc, is_async)
     err_ev = trusted_event(
