@@ -18,7 +18,6 @@ from ._subscription import Subscription
 from .exceptions import BusClosedError
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
     from ._locks import RegistryLock
     from ._streams import Policy, Replay
 
@@ -99,7 +98,7 @@ class StreamsAndSinks:
         """
         et = check_event_type(event_type, allow_any=True)
         return EventStream(
-            cast("EventBus", self),
+            cast(Any, self),
             et,
             filter=filter,
             correlation_id=correlation_id,

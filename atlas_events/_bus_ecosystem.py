@@ -19,7 +19,6 @@ from ._subscription import Subscription
 from .exceptions import BusClosedError
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
     from ._locks import RegistryLock
     from ._wrappers import HandlerWrapper
 
@@ -30,7 +29,11 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class Ecosystem:
-    """Part of :class:`EventBus`: waiting, decorators, components, handler policies."""
+    """Part of :class:`EventBus`: waiting, decorators, components, handler policies.
+
+    The forwarded-to functions take the bus; ``cast(Any, self)`` passes this
+    part's ``EventBus`` without a (type-only) import of ``_bus`` back here.
+    """
 
     name: str
     _closed: bool
@@ -90,7 +93,7 @@ class Ecosystem:
             InvalidEventTypeError, InvalidHandlerError, BusClosedError,
             ValueError: Bad arguments or a closed bus (raised by the call).
         """
-        return _waiting.wait_for(cast("EventBus", self), event_type, where=where, timeout=timeout)
+        return _waiting.wait_for(cast(Any, self), event_type, where=where, timeout=timeout)
 
     @overload
     def wait_for_sync(
@@ -126,9 +129,7 @@ class Ecosystem:
         Raises:
             TimeoutError: No matching event within ``timeout`` seconds.
         """
-        return _waiting.wait_for_sync(
-            cast("EventBus", self), event_type, where=where, timeout=timeout
-        )
+        return _waiting.wait_for_sync(cast(Any, self), event_type, where=where, timeout=timeout)
 
     def on(
         self, event_type: enum.Enum | EventKey[Any], **subscribe_options: Any
@@ -139,18 +140,18 @@ class Ecosystem:
         ``subscribe_options`` are those of :meth:`subscribe` (``filter=``,
         ``once=``, ``timeout=``...), checked when the decorator is applied.
         """
-        return _registration.on(cast("EventBus", self), event_type, subscribe_options)
+        return _registration.on(cast(Any, self), event_type, subscribe_options)
 
     def off(self, event_type: enum.Enum | EventKey[Any], handler: Callable[..., Any]) -> int:
         """Unsubscribe every subscription of ``handler`` to ``event_type``; return how many."""
-        return _registration.off(cast("EventBus", self), event_type, handler)
+        return _registration.off(cast(Any, self), event_type, handler)
 
     def subscribe_component(self, component: object) -> Subscription:
         """Subscribe every method of ``component`` marked with :func:`handles`; one token.
 
         See :func:`atlas_events.handles`.
         """
-        return _registration.subscribe_component(cast("EventBus", self), component)
+        return _registration.subscribe_component(cast(Any, self), component)
 
     def _wrap_handler(
         self,
@@ -163,7 +164,7 @@ class Ecosystem:
     ) -> tuple[Callable[[Event[Any]], Any], bool, HandlerPolicy | None]:
         policy = HandlerPolicy(timeout, slow_threshold, max_failures, self._policy_counters)
         return wrap_subscription(
-            cast("EventBus", self), event_type, handler, weak, policy, self._handler_wrappers
+            cast(Any, self), event_type, handler, weak, policy, self._handler_wrappers
         )
 
     def _add_handler_wrapper(self, wrapper: HandlerWrapper) -> Subscription:
