@@ -12,7 +12,7 @@ from ._event import Event, EventKey
 from ._history import Query
 from ._release import KEPT as _KEPT
 from ._release import release_kept
-from ._stats import BusStats, snapshot
+from ._stats import BusStats
 
 if TYPE_CHECKING:
     from ._chain import MiddlewareChain
@@ -156,3 +156,45 @@ class Queries:
         snapshot it rebuilds on every subscribe and unsubscribe.
         """
         return self._registry.get_signal(check_event_type(event_type, allow_any=True))
+
+
+def snapshot(
+    name: str,
+    scope: tuple[str, ...],
+    closed: bool,
+    subscribers: dict[str, int],
+    middleware: int,
+    children: int,
+    recorder: Recorder,
+    policies: PolicyCounters,
+) -> BusStats:
+    """Build a :class:`BusStats` (the recorder's counters are read under its lock)."""
+    sink_stats = [s.stats() for s in recorder.sinks]  # outside the lock: sinks lock themselves
+    streams = [s for s in sink_stats if s.get("kind") == "stream"]
+    history = recorder.history
+    with recorder.lock:
+        return {
+            "name": name,
+            "scope": scope,
+            "closed": closed,
+            "published": recorder.seq,
+            "delivered": recorder.delivered - recorder.skipped,
+            "dropped_by_middleware": recorder.dropped,
+            "handler_errors": recorder.handler_errors,
+            "async_handler_errors": recorder.async_errors,
+            "async_handler_timeouts": recorder.async_timeouts,
+            "handler_timeouts": policies.timeouts,
+            "slow_handlers": policies.slow,
+            "handlers_removed": policies.removed,
+            "async_handlers_loop_closed": recorder.loop_closed,
+            "subscribers": subscribers,
+            "middleware": middleware,
+            "history_size": len(history),
+            "history_limit": history.limit,
+            "runs_retained": history.runs_retained,
+            "runs_evicted": history.evicted_runs,
+            "streams": len(streams),
+            "stream_events_dropped": sum(s.get("dropped", 0) for s in streams),
+            "sinks": sink_stats,
+            "children": children,
+        }

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 
 import attrs
 
-if TYPE_CHECKING:
-    from ._policies import PolicyCounters
-    from ._recorder import Recorder
-
-__all__ = ["BusStats", "HandlerFailure", "SinkStats", "snapshot"]
+__all__ = ["BusStats", "HandlerFailure", "SinkStats"]
 
 
 class SinkStats(TypedDict, total=False):
@@ -74,45 +70,3 @@ class HandlerFailure:
     def __str__(self) -> str:
         exc = self.exception
         return f"{self.handler} failed on {self.event_id}: {type(exc).__name__}: {exc}"
-
-
-def snapshot(
-    name: str,
-    scope: tuple[str, ...],
-    closed: bool,
-    subscribers: dict[str, int],
-    middleware: int,
-    children: int,
-    recorder: Recorder,
-    policies: PolicyCounters,
-) -> BusStats:
-    """Build a :class:`BusStats` (the recorder's counters are read under its lock)."""
-    sink_stats = [s.stats() for s in recorder.sinks]  # outside the lock: sinks lock themselves
-    streams = [s for s in sink_stats if s.get("kind") == "stream"]
-    history = recorder.history
-    with recorder.lock:
-        return {
-            "name": name,
-            "scope": scope,
-            "closed": closed,
-            "published": recorder.seq,
-            "delivered": recorder.delivered - recorder.skipped,
-            "dropped_by_middleware": recorder.dropped,
-            "handler_errors": recorder.handler_errors,
-            "async_handler_errors": recorder.async_errors,
-            "async_handler_timeouts": recorder.async_timeouts,
-            "handler_timeouts": policies.timeouts,
-            "slow_handlers": policies.slow,
-            "handlers_removed": policies.removed,
-            "async_handlers_loop_closed": recorder.loop_closed,
-            "subscribers": subscribers,
-            "middleware": middleware,
-            "history_size": len(history),
-            "history_limit": history.limit,
-            "runs_retained": history.runs_retained,
-            "runs_evicted": history.evicted_runs,
-            "streams": len(streams),
-            "stream_events_dropped": sum(s.get("dropped", 0) for s in streams),
-            "sinks": sink_stats,
-            "children": children,
-        }
