@@ -100,7 +100,7 @@ class Queries:
         check_str("source", source, allow_none=True)
         check_str("correlation_id", correlation_id, allow_none=True)
         if since_seq is not None:
-            check_int("since_seq", since_seq)
+            check_int("since_seq", since_seq, 0, None)
         if scope is not None and not isinstance(scope, tuple):
             raise TypeError(f"scope must be a tuple of str, got {type(scope).__name__}")
         query = Query(et, source, since, since_seq, scope, limit)

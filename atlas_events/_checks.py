@@ -27,18 +27,25 @@ __all__ = [
 _MAX_SECONDS = threading.TIMEOUT_MAX
 
 
-def check_int(name: str, value: object, minimum: int = 0) -> int:
-    """Return ``value`` if it is an int in ``[minimum, sys.maxsize]`` (``bool`` is not an int).
+def check_int(name: str, value: object, minimum: int = 0, maximum: int | None = sys.maxsize) -> int:
+    """Return ``value`` if it is an int in ``[minimum, maximum]`` (``bool`` is not an int).
 
-    The upper bound is what a ``deque``'s ``maxlen`` or a slice accepts:
-    a larger value would raise ``OverflowError`` later, at first use.
+    The default ``maximum`` is what a ``deque``'s ``maxlen`` accepts: a
+    larger bound would raise ``OverflowError`` later, at first use. Pass
+    ``maximum=None`` for values only compared (a query's ``limit``).
 
     Raises:
         InvalidOptionError: ``value`` is not an int (or is a bool), or is
             out of range (a ``TypeError`` and a ``ValueError``).
     """
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= sys.maxsize:
-        raise InvalidOptionError(name, value, f"an int >= {minimum} and <= sys.maxsize")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        bound = f"an int >= {minimum}" + ("" if maximum is None else " and <= sys.maxsize")
+        raise InvalidOptionError(name, value, bound)
     return value
 
 
@@ -100,10 +107,10 @@ def type_label(member: enum.Enum) -> str:
     return "ANY" if member is ANY else f"{type(member).__name__}.{member.name}"
 
 
-def at_least(minimum: int) -> Any:
-    """An attrs validator: the field is an ``int >= minimum`` (see :func:`check_int`)."""
+def at_least(minimum: int, maximum: int | None = sys.maxsize) -> Any:
+    """An attrs validator: the field is an int in ``[minimum, maximum]`` (see :func:`check_int`)."""
 
     def validate(_inst: object, attribute: Any, value: object) -> None:
-        check_int(attribute.name, value, minimum)
+        check_int(attribute.name, value, minimum, maximum)
 
     return validate

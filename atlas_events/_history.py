@@ -38,7 +38,9 @@ class Query:
     since: float | None = None
     since_seq: int | None = None
     scope: tuple[str, ...] | None = None
-    limit: int | None = attrs.field(default=None, validator=attrs.validators.optional(at_least(0)))
+    limit: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(at_least(0, None))
+    )
 
     def matches(self, ev: Event[Any]) -> bool:
         """Whether ``ev`` passes every filter but ``limit``."""
