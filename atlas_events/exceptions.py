@@ -148,6 +148,8 @@ class MiddlewareError(AtlasEventsError, RuntimeError):
 class InvalidMiddlewareResultError(MiddlewareError, TypeError):
     """A middleware returned something other than an ``Event`` or ``None``.
 
+    Its ``__cause__`` is a ``TypeError`` naming the type returned.
+
     Attributes:
         result: The value the middleware returned.
     """
@@ -156,6 +158,8 @@ class InvalidMiddlewareResultError(MiddlewareError, TypeError):
         cause = TypeError(f"expected Event or None, got {type(result).__name__}")
         super().__init__(middleware, event_id, cause)
         self.result = result
+        # Set here, not by ``raise ... from``: every path that raises it carries it.
+        self.__cause__ = cause
 
 
 class HandlerError(AtlasEventsError, RuntimeError):
