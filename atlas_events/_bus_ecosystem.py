@@ -91,7 +91,9 @@ class Ecosystem:
         Raises:
             TimeoutError: (when awaited) No matching event within ``timeout``.
             InvalidEventTypeError, InvalidHandlerError, BusClosedError,
-            ValueError: Bad arguments or a closed bus (raised by the call).
+            ValueError: Bad arguments or a closed bus (raised by the call);
+                ``timeout`` not finite seconds in ``(0, threading.TIMEOUT_MAX]``
+                is an :class:`InvalidOptionError`.
         """
         return _waiting.wait_for(cast(Any, self), event_type, where=where, timeout=timeout)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._checks import check_seconds
 from ._event import EventType
 from ._logging import log_extra
 from ._receivers import check_one_arg_callable
@@ -36,10 +37,7 @@ _perf = time.perf_counter
 
 
 def _positive_seconds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a number of seconds > 0 or None, got {value!r}")
+    check_seconds(attribute.name, value, allow_none=True)
 
 
 def _failure_limit(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
