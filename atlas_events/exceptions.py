@@ -81,12 +81,13 @@ class InvalidEventTypeError(AtlasEventsError, TypeError):
         value: The rejected value.
     """
 
-    def __init__(self, value: object, *, allow_any: bool = True) -> None:
-        hint = "an Enum member (EventType.X or a member of your own Enum)"
+    def __init__(self, value: object, *, allow_any: bool = True, hint: str | None = None) -> None:
+        expected = "an Enum member (EventType.X or a member of your own Enum)"
         if allow_any:
-            hint += " or atlas_events.ANY"
+            expected += " or atlas_events.ANY"
         super().__init__(
-            f"event type must be {hint}, got {_describe(value)} ({type(value).__name__})"
+            f"event type must be {expected}, got {_describe(value)} ({type(value).__name__})"
+            + (f"; {hint}" if hint else "")
         )
         self.value = value
 
