@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from .._event import Event
-from .._redact import structured_fields
+from .._redact import pair_key, structured_fields
 from ..middleware import Redact
 
 __all__ = [
@@ -157,6 +157,11 @@ class _Converter:
         return text
 
     def items(self, value: Any, depth: int) -> list[Any]:
+        hidden = self.hidden
+        if hidden is not None:  # a ("Authorization", "Bearer ...") pair: mask its value
+            key = pair_key(value)
+            if key is not None and hidden(key):
+                return [self.convert(value[0], depth), self.mask]
         out: list[Any] = []
         for item in value:
             if self.budget <= 0:

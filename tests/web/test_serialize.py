@@ -160,6 +160,21 @@ def test_redaction_reuses_redact_matching() -> None:
     assert custom == {"pin": "***", "password": "p"}
 
 
+def test_header_pairs_and_odd_keys_are_redacted() -> None:
+    """Header pairs, ``bytes`` keys, enum keys and run-together env names are masked."""
+    out = to_jsonable(
+        {
+            "headers": [("Authorization", "Bearer hunter2"), ("Accept", "text/html")],
+            "asgi": [[b"x-api-key", b"hunter2"]],
+            "env": {"PGPASSWORD": "hunter2", b"client-secret": "hunter2"},
+        },
+        redact=Redact(),
+    )
+    assert out["headers"] == [["Authorization", "***"], ["Accept", "text/html"]]
+    assert out["asgi"][0][1] == "***"
+    assert "hunter2" not in repr(out)
+
+
 def test_event_json_shape(bus: EventBus) -> None:
     """An event's JSON carries the envelope fields and converted data and metadata."""
     child = bus.scope("agents").scope("planner")
