@@ -57,7 +57,9 @@ def type_label(t: enum.Enum) -> str:
 REPEATABLE_PARAMS: Final = frozenset({"type"})
 """Parameters that may be given more than once (their values add up)."""
 
-_INTEGER: Final = re.compile(r"-?[0-9]{1,30}")  # ASCII digits only: int() would take "5_0", "\uff15"
+_INTEGER: Final = re.compile(
+    r"-?[0-9]{1,30}"
+)  # ASCII digits only: int() would take "5_0", "\uff15"
 
 
 def check_params(params: QueryParams, allowed: Iterable[str]) -> None:

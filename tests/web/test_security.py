@@ -82,6 +82,42 @@ async def test_loopback_bind_accepts_its_own_names(secret_bus: EventBus, bound: 
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "host",
+    [
+        "attacker.example@127.0.0.1",
+        "attacker.example\\@localhost",
+        "localhost/evil",
+        "localhost:8765@evil",
+        "localhost:99999",
+        "localhost:abc",
+        "127.0.0.1..",
+        "::1",
+        "[127.0.0.1]",
+        "[localhost]",
+        "localhost,attacker.example",
+    ],
+)
+async def test_malformed_host_headers_are_refused(secret_bus: EventBus, host: str) -> None:
+    """A Host that is not ``host[:port]`` (userinfo, path, bad port...) matches no allowed name."""
+    app = create_app(secret_bus)
+    async with asgi_client(app, ("127.0.0.1", 8765), "127.0.0.1") as client:
+        resp = await client.get("/history", headers={"Host": host})
+    assert resp.status_code == 400, host
+    assert "acme" not in resp.text
+
+
+@pytest.mark.asyncio
+async def test_origin_with_userinfo_is_refused(secret_bus: EventBus) -> None:
+    """An Origin whose authority hides a foreign name behind ``@`` is cross-origin."""
+    app = create_app(secret_bus)
+    async with asgi_client(app, ("127.0.0.1", 80), "127.0.0.1") as client:
+        for origin in ("http://attacker.example@localhost", "http://localhost\\@attacker.example"):
+            resp = await client.get("/events", headers={"Origin": origin})
+            assert resp.status_code == 403, origin
+
+
+@pytest.mark.asyncio
 async def test_allow_list_is_extendable(secret_bus: EventBus) -> None:
     """allowed_hosts adds names; ``*`` turns the Host check off."""
     app = create_app(secret_bus, allowed_hosts=["dash.internal"])
@@ -194,3 +230,21 @@ def test_cli_loopback_binds_check_host(host: str) -> None:
     finally:
         stop.set()
         thread.join(15)
+
+
+@pytest.mark.asyncio
+async def test_request_without_host_is_refused_on_loopback(secret_bus: EventBus) -> None:
+    """An HTTP/1.0-style request with no Host header names no allowed host: 400."""
+    app = create_app(secret_bus)
+
+    async def without_host(scope: Any, receive: Any, send: Any) -> None:
+        scope["server"] = ("127.0.0.1", 8765)
+        scope["http_version"] = "1.0"
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"host"]
+        await app(scope, receive, send)
+
+    transport = httpx.ASGITransport(app=without_host)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        resp = await client.get("/history")
+    assert resp.status_code == 400
+    assert "acme" not in resp.text
