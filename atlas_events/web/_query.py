@@ -57,9 +57,8 @@ def type_label(t: enum.Enum) -> str:
 REPEATABLE_PARAMS: Final = frozenset({"type"})
 """Parameters that may be given more than once (their values add up)."""
 
-_INTEGER: Final = re.compile(
-    r"-?[0-9]{1,30}"
-)  # ASCII digits only: int() would take "5_0", "\uff15"
+# ASCII digits only: int() would also take "5_0", " 5" and non-ASCII digits.
+_INTEGER: Final = re.compile(r"-?[0-9]{1,30}")
 
 
 def check_params(params: QueryParams, allowed: Iterable[str]) -> None:
