@@ -24,6 +24,10 @@ as the *same* type: a ``NamedTuple`` stays that ``NamedTuple``, a
 the class's ``__init__`` or validators (a mask is a ``str`` where the field
 may declare another type).
 
+A ``str`` value that holds a URL with a password
+(``postgres://app:hunter2@db/prod``) has the password masked wherever it
+sits: connection strings carry their secret in the value.
+
 The walk fails closed: a container nested deeper than 64 levels is replaced
 by the mask (it could not be checked), and a reference that closes a cycle
 back to a container that held a secret is replaced by the mask (the copy
@@ -48,6 +52,7 @@ __all__ = [
     "KeyMatcher",
     "key_text",
     "key_words",
+    "mask_url_credentials",
     "pair_key",
     "scrub",
     "structured_fields",
@@ -150,6 +155,22 @@ class KeyMatcher:
                 if run in names:
                     return True
         return False
+
+
+# scheme://user:password@host -- the password part (RFC 3986 userinfo).
+_URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*):([^/?#@\s]+)@")
+
+
+def mask_url_credentials(text: str, mask: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` URL masked.
+
+    Connection strings (``postgres://app:hunter2@db/prod``,
+    ``redis://:hunter2@cache:6379``) carry their secret in the value, under
+    keys like ``dsn`` or ``url`` that name no secret.
+    """
+    if "@" not in text or "://" not in text:  # the common case: no regex
+        return text
+    return _URL_PASSWORD.sub(lambda m: f"{m[1]}:{mask}@", text)
 
 
 def key_text(key: object) -> str | None:
@@ -283,7 +304,10 @@ class _Scrubber:
 
     def scrub(self, value: Any, depth: int) -> tuple[Any, bool]:
         t = type(value)
-        if t is str or t is int or t is float or t is bool or value is None:
+        if t is str:
+            masked = mask_url_credentials(value, self.mask)
+            return masked, masked is not value
+        if t is int or t is float or t is bool or value is None:
             return value, False
         ident = id(value)
         if ident in self.active:

@@ -280,3 +280,19 @@ def test_scrub_fuzz_no_secret_survives(payload: Any) -> None:
     check(out)
     if not changed:
         assert out is payload
+
+
+def test_url_passwords_are_masked_in_values(matcher: KeyMatcher) -> None:
+    """A connection string's password is masked under any key; URLs without one are kept."""
+    payload = {
+        "dsn": "postgres://app:hunter2@db.internal:5432/prod",
+        "cache": ["redis://:hunter2@cache:6379/0"],
+        "note": "see https://example.org/a@b and mail ana@example.org",
+    }
+    out, changed = scrub(payload, matcher, "***")
+    assert changed
+    assert out["dsn"] == "postgres://app:***@db.internal:5432/prod"
+    assert out["cache"] == ["redis://:***@cache:6379/0"]
+    assert out["note"] == payload["note"]
+    plain = {"url": "https://example.org/x"}
+    assert scrub(plain, matcher, "***") == (plain, False)

@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from .._event import Event
-from .._redact import pair_key, structured_fields
+from .._redact import mask_url_credentials, pair_key, structured_fields
 from ..middleware import Redact
 
 __all__ = [
@@ -118,8 +118,8 @@ class _Converter:
             self.cut = True
             return _CUT
         t = type(value)
-        if t is str and len(value) <= self.max_str:  # fast path: the bulk of real payloads
-            return value
+        if t is str and len(value) <= self.max_str and "@" not in value:
+            return value  # fast path: the bulk of real payloads
         if value is None or t is bool:
             return value
         scalar = _SCALARS.get(t)
@@ -198,6 +198,8 @@ class _Converter:
 
     def string(self, value: str) -> str:
         value = str(value)
+        if self.hidden is not None:
+            value = mask_url_credentials(value, self.mask)
         if len(value) > self.max_str:
             self.cut = True
             return f"{value[: self.max_str]}{_CUT}[{len(value) - self.max_str} more chars]"

@@ -405,3 +405,13 @@ def test_fuzz_any_payload_encodes(payload: Any, make_cycle: bool) -> None:
     assert not frame.malformed
     assert frame.sse.startswith(f"id: {ev.seq}\n".encode())
     json.dumps(obj, allow_nan=False)
+
+
+def test_url_passwords_are_masked_when_redacting() -> None:
+    """Connection strings lose their password on the dashboard, not without redaction."""
+    payload = {"dsn": "postgres://app:hunter2@db/prod", "n": "a@b"}
+    assert to_jsonable(payload, redact=Redact()) == {
+        "dsn": "postgres://app:***@db/prod",
+        "n": "a@b",
+    }
+    assert to_jsonable(payload) == payload
