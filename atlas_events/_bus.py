@@ -1107,6 +1107,17 @@ class EventBus:
     def history_limit(self) -> int:
         return self._history.limit
 
+    def run_trimmed_upto(self, correlation_id: str) -> int | None:
+        """The ``seq`` of the newest event of this run the history has lost, or ``None``.
+
+        A run loses events to ``run_history_limit``, to ``max_runs`` evicting
+        it, or to :meth:`clear_history`; ``history(correlation_id=...)`` then
+        starts after this ``seq``. For a run lost so long ago that its record
+        was forgotten, the newest ``seq`` any forgotten run lost.
+        """
+        with self._lock:
+            return self._history.run_trimmed_upto(correlation_id)
+
     @property
     def last_seq(self) -> int:
         """The ``seq`` of the most recently recorded event (0 before any)."""

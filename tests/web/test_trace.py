@@ -186,3 +186,25 @@ def test_idle_spans_are_gaps_relative_to_the_busy_time() -> None:
     assert len(build_trace(events, encode)["gaps"]) == 10
     steady = [attrs.evolve(base, id=f"s{i}", timestamp=100.0 + i * 0.02) for i in range(50)]
     assert build_trace(steady, encode)["gaps"] == []
+
+
+@pytest.mark.asyncio
+async def test_a_run_trimmed_by_the_history_is_marked_truncated() -> None:
+    """A run longer than the per-run history says so (``truncated``, ``lost_upto_seq``)."""
+    bus = EventBus(history_limit=10_000, run_history_limit=50)
+    with correlate("long"):
+        for i in range(120):
+            bus.publish(EventType.TASK_STARTED, {"i": i})
+    with correlate("short"):
+        bus.publish(EventType.TASK_STARTED, {"i": 0})
+    app = create_app(bus)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        long = (await client.get("/trace", params={"correlation_id": "long"})).json()
+        short = (await client.get("/trace", params={"correlation_id": "short"})).json()
+    assert long["count"] == 50
+    assert long["truncated"] is True
+    assert long["lost_upto_seq"] == 70
+    assert short["truncated"] is False
+    assert short["lost_upto_seq"] is None
