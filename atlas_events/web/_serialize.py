@@ -10,7 +10,8 @@ and other objects their ``repr``. Nothing is pickled and no HTML is produced.
 A value JSON cannot carry faithfully becomes a *placeholder*, an object
 ``{"$unrepresentable": <reason>, ...}`` (non-finite floats, ints beyond
 2**53 -- the largest a browser reads exactly --, cycles, nesting past 32
-levels, objects whose ``repr`` raises); each is counted, and the event's
+levels, objects whose ``repr``, iteration or ``items()`` raises -- in that
+value's place only, its siblings are kept); each is counted, and the event's
 JSON says how many it holds (``"placeholders": N``). So one odd event never
 turns into an exception in a response.
 
@@ -122,13 +123,16 @@ class _Converter:
             return value  # fast path: the bulk of real payloads
         if value is None or t is bool:
             return value
-        scalar = _SCALARS.get(t)
-        if scalar is not None:
-            return scalar(self, value)
-        for kind, handler in _KINDS:
-            if isinstance(value, kind):
-                return handler(self, value)
-        return self.nested(value, depth)
+        try:  # free unless it raises (3.11 zero-cost exceptions)
+            scalar = _SCALARS.get(t)
+            if scalar is not None:
+                return scalar(self, value)
+            for kind, handler in _KINDS:
+                if isinstance(value, kind):
+                    return handler(self, value)
+            return self.nested(value, depth)
+        except Exception as exc:  # e.g. a mapping whose items() raises: this value only
+            return self.placeholder("conversion failed", value, error=type(exc).__name__)
 
     def nested(self, value: Any, depth: int) -> Any:
         if depth >= _MAX_DEPTH:

@@ -320,8 +320,8 @@ def test_structured_payload_kinds_are_objects_and_redacted() -> None:
 def test_a_mapping_that_raises_is_a_placeholder() -> None:
     """Even a container whose iteration raises yields JSON, not an exception."""
     out = to_jsonable({"bad": ItemsRaise(a=1)})
-    assert out["$unrepresentable"] == "conversion failed"
-    assert out["error"] == "RuntimeError"
+    assert out["bad"]["$unrepresentable"] == "conversion failed"
+    assert out["bad"]["error"] == "RuntimeError"
     json.dumps(out, allow_nan=False)
 
 
@@ -415,3 +415,24 @@ def test_url_passwords_are_masked_when_redacting() -> None:
         "n": "a@b",
     }
     assert to_jsonable(payload) == payload
+
+
+def test_a_broken_value_costs_only_its_own_place() -> None:
+    """A value whose iteration or items() raises becomes a placeholder; its siblings stay."""
+
+    class BadIter(list[int]):
+        def __iter__(self) -> Any:
+            raise RuntimeError("iter")
+
+    class BadItems(dict[str, int]):
+        def items(self) -> Any:
+            raise RuntimeError("items")
+
+    out = to_jsonable({"ok": 1, "it": BadIter([1]), "m": BadItems(a=1), "l": [2, BadIter()]})
+    assert out["ok"] == 1
+    assert out["it"]["$unrepresentable"] == "conversion failed"
+    assert out["it"]["error"] == "RuntimeError"
+    assert out["it"]["type"].endswith("BadIter")
+    assert out["m"]["type"].endswith("BadItems")
+    assert out["l"][0] == 2
+    assert out["l"][1]["$unrepresentable"] == "conversion failed"
