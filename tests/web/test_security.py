@@ -194,6 +194,32 @@ def test_dashboard_server_on_a_remote_bind_makes_a_token(secret_bus: EventBus) -
         server.stop()
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_wildcard_bind_prints_a_url_that_works(host: str) -> None:
+    """``serve --host 0.0.0.0`` (or ``::``) prints a URL this machine's browser can open.
+
+    ``http://0.0.0.0:port/`` is no address to browse to (browsers refuse it
+    or send ``Host: 0.0.0.0``, which no allowed name matches): the URL names
+    the loopback address of the bound family, and the page says how to reach
+    it from other machines.
+    """
+    if host == "::" and not ipv6_available():
+        pytest.skip("no IPv6 on this machine")
+    thread, stop, out = serve(["serve", "--demo", "--host", host, "--port", "0"])
+    try:
+        url = url_of(out, wait_until)
+        assert "0.0.0.0" not in url
+        assert "[::]" not in url
+        with httpx.Client(timeout=5, follow_redirects=True) as client:
+            page = client.get(url)
+            assert page.status_code == 200, page.text
+            assert client.get(url.split("?")[0] + "stats").status_code == 200  # the cookie
+        assert "other machines" in out.getvalue()
+    finally:
+        stop.set()
+        thread.join(15)
+
+
 def serve(argv: list[str]) -> tuple[threading.Thread, threading.Event, io.StringIO]:
     """Run ``atlas-events serve`` in a thread; stop it with the event."""
     args = cli.build_parser().parse_args(argv)
