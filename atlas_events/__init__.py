@@ -13,6 +13,7 @@ True
 
 from __future__ import annotations
 
+from ._build import compiled
 from ._bus import EventBus, Sink, correlate, current_correlation_id
 from ._event import ANY, Event, EventKey, EventType, declare
 from ._logging import LOG_FIELDS
@@ -63,6 +64,7 @@ __all__ = [
     "SinkStats",
     "Subscription",
     "__version__",
+    "compiled",
     "correlate",
     "current_correlation_id",
     "declare",
