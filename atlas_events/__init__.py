@@ -14,12 +14,11 @@ True
 from __future__ import annotations
 
 from ._build import compiled
-from ._bus import EventBus, Sink, correlate, current_correlation_id
+from ._bus import EventBus, ScopedEventBus, Sink, correlate, current_correlation_id
 from ._event import ANY, Event, EventKey, EventType, declare
 from ._logging import LOG_FIELDS
 from ._policies import HandlerRemoved
 from ._registration import handles
-from ._scoped import ScopedEventBus
 from ._stats import BusStats, HandlerFailure, SinkStats
 from ._streams import EventStream
 from ._subscription import Subscription
@@ -30,6 +29,7 @@ from .exceptions import (
     HandlerTimeoutError,
     InvalidEventTypeError,
     InvalidHandlerError,
+    InvalidOptionError,
     MiddlewareError,
     PayloadTypeError,
     RecursionDepthError,
@@ -53,6 +53,7 @@ __all__ = [
     "HandlerTimeoutError",
     "InvalidEventTypeError",
     "InvalidHandlerError",
+    "InvalidOptionError",
     "LOG_FIELDS",
     "Middleware",
     "MiddlewareError",
