@@ -12,13 +12,14 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
+import redis
 
 from ... import EventKey
 from .._outbound import scope_path, select_types
 from .._outbox import POLICIES, OutboxPolicy
 from ..codec import Codec
 
-__all__ = ["RedisBridgeConfig", "generated_node_id", "redact_url"]
+__all__ = ["CLUSTER_OPTIONS", "RedisBridgeConfig", "generated_node_id", "redact_url"]
 
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 _STREAM_ID_RE: Final = re.compile(r"^(0|\$|\d+(-\d+)?)$")
@@ -32,6 +33,9 @@ RESERVED_OPTIONS: Final = frozenset(
         "redis_connect_func",
     }
 )
+CLUSTER_OPTIONS: Final = frozenset({"require_full_coverage", "reinitialize_steps", "address_remap"})
+"""``client_options`` that only a cluster client takes (a plain one is built without them)."""
+_TIMEOUT_OPTIONS: Final = ("socket_timeout", "socket_connect_timeout")
 
 
 def redact_url(url: str) -> str:
@@ -43,9 +47,7 @@ def redact_url(url: str) -> str:
     if parts.password is None:
         return url
     user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # host[:port] as written (the port may not parse)
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
@@ -114,6 +116,36 @@ def _client_options(_inst: object, attribute: attrs.Attribute[Any], value: objec
     reserved = RESERVED_OPTIONS & value.keys()
     if reserved:
         raise ValueError(f"{attribute.name} may not set {sorted(reserved)}: the bridge sets them")
+    for key in _TIMEOUT_OPTIONS:
+        seconds = value.get(key)
+        if seconds is None:
+            continue
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise TypeError(f"{attribute.name}[{key!r}] must be seconds, got {seconds!r}")
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise ValueError(f"{attribute.name}[{key!r}] must be finite and > 0, got {seconds!r}")
+
+
+def _check_connection(url: str, options: Mapping[str, Any], cluster: bool | None) -> None:
+    """Let redis-py parse ``url`` and build (not open) a connection with ``options``.
+
+    Raises:
+        ValueError: redis-py cannot parse ``url`` (the message names ``url``,
+            password masked).
+        TypeError: redis-py's connection does not take one of ``options``.
+    """
+    plain = {k: v for k, v in options.items() if k not in CLUSTER_OPTIONS}
+    try:
+        pool = redis.ConnectionPool.from_url(url, **plain)
+    except ValueError as exc:
+        raise ValueError(f"url {redact_url(url)!r} is not a Redis URL: {exc}") from None
+    try:
+        if not cluster:  # the cluster client sorts its own options out
+            pool.make_connection()
+    except TypeError as exc:
+        raise TypeError(f"client_options: redis-py refused them: {exc}") from None
+    finally:
+        pool.disconnect()
 
 
 def _types(value: Iterable[enum.Enum | EventKey[Any]] | None) -> tuple[Any, ...] | None:
@@ -201,10 +233,13 @@ class RedisBridgeConfig:
 
     Raises:
         TypeError: An option has the wrong type (a ``bool`` or ``float``
-            where an ``int`` is meant); the message names it.
+            where an ``int`` is meant), or redis-py's connection does not
+            take one of ``client_options``; the message names it.
         ValueError: An option is out of range or not finite, a name has
             characters other than letters, digits and ``_.:-``, both replay
-            options are given, or a type has no wire name in ``codec``.
+            options are given, a type has no wire name in ``codec``, or
+            redis-py cannot parse ``url`` (checked here, before anything
+            starts; nothing is connected).
     """
 
     url: str = attrs.field(default="redis://127.0.0.1:6379/0", validator=_url)
@@ -240,6 +275,7 @@ class RedisBridgeConfig:
     attach: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
     def __attrs_post_init__(self) -> None:
+        _check_connection(self.url, self.client_options, self.cluster)
         if self.replay_last is not None and self.replay_from is not None:
             raise ValueError("give replay_last or replay_from, not both")
         if self.backoff_initial > self.backoff_max:
