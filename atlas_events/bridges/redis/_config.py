@@ -19,7 +19,13 @@ from .._outbound import scope_path, select_types
 from .._outbox import POLICIES, OutboxPolicy
 from ..codec import Codec
 
-__all__ = ["CLUSTER_OPTIONS", "RedisBridgeConfig", "generated_node_id", "redact_url"]
+__all__ = [
+    "CLUSTER_OPTIONS",
+    "MAX_DEDUP_WINDOW",
+    "RedisBridgeConfig",
+    "generated_node_id",
+    "redact_url",
+]
 
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 _STREAM_ID_RE: Final = re.compile(r"^(0|\$|\d+(-\d+)?)$")
@@ -35,6 +41,8 @@ RESERVED_OPTIONS: Final = frozenset(
 )
 CLUSTER_OPTIONS: Final = frozenset({"require_full_coverage", "reinitialize_steps", "address_remap"})
 """``client_options`` that only a cluster client takes (a plain one is built without them)."""
+MAX_DEDUP_WINDOW: Final = 1 << 20
+"""The largest ``dedup_window``: a bitmap of 128 KiB per remembered origin."""
 _TIMEOUT_OPTIONS: Final = ("socket_timeout", "socket_connect_timeout")
 
 
@@ -60,7 +68,7 @@ def generated_node_id() -> str:
 # ---------------------------------------------------------------- validators
 
 
-def _int_at_least(low: int) -> Any:
+def _int_at_least(low: int, high: int | None = None) -> Any:
     def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if value is None and attribute.default is None:
             return
@@ -68,6 +76,8 @@ def _int_at_least(low: int) -> Any:
             raise TypeError(f"{attribute.name} must be an int, got {value!r}")
         if value < low:
             raise ValueError(f"{attribute.name} must be >= {low}, got {value!r}")
+        if high is not None and value > high:
+            raise ValueError(f"{attribute.name} must be <= {high}, got {value!r}")
 
     return check
 
@@ -195,7 +205,8 @@ class RedisBridgeConfig:
         replay_last: A new node first receives the last N entries.
         replay_from: A new node first receives the entries after this stream
             id (``"0"``: everything retained).
-        dedup_window: Sequence numbers remembered per origin.
+        dedup_window: Sequence numbers remembered per origin (a bitmap of
+            ``dedup_window`` bits each), at most :data:`MAX_DEDUP_WINDOW`.
         dedup_origins: Origins (node incarnations) remembered.
         batch_size: Most entries per ``XADD`` pipeline and per read.
         block_ms: How long one blocking read waits for new entries, ms.
@@ -255,7 +266,7 @@ class RedisBridgeConfig:
     outbox_policy: OutboxPolicy = attrs.field(default="drop_oldest", validator=_policy)
     replay_last: int | None = attrs.field(default=None, validator=_int_at_least(1))
     replay_from: str | None = attrs.field(default=None, validator=_replay_from)
-    dedup_window: int = attrs.field(default=4096, validator=_int_at_least(1))
+    dedup_window: int = attrs.field(default=4096, validator=_int_at_least(1, MAX_DEDUP_WINDOW))
     dedup_origins: int = attrs.field(default=10_000, validator=_int_at_least(1))
     batch_size: int = attrs.field(default=500, validator=_int_at_least(1))
     block_ms: int = attrs.field(default=250, validator=_int_at_least(1))
