@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from ._bus import EventBus, Sink, correlate, current_correlation_id
 from ._event import ANY, Event, EventKey, EventType, declare
+from ._logging import LOG_FIELDS
+from ._policies import HandlerRemoved
+from ._registration import handles
 from ._scoped import ScopedEventBus
 from ._stats import BusStats, HandlerFailure, SinkStats
 from ._streams import EventStream
@@ -23,6 +26,7 @@ from .exceptions import (
     AtlasEventsError,
     BusClosedError,
     HandlerError,
+    HandlerTimeoutError,
     InvalidEventTypeError,
     InvalidHandlerError,
     MiddlewareError,
@@ -44,8 +48,11 @@ __all__ = [
     "EventType",
     "HandlerError",
     "HandlerFailure",
+    "HandlerRemoved",
+    "HandlerTimeoutError",
     "InvalidEventTypeError",
     "InvalidHandlerError",
+    "LOG_FIELDS",
     "Middleware",
     "MiddlewareError",
     "PayloadTypeError",
@@ -59,6 +66,7 @@ __all__ = [
     "correlate",
     "current_correlation_id",
     "declare",
+    "handles",
 ]
 
 __version__ = "0.1.0"

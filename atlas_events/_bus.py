@@ -12,13 +12,24 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from types import FrameType, MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    Generic,
+    NoReturn,
+    Protocol,
+    TypeVar,
+    cast,
+    overload,
+)
 
 import blinker
 from readerwriterlock.rwlock import RWLockWrite
 
+from . import _registration, _waiting
 from ._context import CONTEXT as _CONTEXT
 from ._context import correlate, current_correlation_id
 from ._event import _SEQ_SET as _set_seq
@@ -35,6 +46,8 @@ from ._event import (
 )
 from ._history import History, select
 from ._ids import _SOURCE
+from ._logging import log_extra
+from ._policies import HandlerPolicy, PolicyCounters, wrap_subscription
 from ._receivers import (
     ASYNC_COLLECTOR,
     Entry,
@@ -48,6 +61,7 @@ from ._release import KEPT as _kept
 from ._release import release_kept
 from ._stats import BusStats, HandlerFailure, SinkStats
 from ._subscription import Subscription
+from ._wrappers import HandlerWrapper
 from .exceptions import (
     BusClosedError,
     HandlerError,
@@ -68,6 +82,7 @@ __all__ = ["EventBus", "Sink", "correlate", "current_correlation_id"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+_F = TypeVar("_F", bound=Callable[..., Any])
 log = logging.getLogger("atlas_events")
 
 _time = time.time
@@ -238,6 +253,8 @@ class EventBus:
         self._handler_errors = 0
         self._async_errors = 0
         self._async_timeouts = 0
+        self._handler_wrappers: tuple[HandlerWrapper, ...] = ()  # see _add_handler_wrapper
+        self._policy_counters = PolicyCounters()
         self._loop_closed_unsubscribed = 0
 
     # ------------------------------------------------------------------ info
@@ -297,6 +314,9 @@ class EventBus:
         filter: Callable[[Event[T]], bool] | None = None,
         once: bool = False,
         loop: asyncio.AbstractEventLoop | None = None,
+        timeout: float | None = None,
+        slow_threshold: float | None = None,
+        max_failures: int | None = None,
     ) -> Subscription: ...
 
     @overload
@@ -309,6 +329,9 @@ class EventBus:
         filter: Callable[[Event[Any]], bool] | None = None,
         once: bool = False,
         loop: asyncio.AbstractEventLoop | None = None,
+        timeout: float | None = None,
+        slow_threshold: float | None = None,
+        max_failures: int | None = None,
     ) -> Subscription: ...
 
     def subscribe(
@@ -320,6 +343,9 @@ class EventBus:
         filter: Callable[[Event[Any]], bool] | None = None,
         once: bool = False,
         loop: asyncio.AbstractEventLoop | None = None,
+        timeout: float | None = None,
+        slow_threshold: float | None = None,
+        max_failures: int | None = None,
     ) -> Subscription:
         """Call ``handler(event)`` for each event of ``event_type``.
 
@@ -340,6 +366,14 @@ class EventBus:
                 Default: the loop running at subscribe time, or -- when
                 subscribed before any loop runs -- the loop running where
                 the handler is first dispatched.
+            timeout: Seconds an async handler may run per event before it is
+                cancelled and reported (``HANDLER_ERROR`` carrying a
+                :class:`HandlerTimeoutError`). Async handlers only.
+            slow_threshold: Seconds after which a call is logged as slow and
+                counted in ``stats()["slow_handlers"]``.
+            max_failures: Unsubscribe after this many consecutive failures
+                (logged, counted in ``stats()["handlers_removed"]``,
+                announced as ``HANDLER_REMOVED``).
 
         Returns:
             A :class:`Subscription`; call it to unsubscribe.
@@ -354,6 +388,8 @@ class EventBus:
             InvalidHandlerError: ``handler`` or ``filter`` is not a one-argument
                 callable.
             TypeError: ``loop`` is not an event loop.
+            ValueError: A policy limit is not positive, or ``timeout`` was
+                given for a synchronous handler.
             BusClosedError: The bus is closed.
         """
         et = self._check_type(event_type, allow_any=True)
@@ -363,6 +399,16 @@ class EventBus:
             raise TypeError(f"weak must be a bool or None, got {weak!r}")
         if self._closed:
             raise BusClosedError(self.name, "subscribe")
+        policy = None
+        if (
+            self._handler_wrappers
+            or timeout is not None
+            or slow_threshold is not None
+            or max_failures is not None
+        ):
+            handler, weak, policy = self._wrap_handler(
+                et, handler, weak, timeout, slow_threshold, max_failures
+            )
         rec = Receiver(
             self,
             et,
@@ -379,7 +425,10 @@ class EventBus:
             self._purge_dead_locked()
             self._signal(et).connect(rec, weak=False)
             self._rebuild_locked(et)
-        return Subscription(rec, rec.describe())
+        sub = Subscription(rec, rec.describe())
+        if policy is not None:
+            policy.bind(sub)
+        return sub
 
     def _must_defer(self) -> bool:
         """Whether this thread is inside a bus lock (so a finalizer must not wait).
@@ -566,7 +615,10 @@ class EventBus:
     def publish(
         self,
         event_type: EventKey[T],
-        data: T,
+        # The Callable member is a typing device, never a valid payload: mypy
+        # infers T from the key first, so a wrong payload is an [arg-type]
+        # error naming the expected class (tests/typing/test_typing.py).
+        data: T | Callable[[T], NoReturn],
         *,
         source: str | None = None,
         metadata: Mapping[str, Any] | None = None,
@@ -815,7 +867,14 @@ class EventBus:
         self, ev: Event[Any], name: str, exc: Exception, depth: int, *, is_async: bool
     ) -> None:
         if ev.type is _HANDLER_ERROR or self._closed:
-            log.error("handler %s failed on %s %s", name, ev.type_name, ev.id, exc_info=exc)
+            log.error(
+                "handler %s failed on %s %s",
+                name,
+                ev.type_name,
+                ev.id,
+                exc_info=exc,
+                extra=log_extra(ev, handler=name, bus=self.name),
+            )
             return
         if not self._has_error_subscribers():
             log.error(
@@ -824,6 +883,7 @@ class EventBus:
                 ev.type_name,
                 ev.id,
                 exc_info=exc,
+                extra=log_extra(ev, handler=name, bus=self.name),
             )
         failure = HandlerFailure(ev.id, ev.type, name, exc, is_async)
         err_ev = trusted_event(
@@ -842,7 +902,11 @@ class EventBus:
         try:
             self._emit(err_ev, self._route_for(_HANDLER_ERROR), depth, True, True)
         except Exception:  # a middleware failed on the error report: log, never recurse
-            log.exception("could not publish HANDLER_ERROR for %s", ev.id)
+            log.exception(
+                "could not publish HANDLER_ERROR for %s",
+                ev.id,
+                extra=log_extra(ev, handler=name, bus=self.name),
+            )
         finally:
             _release_frames(exc)
 
@@ -973,6 +1037,32 @@ class EventBus:
 
     # ---------------------------------------------------------------- history
 
+    @overload
+    def history(
+        self,
+        event_type: EventKey[T],
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        since_seq: int | None = None,
+        scope: tuple[str, ...] | None = None,
+        correlation_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Event[T]]: ...
+
+    @overload
+    def history(
+        self,
+        event_type: enum.Enum | None = None,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        since_seq: int | None = None,
+        scope: tuple[str, ...] | None = None,
+        correlation_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Event[Any]]: ...
+
     def history(
         self,
         event_type: enum.Enum | EventKey[Any] | None = None,
@@ -987,7 +1077,10 @@ class EventBus:
         """Recorded events, oldest first, optionally filtered.
 
         Args:
-            event_type: Only this type (``None`` or ``ANY`` for all).
+            event_type: Only this type (``None`` or ``ANY`` for all). With an
+                :class:`EventKey` the result is typed ``list[Event[T]]``
+                (sound when the key is declared on the bus, see
+                :meth:`declare`, or every publish goes through the key).
             source: Only events with this ``source``.
             since: Only events with ``timestamp >= since`` (epoch seconds).
             since_seq: Only events with ``seq > since_seq``.
@@ -1073,6 +1166,9 @@ class EventBus:
                 "handler_errors": self._handler_errors,
                 "async_handler_errors": self._async_errors,
                 "async_handler_timeouts": self._async_timeouts,
+                "handler_timeouts": self._policy_counters.timeouts,
+                "slow_handlers": self._policy_counters.slow,
+                "handlers_removed": self._policy_counters.removed,
                 "async_handlers_loop_closed": self._loop_closed_unsubscribed,
                 "subscribers": subscribers,
                 "middleware": middleware,
@@ -1133,6 +1229,145 @@ class EventBus:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    # ------------------------------------------------ ecosystem (thin facade)
+    # The logic lives in _waiting, _registration and _policies; these methods
+    # only forward to it.
+
+    @overload
+    def wait_for(
+        self,
+        event_type: EventKey[T],
+        *,
+        where: Callable[[Event[T]], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Coroutine[Any, Any, Event[T]]: ...
+
+    @overload
+    def wait_for(
+        self,
+        event_type: enum.Enum,
+        *,
+        where: Callable[[Event[Any]], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Coroutine[Any, Any, Event[Any]]: ...
+
+    def wait_for(
+        self,
+        event_type: enum.Enum | EventKey[Any],
+        *,
+        where: Callable[[Event[Any]], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Coroutine[Any, Any, Event[Any]]:
+        """``await bus.wait_for(t)``: the first event of type ``t`` published after this call.
+
+        The subscription is made by the call itself, before it returns the
+        coroutine to await, so nothing published from then on can be
+        missed, from any thread. It is removed when the wait ends: on the
+        event, on timeout, on cancellation, or when an abandoned coroutine
+        is garbage-collected.
+
+        Args:
+            event_type: An enum member, an :class:`EventKey` or ``ANY``.
+            where: Only an event for which ``where(event)`` is true counts;
+                if it raises, the wait ends with that exception.
+            timeout: Seconds to wait (counted from this call); ``None``
+                waits until the event comes.
+
+        Returns:
+            A coroutine resolving to the matching :class:`Event`.
+
+        Raises:
+            TimeoutError: (when awaited) No matching event within ``timeout``.
+            InvalidEventTypeError, InvalidHandlerError, BusClosedError,
+            ValueError: Bad arguments or a closed bus (raised by the call).
+        """
+        return _waiting.wait_for(self, event_type, where=where, timeout=timeout)
+
+    @overload
+    def wait_for_sync(
+        self,
+        event_type: EventKey[T],
+        *,
+        where: Callable[[Event[T]], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Event[T]: ...
+
+    @overload
+    def wait_for_sync(
+        self,
+        event_type: enum.Enum,
+        *,
+        where: Callable[[Event[Any]], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Event[Any]: ...
+
+    def wait_for_sync(
+        self,
+        event_type: enum.Enum | EventKey[Any],
+        *,
+        where: Callable[[Event[Any]], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Event[Any]:
+        """Block this thread until the first matching event; :meth:`wait_for` for threads.
+
+        Never call it from a handler of this bus on the publishing thread,
+        nor on a running event loop: the event could not be published (or
+        the loop would stall) while it blocks.
+
+        Raises:
+            TimeoutError: No matching event within ``timeout`` seconds.
+        """
+        return _waiting.wait_for_sync(self, event_type, where=where, timeout=timeout)
+
+    def on(
+        self, event_type: enum.Enum | EventKey[Any], **subscribe_options: Any
+    ) -> Callable[[_F], _F]:
+        """Decorator form of :meth:`subscribe`; returns the function unchanged.
+
+        Unsubscribe later with ``bus.off(event_type, function)``.
+        ``subscribe_options`` are those of :meth:`subscribe` (``filter=``,
+        ``once=``, ``timeout=``...), checked when the decorator is applied.
+        """
+        return _registration.on(self, event_type, subscribe_options)
+
+    def off(self, event_type: enum.Enum | EventKey[Any], handler: Callable[..., Any]) -> int:
+        """Unsubscribe every subscription of ``handler`` to ``event_type``; return how many."""
+        return _registration.off(self, event_type, handler)
+
+    def subscribe_component(self, component: object) -> Subscription:
+        """Subscribe every method of ``component`` marked with :func:`handles`; one token.
+
+        See :func:`atlas_events.handles`.
+        """
+        return _registration.subscribe_component(self, component)
+
+    def _wrap_handler(
+        self,
+        event_type: enum.Enum,
+        handler: Callable[[Event[Any]], Any],
+        weak: bool | None,
+        timeout: float | None,
+        slow_threshold: float | None,
+        max_failures: int | None,
+    ) -> tuple[Callable[[Event[Any]], Any], bool, HandlerPolicy | None]:
+        policy = HandlerPolicy(timeout, slow_threshold, max_failures, self._policy_counters)
+        return wrap_subscription(self, event_type, handler, weak, policy, self._handler_wrappers)
+
+    def _add_handler_wrapper(self, wrapper: HandlerWrapper) -> Subscription:
+        """Wrap every handler subscribed from now on (package-internal: instrumentation)."""
+        rec = _Registration(wrapper, self._remove_handler_wrapper)
+        with self._wlock:
+            if self._closed:
+                raise BusClosedError(self.name, "instrument")
+            self._handler_wrappers = (*self._handler_wrappers, wrapper)
+        return Subscription(rec, f"handler wrapper {callable_name(wrapper)}")
+
+    def _remove_handler_wrapper(self, rec: _Registration[HandlerWrapper]) -> bool:
+        return self._unregister(rec, self._unlink_handler_wrapper_locked)
+
+    def _unlink_handler_wrapper_locked(self, rec: _Registration[HandlerWrapper]) -> None:
+        self._handler_wrappers = tuple(w for w in self._handler_wrappers if w is not rec.item)
 
 
 def _release_frames(exc: BaseException) -> None:

@@ -56,6 +56,7 @@ class EventType(enum.StrEnum):
     WORKFLOW_NODE_ENTERED = "workflow.node_entered"
     WORKFLOW_NODE_EXITED = "workflow.node_exited"
     HANDLER_ERROR = "handler.error"
+    HANDLER_REMOVED = "handler.removed"
     BRIDGE_CONNECTED = "bridge.connected"
     BRIDGE_DISCONNECTED = "bridge.disconnected"
     BRIDGE_RECONNECTED = "bridge.reconnected"

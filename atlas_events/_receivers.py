@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._event import ANY
 from ._holding import method_parts, pins
+from ._logging import log_extra
 from .exceptions import (
     HandlerLoopError,
     InvalidHandlerError,
@@ -390,7 +391,7 @@ class Receiver:
             log.warning(
                 "async handler %s unsubscribed: its event loop is closed",
                 self.name,
-                extra={"handler": self.name},
+                extra=log_extra(handler=self.name, bus=self.bus.name),
             )
 
     def _start(

@@ -33,6 +33,9 @@ class BusStats(TypedDict):
     handler_errors: int
     async_handler_errors: int
     async_handler_timeouts: int
+    handler_timeouts: int
+    slow_handlers: int
+    handlers_removed: int
     async_handlers_loop_closed: int
     subscribers: dict[str, int]
     middleware: int

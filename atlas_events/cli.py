@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import ipaddress
 import os
 import secrets
 import signal
@@ -34,10 +33,13 @@ examples:
       directory or your installed packages
 
 security:
-  The dashboard listens on 127.0.0.1 unless --host says otherwise. With a
-  token (--token or ${_TOKEN_ENV}) every request must present it: the
-  printed URL carries it once, then the browser keeps it in a cookie.
-  Listening on any other interface without a token generates one. Values
+  The dashboard listens on 127.0.0.1 unless --host says otherwise. On a
+  loopback address (127.0.0.0/8, ::1, localhost) it answers only requests
+  whose Host is localhost, 127.0.0.1, ::1 or the address itself (a guard
+  against DNS rebinding; --allow-host adds names). With a token (--token or
+  ${_TOKEN_ENV}) every request must present it: the printed URL carries it
+  once, then the browser keeps it in a cookie. Listening on any other
+  interface always needs a token: one is generated if none is given. Values
   under payload keys that look secret (password, token, secret,
   authorization, api_key...) are shown as '***' unless --no-redact is given.
 """
@@ -68,8 +70,15 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
 
 
@@ -158,6 +167,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep-alive comment interval on idle streams, 0 for none (default: %(default)s)",
     )
     net.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another Host name the dashboard answers to (repeatable; see 'security' below)",
+    )
+    net.add_argument(
+        "--send-timeout",
+        type=_positive_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="drop a browser whose connection has not drained for this long (default: %(default)s)",
+    )
+    net.add_argument(
         "--no-redact",
         action="store_true",
         help="show payload values under secret-looking keys instead of '***'",
@@ -203,15 +226,6 @@ def _load_bus(spec: str) -> EventBus:
     return obj
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class _DemoRunner:
     """Runs the demo mesh in a background thread until stopped."""
 
@@ -237,7 +251,7 @@ class _DemoRunner:
 
 
 def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event | None = None) -> int:
-    from .web import DashboardServer
+    from .web import DashboardServer, is_loopback
 
     mesh: DemoMesh | None = None
     if args.demo:
@@ -248,8 +262,7 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event | None =
     else:
         bus = _load_bus(args.app)
     token = args.token or os.environ.get(_TOKEN_ENV) or None
-    loopback = _is_loopback(args.host)
-    if token is None and not loopback:
+    if token is None and not is_loopback(args.host):
         token = secrets.token_urlsafe(18)
         out.write(f"{args.host} is reachable from other machines: generated an access token.\n")
     server = DashboardServer(
@@ -260,9 +273,8 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event | None =
         max_clients=args.max_clients,
         heartbeat=args.heartbeat,
         redact=not args.no_redact,
-        allowed_hosts=["127.0.0.1", "localhost"]
-        if args.host in ("127.0.0.1", "localhost")
-        else None,
+        send_timeout=args.send_timeout,
+        allowed_hosts=args.allow_host or None,
     )
     try:
         server.start()

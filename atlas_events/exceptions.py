@@ -19,6 +19,7 @@ __all__ = [
     "CodecError",
     "HandlerError",
     "HandlerLoopError",
+    "HandlerTimeoutError",
     "InvalidEventTypeError",
     "InvalidHandlerError",
     "InvalidMiddlewareResultError",
@@ -179,6 +180,30 @@ class HandlerError(AtlasEventsError, RuntimeError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.event_id, self.handler_name, self.exception))
+
+
+class HandlerTimeoutError(AtlasEventsError, TimeoutError):
+    """An async handler ran longer than its subscription's ``timeout`` and was cancelled.
+
+    Reported as the ``exception`` of a ``HANDLER_ERROR`` event.
+
+    Attributes:
+        handler_name: The qualified name of the handler.
+        timeout: The limit it exceeded, in seconds.
+        event_id: The id of the event it was handling.
+    """
+
+    def __init__(self, handler_name: str, timeout: float, event_id: str) -> None:
+        super().__init__(
+            f"handler {handler_name} did not finish within {timeout} s "
+            f"on event {event_id} and was cancelled"
+        )
+        self.handler_name = handler_name
+        self.timeout = timeout
+        self.event_id = event_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.handler_name, self.timeout, self.event_id))
 
 
 class RecursionDepthError(AtlasEventsError, RecursionError):

@@ -13,7 +13,6 @@ classes that do their set-up once in ``__init__``.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, TypeAlias
@@ -21,6 +20,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 
 from ._event import Event
+from ._redact import DEFAULT_REDACTED_KEYS, KeyMatcher, scrub
 
 __all__ = [
     "DEFAULT_REDACTED_KEYS",
@@ -33,64 +33,49 @@ __all__ = [
 Middleware: TypeAlias = Callable[[Event[Any]], "Event[Any] | None"]
 """The middleware signature (like structlog's ``Processor``)."""
 
-DEFAULT_REDACTED_KEYS: Final = frozenset(
-    {"password", "passwd", "token", "secret", "authorization", "api_key", "apikey", "cookie"}
-)
 _MASK: Final = "***"
-_WORDS: Final = re.compile(r"[^a-z0-9]+")
 
 
 class Redact:
     """Mask values whose key looks secret, in ``data`` and ``metadata``.
 
-    Walks dicts, lists and tuples in the payload (other objects are left as
-    they are) and returns a copy with every value under a matching key
-    replaced by ``"***"``. Keys match case-insensitively, as a whole
-    (``"API_KEY"`` matches ``"api_key"``) or by one of their ``-``/``_``/``.``
-    separated words (``"x-auth-token"`` matches ``"token"``, ``"tokens"``
-    does not). Events with nothing to redact pass through unchanged (no
-    copy).
+    Walks every structured payload kind -- mappings, lists/tuples/sets,
+    ``NamedTuple``, dataclasses, attrs classes, ``msgspec.Struct`` and pydantic
+    models -- and returns a copy of the event with every value under a
+    matching key (or field name) replaced by ``mask``. Each rebuilt payload
+    keeps its type, so a handler subscribed with a typed key still gets its
+    class. Keys match as normalized words: ``"X-Api-Key"``, ``"apiKey"`` and
+    ``"API_KEY"`` all match ``"api_key"``; ``"AWS_SECRET_ACCESS_KEY"`` matches
+    ``"secret"``; ``"tokens"`` does not match ``"token"``. Events with nothing
+    to redact pass through unchanged (no copy).
 
     Args:
         keys: Names to redact (default :data:`DEFAULT_REDACTED_KEYS`).
         mask: The replacement value.
+
+    Raises:
+        TypeError: ``keys`` is a single ``str`` or holds a non-``str``.
+        ValueError: ``keys`` is empty.
     """
 
-    __slots__ = ("keys", "mask")
+    __slots__ = ("_matcher", "keys", "mask")
 
     def __init__(self, keys: Iterable[str] = DEFAULT_REDACTED_KEYS, mask: str = _MASK) -> None:
+        self._matcher = KeyMatcher(keys)
         self.keys = frozenset(k.lower() for k in keys)
-        if not self.keys:
-            raise ValueError("Redact needs at least one key")
         self.mask = mask
 
     def matches(self, key: str) -> bool:
         """Whether values under ``key`` are redacted."""
-        low = key.lower()
-        return low in self.keys or any(part in self.keys for part in _WORDS.split(low))
+        return self._matcher(key)
 
-    def _scrub(self, value: Any) -> tuple[Any, bool]:
-        if isinstance(value, Mapping):
-            changed = False
-            out: dict[Any, Any] = {}
-            for k, v in value.items():
-                if isinstance(k, str) and self.matches(k):
-                    out[k] = self.mask
-                    changed = True
-                else:
-                    out[k], c = self._scrub(v)
-                    changed = changed or c
-            return (out if changed else value), changed
-        if isinstance(value, list | tuple):
-            items = [self._scrub(v) for v in value]
-            if any(c for _, c in items):
-                seq = [v for v, _ in items]
-                return (seq if isinstance(value, list) else tuple(seq)), True
-        return value, False
+    def scrub(self, value: Any) -> tuple[Any, bool]:
+        """``(value with secrets masked, whether anything was masked)``; see :func:`__call__`."""
+        return scrub(value, self._matcher, self.mask)
 
     def __call__(self, event: Event[Any]) -> Event[Any]:
-        data, d_changed = self._scrub(event.data)
-        meta, m_changed = self._scrub(event.metadata)
+        data, d_changed = self.scrub(event.data)
+        meta, m_changed = self.scrub(event.metadata)
         if not (d_changed or m_changed):
             return event
         return attrs.evolve(

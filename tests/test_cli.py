@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from atlas_events import EventBus, cli
+from atlas_events.web import is_loopback
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,6 +137,9 @@ def test_demo_redis_without_the_bridge_explains(
         (["serve", "--demo", "--port", "web"], "expected a port number"),
         (["serve", "--demo", "--max-clients", "0"], "at least 1"),
         (["serve", "--demo", "--heartbeat", "-1"], "0 or more"),
+        (["serve", "--demo", "--heartbeat", "inf"], "finite"),
+        (["serve", "--demo", "--send-timeout", "0"], "positive number of seconds"),
+        (["serve", "--demo", "--send-timeout", "soon"], "expected a number of seconds"),
         (["serve", "--app", "no_colon"], "--app takes MODULE:BUS"),
         (["serve", "--app", "surely_not_a_module_xyz:bus"], "cannot import"),
     ],
@@ -192,12 +196,11 @@ def test_load_bus_from_module(app_module: str) -> None:
 
 def test_loopback_detection() -> None:
     """Only loopback addresses count as private to this machine."""
-    assert cli._is_loopback("127.0.0.1")
-    assert cli._is_loopback("::1")
-    assert cli._is_loopback("localhost")
-    assert not cli._is_loopback("0.0.0.0")
-    assert not cli._is_loopback("192.168.1.10")
-    assert not cli._is_loopback("example.org")
+    for host in ("127.0.0.1", "127.0.0.2", "127.255.0.9", "::1", "[::1]", "localhost", "LOCALHOST"):
+        assert is_loopback(host), host
+    assert is_loopback("::ffff:127.0.0.1")
+    for host in ("0.0.0.0", "::", "192.168.1.10", "example.org", "localhost.example.org"):
+        assert not is_loopback(host), host
 
 
 def serve_in_thread(argv: list[str]) -> tuple[threading.Thread, threading.Event, io.StringIO]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 import threading
 import time
@@ -14,7 +15,9 @@ import uvicorn
 from starlette.applications import Starlette
 
 from .._bus import EventBus
-from ._app import _Hub, create_app
+from ._app import create_app
+from ._hub import Hub
+from ._security import is_loopback
 
 __all__ = ["DashboardServer"]
 
@@ -32,11 +35,20 @@ class DashboardServer:
     Args:
         bus: The bus to show.
         host: Interface to bind; the default, ``127.0.0.1``, is reachable
-            from this machine only.
+            from this machine only. On a loopback address (127.0.0.0/8,
+            ``::1``, ``localhost``) requests must name an allowed ``Host``;
+            on any other address an access token is required, and one is
+            generated (see :attr:`url`) when ``token`` is not given.
         port: TCP port; 0 picks a free one (see :attr:`port`).
         log_level: uvicorn's log level.
         **app_options: Passed to :func:`create_app` (``token``,
-            ``max_clients``, ``heartbeat``, ``redact``...).
+            ``max_clients``, ``heartbeat``, ``redact``, ``allowed_hosts``,
+            ``send_timeout``, ``health_sources``...).
+
+    Raises:
+        TypeError: ``host`` is not a str or ``port`` not an int.
+        ValueError: ``port`` is outside 0..65535, or an app option is out of
+            range.
 
     Stopping ends the open SSE streams first, so shutdown does not wait on
     connected browsers.
@@ -51,8 +63,16 @@ class DashboardServer:
         log_level: str = "warning",
         **app_options: Any,
     ) -> None:
+        if not isinstance(host, str) or not host:
+            raise TypeError(f"host must be a non-empty str, got {host!r}")
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError(f"port must be an int, got {type(port).__name__}: {port!r}")
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, got {port}")
+        if not is_loopback(host) and app_options.get("token") is None:
+            app_options["token"] = secrets.token_urlsafe(18)
         self.app: Starlette = create_app(bus, **app_options)
-        self.host = host
+        self.host = host.strip("[]")
         self._requested_port = port
         self.port = port
         self._config = uvicorn.Config(
@@ -72,8 +92,9 @@ class DashboardServer:
     def url(self) -> str:
         """The dashboard's address (with ``?token=`` when a token is set)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        token = self.app.state.dashboard._token
-        query = "" if token is None else f"?token={token.decode()}"
+        hub: Hub = self.app.state.dashboard
+        token = hub.token.value
+        query = "" if token is None else f"?token={token}"
         return f"http://{host}:{self.port}/{query}"
 
     @property
@@ -92,7 +113,9 @@ class DashboardServer:
         Raises:
             OSError: The address cannot be bound.
             RuntimeError: The server did not start within ``timeout`` seconds.
+            ValueError: ``timeout`` is not a positive number.
         """
+        _check_timeout(timeout)
         if self._thread is not None:
             raise RuntimeError("DashboardServer.start() called twice")
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -131,12 +154,17 @@ class DashboardServer:
             sock.close()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """End the SSE streams, stop the server and wait for its thread. Idempotent."""
+        """End the SSE streams, stop the server and wait for its thread. Idempotent.
+
+        Raises:
+            ValueError: ``timeout`` is not a positive number.
+        """
+        _check_timeout(timeout)
         thread = self._thread
         if thread is None:
             return
         loop = self._loop
-        hub: _Hub = self.app.state.dashboard
+        hub: Hub = self.app.state.dashboard
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(hub.close_streams)
@@ -158,3 +186,8 @@ class DashboardServer:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<DashboardServer {self.base_url} {state}>"
+
+
+def _check_timeout(timeout: object) -> None:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")

@@ -468,7 +468,7 @@ class Driver:
             allowed.append(ValueError)
         result = self._expect(
             allowed,
-            lambda: self.bus.history(et, limit=limit),  # type: ignore[arg-type]
+            lambda: self.bus.history(et, limit=limit),  # type: ignore[call-overload]
         )
         if isinstance(result, list):
             assert all(isinstance(e, Event) for e in result)

@@ -45,11 +45,20 @@ def test_valid_typed_usage_passes() -> None:
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ('bus.publish(TASK_DONE, "not a TaskResult")', "publish"),
-        ("bus.publish(TASK_DONE, 42)", "publish"),
+        ('bus.publish(TASK_DONE, "not a TaskResult")', 'expected "TaskResult'),
+        ("bus.publish(TASK_DONE, 42)", 'expected "TaskResult'),
         (
             "def on_str(e: Event[str]) -> None: ...\nbus.subscribe(TASK_DONE, on_str)",
             "subscribe",
+        ),
+        ("names: list[Event[str]] = bus.history(TASK_DONE)", "TaskResult"),
+        (
+            "async def f() -> None:\n    x: Event[str] = await bus.wait_for(TASK_DONE)",
+            "TaskResult",
+        ),
+        (
+            "@bus.on(TASK_DONE)\ndef on_done(e: Event[TaskResult]) -> None: ...\non_done(42)",
+            "on_done",
         ),
     ],
 )
@@ -59,3 +68,4 @@ def test_wrong_payloads_are_type_errors(body: str, fragment: str) -> None:
     assert status == 1, out
     assert "error" in out, out
     assert fragment in out, out
+    assert "Cannot infer" not in out, out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -12,7 +13,9 @@ import attrs
 import httpx
 import pytest
 
-from atlas_events import EventBus
+from atlas_events import Event, EventBus, EventType
+from atlas_events._event import EMPTY_METADATA, trusted_event
+from atlas_events._ids import new_id
 from atlas_events.web import DashboardServer
 
 
@@ -119,3 +122,29 @@ def make_server() -> Iterator[Callable[..., DashboardServer]]:
     for server in servers:
         server.stop()
         assert not server.running
+
+
+def malformed_event(
+    event_type: enum.Enum = EventType.TASK_STARTED, data: Any = None, **fields: Any
+) -> Event[Any]:
+    """An event whose own fields break the ``Event`` contract.
+
+    ``Event()`` refuses such fields; the package-internal fast constructor
+    (``trusted_event``, used on hot paths and by bridges) does not check them,
+    so a buggy producer can still make one. The dashboard must survive it.
+    """
+    values: dict[str, Any] = {
+        "event_id": new_id(),
+        "event_type": event_type,
+        "data": data,
+        "timestamp": time.time(),
+        "source": None,
+        "metadata": EMPTY_METADATA,
+        "scope": (),
+        "parent_id": None,
+        "seq": -1,
+        "correlation_id": None,
+        "origin": None,
+    }
+    values.update(fields)
+    return trusted_event(**values)

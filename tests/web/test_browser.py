@@ -2,7 +2,9 @@
 
 Runs whenever Chromium is installed, and always in CI (``CI=true``), where a
 missing browser is a failure. Elsewhere, without Chromium, it is skipped.
-The test saves the README's screenshot to ``docs/img/dashboard.png``.
+With ``ATLAS_EVENTS_SCREENSHOTS=1`` the tests also save the README's
+screenshots, ``docs/img/dashboard.png`` (main view) and ``docs/img/trace.png``
+(trace view); a normal run writes nothing into the tree.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from atlas_events import EventBus, EventType
+from atlas_events import EventBus, EventType, correlate
 from atlas_events.demo import DemoMesh
 from atlas_events.web import DashboardServer
 
@@ -25,6 +27,8 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "img" / "dashboard.png"
+TRACE_SCREENSHOT = ROOT / "docs" / "img" / "trace.png"
+SCREENSHOTS_WANTED = os.environ.get("ATLAS_EVENTS_SCREENSHOTS", "") == "1"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -38,6 +42,7 @@ CHROMIUM_ARGS = [
 
 class Probe(enum.Enum):
     PING = "probe.ping"
+    DONE = "probe.done"
 
 
 def find_chromium() -> str | None:
@@ -105,11 +110,9 @@ def wait_live(pg: Any) -> None:
     pg.wait_for_selector('#status[data-state="live"]', timeout=5000)
 
 
-def test_dashboard_in_chromium(
-    page: Any, make_server: Callable[..., DashboardServer], tmp_path: Path
-) -> None:
+def test_dashboard_in_chromium(page: Any, make_server: Callable[..., DashboardServer]) -> None:
     """Live events within a second, filters, reload and reconnect without duplicates,
-    text-only rendering; saves docs/img/dashboard.png."""
+    text-only rendering."""
     bus = EventBus(history_limit=2000, name="mesh")
     mesh = DemoMesh(bus, seed=7)
     mesh.start()
@@ -186,18 +189,11 @@ def test_dashboard_in_chromium(
     assert got == [e.seq for e in reversed(bus.history())]
     assert page.inner_text("#count-gaps") == "0"
 
-    # Two more runs for a lively picture, a filter-free view, then the screenshot.
-    mesh.run_once()
-    mesh.run_once()
-    page.wait_for_selector(f'#timeline tbody tr[data-seq="{bus.last_seq}"]', timeout=1000)
-    page.wait_for_function(  # /stats is polled every second
+    # /stats is polled every second.
+    page.wait_for_function(
         f"() => document.querySelector('#health dd')?.textContent === '{bus.last_seq}'",
         timeout=3000,
     )
-    page.wait_for_timeout(600)  # let the sidebar (drawn every 0.5 s) catch up
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT))
-    assert SCREENSHOT.stat().st_size > 10_000
 
 
 def test_page_without_token_explains_itself(
@@ -211,3 +207,156 @@ def test_page_without_token_explains_itself(
     assert response.status == 401
     assert "access token" in page.inner_text("body")
     bus.close()
+
+
+class FakeBridge:
+    """A health source shaped like ``RedisBridge.health()``."""
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "state": "connected",
+            "down_for": None,
+            "in_flight": 2,
+            "outbox_depth": 3,
+            "outbox_capacity": 10_000,
+            "sent": 1520,
+            "received": 1498,
+            "delivered": 1498,
+            "duplicates": 4,
+            "reconnects": 1,
+            "gaps": 0,
+            "dead_lettered": 2,
+        }
+
+
+def agent_run(bus: EventBus, run: str) -> None:
+    """One agent run with real causation: handlers publish in response, one fails, one idle gap."""
+    planner = bus.scope("agents").scope("planner")
+    provider = bus.scope("providers").scope("openai")
+
+    def plan(ev: Any) -> None:
+        if ev.source == "workflow":
+            provider.publish(EventType.STREAM_STARTED, {"model": "small"}, source="openai")
+
+    def stream(ev: Any) -> None:
+        for i in range(3):
+            provider.publish(Probe.PING, {"token": i}, source="openai")
+        provider.publish(EventType.STREAM_FINISHED, {"tokens": 3}, source="openai")
+
+    def finish(ev: Any) -> None:
+        planner.publish(Probe.DONE, {"ok": True}, source="planner")
+
+    def audit(ev: Any) -> None:
+        raise RuntimeError("audit log is read-only")
+
+    handlers = [
+        bus.subscribe(EventType.TASK_STARTED, plan),
+        bus.subscribe(EventType.STREAM_STARTED, stream),
+        bus.subscribe(EventType.STREAM_FINISHED, finish),
+        bus.subscribe(Probe.DONE, audit),
+        bus.subscribe(EventType.HANDLER_ERROR, lambda e: None),
+    ]
+    with correlate(run):
+        bus.publish(EventType.WORKFLOW_NODE_ENTERED, {"node": "plan"}, source="workflow")
+        planner.publish(EventType.TASK_STARTED, {"task": "write a plan"}, source="workflow")
+        time.sleep(0.25)  # the model thinks: an idle gap
+        bus.publish(EventType.WORKFLOW_NODE_EXITED, {"node": "plan"}, source="workflow")
+        bus.publish(EventType.WORKFLOW_NODE_ENTERED, {"node": "review"}, source="workflow")
+        planner.publish(EventType.TASK_STARTED, {"task": "review the plan"}, source="workflow")
+    for unsubscribe in handlers:
+        unsubscribe()
+
+
+def test_trace_rates_layout_and_bridges(
+    page: Any, make_server: Callable[..., DashboardServer]
+) -> None:
+    """Trace waterfall, live rates, a table the detail panel does not squeeze, rows that hold
+    still under the pointer, and the bridge health panel."""
+    bus = EventBus(history_limit=2000, name="mesh")
+    mesh = DemoMesh(bus, seed=3)
+    mesh.start()
+    for _ in range(3):
+        mesh.run_once()
+    agent_run(bus, "run-42")
+    server = make_server(bus, health_sources={"redis": FakeBridge()})
+    page.goto(server.url)
+    wait_live(page)
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#timeline tbody tr').length === {len(bus.history())}"
+    )
+
+    # Rates: the filtered view's chart and one sparkline per type.
+    page.wait_for_function("() => Number(document.querySelector('#rate-chart').dataset.total) > 0")
+    assert page.locator("#rate-chart polyline").count() == 1
+    types = {e.type_name for e in bus.history()}
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#type-counts svg.spark').length === {len(types)}"
+    )
+
+    # Bridge health.
+    page.wait_for_selector("#bridges-panel:not([hidden]) .bridge[data-name='redis']")
+    bridge = page.inner_text("#bridges")
+    assert "connected" in bridge
+    assert "dead letters" in bridge
+
+    # Layout: full type names on hover; the detail panel scrolls the table, never squeezes it.
+    first_type = page.locator("#timeline tbody tr:first-child td.type .chip")
+    assert first_type.get_attribute("title") == first_type.inner_text()
+    widths = "() => [...document.querySelectorAll('#timeline th')].map(th => th.offsetWidth)"
+    before = page.evaluate(widths)
+    page.click("#timeline tbody tr:nth-child(2) td.time")
+    page.wait_for_selector("#detail:not([hidden])")
+    assert page.evaluate(widths)[:6] == before[:6]
+    wrap = page.evaluate(
+        "() => { const w = document.querySelector('.table-wrap');"
+        " return [w.scrollWidth, w.clientWidth]; }"
+    )
+    assert wrap[0] >= 1040  # the table keeps its width and scrolls
+    white_space = page.evaluate(
+        "() => getComputedStyle(document.querySelector('#detail-json')).whiteSpace"
+    )
+    assert white_space == "pre"
+
+    # Rows hold still while the pointer is over the table; the banner counts what waits.
+    page.hover("#timeline tbody tr:nth-child(3)")
+    top = seqs(page)[0]
+    bus.publish(Probe.PING, {"while": "reading"})
+    page.wait_for_selector("#paused-banner:not([hidden])")
+    page.wait_for_timeout(200)
+    assert seqs(page)[0] == top
+    assert "1 new event" in page.inner_text("#paused-banner")
+    page.mouse.move(5, 5)
+    page.wait_for_selector(f'#timeline tbody tr[data-seq="{bus.last_seq}"]', timeout=2000)
+    assert seqs(page)[0] == bus.last_seq
+    page.click("#detail-close")
+
+    if SCREENSHOTS_WANTED:
+        page.wait_for_timeout(1100)  # the sidebar and rates redraw every second
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
+
+    # Trace: click the run's correlation id.
+    run_events = bus.history(correlation_id="run-42")
+    errors = [e for e in run_events if e.type is EventType.HANDLER_ERROR]
+    shown = len(run_events) - len(errors)
+    page.fill("#filter-correlation", "run-42")
+    page.click("#timeline tbody tr:first-child .trace-link")
+    page.wait_for_selector("#trace:not([hidden]) .trace-row[data-seq]")
+    assert page.locator("#trace .trace-row[data-seq]").count() == shown
+    assert "run-42" in page.inner_text("#trace-title")
+    assert page.locator("#trace .dot.error").count() == len(errors) == 2
+    assert "audit log is read-only" in page.inner_text("#trace-rows")
+    assert page.locator("#trace .gap-band").count() >= 1
+    lanes = page.eval_on_selector_all(
+        "#trace-lanes .lane-tag", "tags => tags.map(t => t.textContent)"
+    )
+    assert {"(root)", "agents/planner", "providers/openai"} <= set(lanes)
+    indents = page.eval_on_selector_all(
+        "#trace .trace-row[data-seq] .trace-label",
+        "ls => ls.map(l => parseFloat(l.style.paddingLeft))",
+    )
+    assert max(indents) > min(indents)  # a causation tree, not a flat list
+    if SCREENSHOTS_WANTED:
+        page.screenshot(path=str(TRACE_SCREENSHOT))
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#trace", state="hidden")

@@ -149,12 +149,14 @@ def test_fifty_clients_ten_thousand_events(make_server: Callable[..., DashboardS
     """Every reading client gets every event; a silent client drops its oldest,
     without slowing the publisher; memory stays bounded."""
     bus = EventBus(history_limit=1000, name="load")
-    server = make_server(bus, max_clients=CLIENTS + 5, heartbeat=60)
+    # A send timeout longer than the run: phase C measures a silent client that
+    # stays attached (with the default 5 s it is dropped, see test_sse.py).
+    server = make_server(bus, max_clients=CLIENTS + 5, heartbeat=60, send_timeout=120)
     rss_start = rss_mb()
     figures: dict[str, Any] = {}
 
     # A. No clients.
-    capacity = server.app.state.dashboard.client_queue
+    capacity = server.app.state.dashboard.options.client_queue
     durations, _ = publish_paced(bus, EVENTS, capacity=capacity)
     figures["A_no_clients"] = summary(durations)
 

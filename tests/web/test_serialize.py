@@ -10,14 +10,19 @@ import time
 import uuid
 from decimal import Decimal
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
+import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from atlas_events import Event, EventBus, EventType
 from atlas_events.middleware import Redact
 from atlas_events.web import MIN_EVENT_BYTES, EventEncoder, to_jsonable
+
+from .conftest import malformed_event
 
 
 class Mood(enum.Enum):
@@ -100,8 +105,8 @@ def test_rich_types_convert() -> None:
     assert out["id"] == str(uid)
     assert out["path"] == "/tmp/x"
     assert out["price"] == "1.10"
-    assert out["nan"] == "nan"
-    assert out["inf"] == "-inf"
+    assert out["nan"] == {"$unrepresentable": "non-finite float", "type": "float", "value": "nan"}
+    assert out["inf"] == {"$unrepresentable": "non-finite float", "type": "float", "value": "-inf"}
     assert out["Mood.CALM"] == "enum key"
     assert out["3"] == "int key"
     json.dumps(out, allow_nan=False)  # strict JSON
@@ -111,7 +116,7 @@ def test_unknown_objects_become_their_repr() -> None:
     """Unknown objects are shown by repr; a repr that raises does not break anything."""
     out = to_jsonable({"o": Opaque(), "b": BrokenRepr(), "e": ValueError("bad")})
     assert out["o"] == "<Opaque thing>"
-    assert out["b"].startswith("<BrokenRepr object (repr failed: RuntimeError)")
+    assert out["b"] == {"$unrepresentable": "repr failed", "type": "BrokenRepr"}
     assert out["e"] == "ValueError('bad')"
 
 
@@ -119,7 +124,10 @@ def test_cycles_and_depth_are_bounded() -> None:
     """A self-referencing payload and a very deep one both serialize."""
     loop: dict[str, Any] = {"name": "loop"}
     loop["self"] = loop
-    assert to_jsonable(loop) == {"name": "loop", "self": "<cycle>"}
+    assert to_jsonable(loop) == {
+        "name": "loop",
+        "self": {"$unrepresentable": "cycle", "type": "dict"},
+    }
     deep: list[Any] = []
     node = deep
     for _ in range(200):
@@ -183,7 +191,7 @@ def test_event_json_shape(bus: EventBus) -> None:
 def test_sse_frame_format(bus: EventBus) -> None:
     """A frame is ``id``/``event``/``data`` lines and a blank line; JSON has no newline."""
     ev = recorded(bus, {"text": "two\nlines\r\n"})
-    frame = EventEncoder().frame(ev).decode()
+    frame = EventEncoder().frame(ev).sse.decode()
     lines = frame.split("\n")
     assert lines[0] == f"id: {ev.seq}"
     assert lines[1] == "event: EventType.TASK_STARTED"
@@ -246,3 +254,139 @@ def test_cap_must_leave_room() -> None:
     """A cap below MIN_EVENT_BYTES is refused."""
     with pytest.raises(ValueError, match="max_event_bytes"):
         EventEncoder(max_event_bytes=100)
+
+
+# ---------------------------------------------------------- total, never raises
+
+
+class ReprRaises:
+    def __repr__(self) -> str:
+        raise ValueError("no")
+
+
+class ItemsRaise(dict[str, Any]):
+    def items(self) -> Any:
+        raise RuntimeError("items exploded")
+
+
+class Row(NamedTuple):
+    name: str
+    password: str
+
+
+class Card(msgspec.Struct):
+    holder: str
+    api_key: str
+
+
+def test_huge_ints_and_big_int_strings_are_placeholders() -> None:
+    """Ints beyond 2**53 (and beyond Python's str() digit limit) become counted placeholders."""
+    out = to_jsonable({"ok": 2**53, "big": 2**64, "giant": 10**5000, "neg": -(2**70)})
+    assert out["ok"] == 2**53
+    assert out["big"] == {
+        "$unrepresentable": "int beyond 2**53",
+        "type": "int",
+        "value": str(2**64),
+    }
+    assert out["giant"]["$unrepresentable"] == "int beyond 2**53"
+    assert out["neg"]["value"] == str(-(2**70))
+    json.dumps(out, allow_nan=False)
+
+
+def test_structured_payload_kinds_are_objects_and_redacted() -> None:
+    """NamedTuple and msgspec payloads show as typed objects with secret fields masked."""
+    out = to_jsonable([Row("a", "hunter2"), Card(holder="b", api_key="AKIA")], redact=Redact())
+    assert out == [
+        {"$type": "Row", "name": "a", "password": "***"},
+        {"$type": "Card", "holder": "b", "api_key": "***"},
+    ]
+
+
+def test_a_mapping_that_raises_is_a_placeholder() -> None:
+    """Even a container whose iteration raises yields JSON, not an exception."""
+    out = to_jsonable({"bad": ItemsRaise(a=1)})
+    assert out["$unrepresentable"] == "conversion failed"
+    assert out["error"] == "RuntimeError"
+    json.dumps(out, allow_nan=False)
+
+
+def test_malformed_envelope_is_marked_and_sent_without_id(bus: EventBus) -> None:
+    """A non-finite timestamp or bytes source: placeholders, ``malformed``, no SSE id."""
+    enc = EventEncoder()
+    for changes, field in (
+        ({"timestamp": float("nan")}, "timestamp"),
+        ({"timestamp": float("inf")}, "timestamp"),
+        ({"source": b"svc"}, "source"),
+        ({"correlation_id": 7}, "correlation_id"),
+    ):
+        bus.publish_event(malformed_event(data={"x": 1}, **changes))
+        ev = bus.history()[-1]
+        frame = enc.frame(ev)
+        assert frame.malformed
+        obj = json.loads(frame.text)
+        assert obj["malformed"] == [field]
+        assert obj["seq"] == ev.seq
+        assert obj["data"] == {"x": 1}
+        assert "$unrepresentable" in obj[field]
+        sse = frame.sse.decode()
+        assert sse.startswith("event: malformed\ndata: {")
+        assert "\nid:" not in sse
+        assert not sse.startswith("id:")
+    assert enc.placeholders == 4
+
+
+payload_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**60, max_value=2**200),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.binary(max_size=8),
+    st.builds(ReprRaises),
+    st.builds(Opaque),
+    st.sampled_from([Mood.CALM, EventType.TASK_STARTED]),
+    st.builds(Row, st.text(max_size=3), st.text(max_size=3)),
+)
+
+
+def _nest(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    hashable = st.one_of(st.text(max_size=4), st.integers(), st.booleans(), st.none())
+    return st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.frozensets(hashable, max_size=3),
+        st.sets(hashable, max_size=3),
+        st.dictionaries(
+            st.one_of(
+                st.text(max_size=6),
+                st.integers(),
+                st.sampled_from(["password", "apiKey", "X-Api-Key"]),
+            ),
+            inner,
+            max_size=4,
+        ),
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.recursive(payload_leaf, _nest, max_leaves=40), st.booleans())
+def test_fuzz_any_payload_encodes(payload: Any, make_cycle: bool) -> None:
+    """Arbitrary nested payloads (NaN/inf, bytes, sets, cycles, huge ints, broken reprs) encode.
+
+    The event's JSON is strict (no NaN), parses, fits the cap, and never holds
+    a secret under a secret key.
+    """
+    if make_cycle and isinstance(payload, list):
+        payload.append(payload)
+    bus = EventBus()
+    bus.publish(EventType.TASK_STARTED, payload, metadata={"m": payload})
+    ev = bus.history()[-1]
+    enc = EventEncoder(redact=Redact(), max_event_bytes=MIN_EVENT_BYTES * 8)
+    frame = enc.frame(ev)
+    obj = json.loads(frame.text)  # strict JSON
+    assert len(frame.text) <= MIN_EVENT_BYTES * 8
+    assert obj["seq"] == ev.seq
+    assert not frame.malformed
+    assert frame.sse.startswith(f"id: {ev.seq}\n".encode())
+    json.dumps(obj, allow_nan=False)

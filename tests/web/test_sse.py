@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +14,14 @@ import pytest
 from atlas_events import EventBus, EventType
 from atlas_events.web import DashboardServer
 
-from .conftest import Message, events_of, iter_messages, stream_count, wait_until
+from .conftest import (
+    Message,
+    events_of,
+    iter_messages,
+    malformed_event,
+    stream_count,
+    wait_until,
+)
 
 MakeServer = Callable[..., DashboardServer]
 
@@ -126,7 +134,7 @@ def test_live_resume_under_concurrent_publishing(make_server: MakeServer) -> Non
         thread.start()
         while last < total:
             reconnects += 1
-            headers = {"Last-Event-ID": str(last)}
+            headers = {"Last-Event-ID": f"{server.app.state.dashboard.incarnation}:{last}"}
             with client.stream("GET", f"{server.base_url}/events", headers=headers) as resp:
                 count = 0
                 for msg in iter_messages(resp):
@@ -195,3 +203,120 @@ def test_start_reports_a_taken_port(bus: EventBus, make_server: MakeServer) -> N
     with pytest.raises(OSError, match="in use"):
         other.start()
     assert not other.running
+
+
+def raw_stalled_client(port: int) -> socket.socket:
+    """A client that sends a request and then never reads (a tiny receive buffer)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    return sock
+
+
+def test_stalled_client_is_dropped_and_its_slot_freed(make_server: MakeServer) -> None:
+    """A client whose writes do not drain within send_timeout loses its slot and queue.
+
+    With ``max_clients=1`` the next client gets in instead of a 503.
+    """
+    bus = EventBus(history_limit=10)
+    server = make_server(bus, max_clients=1, client_queue=100, send_timeout=1.0, heartbeat=0)
+    hub = server.app.state.dashboard
+    stalled = raw_stalled_client(server.port)
+    try:
+        wait_until(lambda: hub.clients == 1 and stream_count(bus) == 1, what="the stalled client")
+        blob = "x" * 20_000
+        t0 = time.monotonic()
+        for i in range(600):  # ~12 MB: far more than the socket buffers hold
+            bus.publish(EventType.TASK_STARTED, {"blob": blob, "i": i})
+            if i % 100 == 0:
+                time.sleep(0.02)
+        wait_until(lambda: hub.clients == 0, timeout=15, what="the stalled client to be dropped")
+        assert time.monotonic() - t0 < 15
+        assert stream_count(bus) == 0
+        assert hub.stats()["stalled_dropped"] == 1
+        with (
+            httpx.Client(timeout=5) as client,
+            client.stream("GET", f"{server.base_url}/events") as resp,
+        ):
+            assert resp.status_code == 200
+            assert next(iter_messages(resp)).event == "hello"
+    finally:
+        stalled.close()
+
+
+def test_send_timeout_is_configurable_and_validated(bus: EventBus) -> None:
+    """send_timeout must be a positive, finite number of seconds."""
+    for bad, error in (
+        (0, ValueError),
+        (-1, ValueError),
+        (float("inf"), ValueError),
+        ("5", TypeError),
+    ):
+        with pytest.raises(error, match="send_timeout"):
+            DashboardServer(bus, send_timeout=bad)
+
+
+def read_until(base_url: str, headers: dict[str, str], want: int, query: str = "") -> list[Message]:
+    """Messages of one SSE connection (``/events?<query>``) until ``want`` events arrived."""
+    out: list[Message] = []
+    with (
+        httpx.Client(timeout=5) as client,
+        client.stream("GET", f"{base_url}/events?{query}", headers=headers) as resp,
+    ):
+        for msg in iter_messages(resp):
+            out.append(msg)
+            if len(events_of(out)) >= want:
+                break
+    return out
+
+
+def test_resume_across_a_restart_gets_a_reset(make_server: MakeServer) -> None:
+    """A browser's id from the old server is refused by the new one: reset, replay from its start.
+
+    The new bus has already passed the old id, so a bare seq would look valid.
+    """
+    old = EventBus()
+    for i in range(30):
+        old.publish(EventType.TASK_STARTED, {"gen": "old", "i": i})
+    first = make_server(old)
+    got = read_until(first.base_url, {}, 30, "replay=all&ids=incarnation")
+    last_id = events_of(got)[-1].id
+    assert last_id is not None
+    assert last_id.endswith(":30")
+    first.stop()
+    new = EventBus()
+    for i in range(80):
+        new.publish(EventType.TASK_STARTED, {"gen": "new", "i": i})
+    second = make_server(new)
+    again = read_until(second.base_url, {"Last-Event-ID": last_id}, 80)
+    assert again[0].event == "reset"
+    assert again[0].data["incarnation"] == second.app.state.dashboard.incarnation
+    assert [m.seq for m in events_of(again)] == list(range(1, 81))
+    assert all(m.data["data"]["gen"] == "new" for m in events_of(again))
+    # The same bus behind a restarted DashboardServer keeps its incarnation: exact resume.
+    second.stop()
+    third = make_server(new)
+    inc = third.app.state.dashboard.incarnation
+    new.publish(EventType.TASK_COMPLETED, {"gen": "new", "i": 80})
+    exact = read_until(third.base_url, {"Last-Event-ID": f"{inc}:79"}, 2)
+    assert not any(m.event == "reset" for m in exact)
+    assert [m.seq for m in events_of(exact)] == [80, 81]
+
+
+def test_a_malformed_event_does_not_cut_the_stream(bus: EventBus, make_server: MakeServer) -> None:
+    """A NaN timestamp arrives as a ``malformed`` message; the events after it still flow."""
+    server = make_server(bus, heartbeat=0.5)
+    bus.publish(EventType.TASK_STARTED, {"n": 0})
+    bus.publish_event(malformed_event(timestamp=float("nan")))
+    for i in range(3):
+        bus.publish(EventType.TASK_COMPLETED, {"n": i})
+    messages = read_until(server.base_url, {}, 4, "replay=all")
+    assert [m.seq for m in events_of(messages)] == [1, 3, 4, 5]
+    (bad,) = [m for m in messages if m.event == "malformed"]
+    assert bad.id is None
+    assert bad.data["seq"] == 2
+    assert bad.data["malformed"] == ["timestamp"]
+    history = httpx.get(f"{server.base_url}/history", timeout=5)
+    assert history.status_code == 200
+    assert [e["seq"] for e in history.json()["events"]] == [1, 2, 3, 4, 5]

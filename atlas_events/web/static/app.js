@@ -1,14 +1,17 @@
 // atlas-events dashboard. Plain ES2020, no dependencies, no CDN.
-// Every piece of server data reaches the page through textContent, never
-// innerHTML: an event payload can hold any text and is shown as text.
+// Every piece of server data reaches the page through textContent (or SVG
+// attributes set to numbers), never innerHTML: an event payload can hold any
+// text and is shown as text.
 "use strict";
 
 (() => {
   const REPLAY = 500;        // recent events asked for on first load
-  const MAX_EVENTS = 5000;   // events kept in memory (for re-filtering)
+  const MAX_EVENTS = 5000;   // events kept in memory (for re-filtering, rates)
   const MAX_ROWS = 1000;     // rows kept in the timeline
   const MAX_NOTICES = 5;
   const STATS_EVERY_MS = 1000;
+  const RATE_SECONDS = 60;   // the rate charts' window
+  const SVG = "http://www.w3.org/2000/svg";
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -18,18 +21,26 @@
     reset: $("filter-reset"), typeCounts: $("type-counts").tBodies[0], tree: $("scope-tree"),
     health: $("health"), sinks: $("sinks").tBodies[0], notices: $("notices"),
     pausedBanner: $("paused-banner"), rows: $("timeline").tBodies[0], empty: $("empty"),
+    tableWrap: document.querySelector(".table-wrap"),
     detail: $("detail"), detailTitle: $("detail-title"), detailJson: $("detail-json"),
-    detailClose: $("detail-close"),
+    detailClose: $("detail-close"), detailTrace: $("detail-trace"),
+    rateChart: $("rate-chart"), rateNow: $("rate-now"), ratePeak: $("rate-peak"), rateScope: $("rate-scope"),
+    bridgesPanel: $("bridges-panel"), bridges: $("bridges"),
+    trace: $("trace"), traceTitle: $("trace-title"), traceSummary: $("trace-summary"),
+    traceClose: $("trace-close"), traceLanes: $("trace-lanes"), traceAxis: $("trace-axis"),
+    traceRows: $("trace-rows"),
   };
 
   const state = {
     store: [],             // received events, oldest first
-    lastSeq: null,         // resume point (the SSE id of the last message)
+    lastSeq: null,         // resume point (a seq of `incarnation`)
+    incarnation: null,     // the bus incarnation the seqs belong to
     received: 0,
     dropped: 0,
     gaps: 0,
-    paused: false,
-    pausedNew: 0,
+    paused: false,         // the Pause button
+    hovering: false,       // the pointer is over the timeline
+    held: 0,               // matching events not drawn yet (paused, hovering or scrolled)
     pending: [],           // events waiting to be drawn
     counts: new Map(),     // type -> count
     scopes: newNode(""),   // scope tree with counts
@@ -37,6 +48,7 @@
     retryMs: 2000,
     sideDirty: true,
     renderQueued: false,
+    selected: null,        // the event in the detail panel
   };
   const rowEvent = new WeakMap();
 
@@ -49,6 +61,12 @@
     return node;
   }
 
+  function svg(tag, attrs) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    return node;
+  }
+
   function clip(text, n) {
     return text.length > n ? text.slice(0, n - 1) + "\u2026" : text;
   }
@@ -58,8 +76,15 @@
   }
 
   function clock(epochSeconds) {
+    if (typeof epochSeconds !== "number") return "\u2014";
     const d = new Date(epochSeconds * 1000);
     return `${pad(d.getHours(), 2)}:${pad(d.getMinutes(), 2)}:${pad(d.getSeconds(), 2)}.${pad(d.getMilliseconds(), 3)}`;
+  }
+
+  function seconds(s) {
+    if (s < 0.001) return `${(s * 1e6).toFixed(0)} \u00b5s`;
+    if (s < 1) return `${(s * 1000).toFixed(s < 0.01 ? 2 : 1)} ms`;
+    return `${s.toFixed(s < 10 ? 2 : 1)} s`;
   }
 
   function hue(text) {
@@ -68,26 +93,37 @@
     return h % 360;
   }
 
+  function text(value) {
+    return typeof value === "string" ? value : JSON.stringify(value);
+  }
+
   function scopeLabel(scope) {
-    return scope.length ? scope.join("/") : "(root)";
+    return Array.isArray(scope) && scope.length ? scope.map(text).join("/") : "(root)";
   }
 
-  function setStatus(kind, text) {
+  function setStatus(kind, label) {
     ui.status.dataset.state = kind;
-    ui.status.textContent = text;
+    ui.status.textContent = label;
   }
 
-  function notice(text, kind, key) {
+  function notice(message, kind, key) {
     // A notice with a key replaces the previous one with the same key.
     if (key) {
       for (const li of ui.notices.children) {
-        if (li.dataset.key === key) { li.textContent = text; return; }
+        if (li.dataset.key === key) { li.textContent = message; return; }
       }
     }
-    const li = el("li", text, kind || "info");
+    const li = el("li", message, kind || "info");
     if (key) li.dataset.key = key;
     ui.notices.prepend(li);
     while (ui.notices.children.length > MAX_NOTICES) ui.notices.lastElementChild.remove();
+  }
+
+  function chip(type, tag) {
+    const node = el(tag || "span", type, "chip");
+    node.title = type;   // the full name where the chip is cut
+    node.style.setProperty("--hue", String(hue(type)));
+    return node;
   }
 
   // -------------------------------------------------------------- filters
@@ -98,14 +134,17 @@
       scope: ui.scope.value.split("/").map((s) => s.trim()).filter(Boolean),
       correlation: ui.correlation.value.trim(),
     };
+    const f = state.filter;
+    ui.rateScope.textContent = f.type || f.scope.length || f.correlation ? "(filtered view)" : "(all)";
     redraw();
+    drawRates();
   }
 
   function matches(ev) {
     const f = state.filter;
     if (f.type && ev.type !== f.type) return false;
     for (let i = 0; i < f.scope.length; i++) {
-      if (ev.scope[i] !== f.scope[i]) return false;
+      if (!Array.isArray(ev.scope) || ev.scope[i] !== f.scope[i]) return false;
     }
     if (f.correlation && ev.correlation_id !== f.correlation) return false;
     return true;
@@ -122,22 +161,41 @@
     const tr = document.createElement("tr");
     tr.dataset.seq = String(ev.seq);
     tr.dataset.type = ev.type;
+    if (ev.malformed) tr.classList.add("malformed");
     tr.appendChild(el("td", ev.seq, "num"));
     tr.appendChild(el("td", clock(ev.timestamp), "time"));
-    tr.appendChild(el("td", scopeLabel(ev.scope), "scope"));
+    const scope = el("td", scopeLabel(ev.scope), "scope");
+    scope.title = scopeLabel(ev.scope);
+    tr.appendChild(scope);
     const typeCell = el("td", null, "type");
-    const chip = el("span", ev.type, "chip");
-    chip.style.setProperty("--hue", String(hue(ev.type)));
-    typeCell.appendChild(chip);
+    typeCell.appendChild(chip(ev.type));
     tr.appendChild(typeCell);
-    tr.appendChild(el("td", ev.source || "", "source"));
-    tr.appendChild(el("td", ev.correlation_id || "", "correlation"));
+    const source = el("td", ev.source == null ? "" : text(ev.source), "source");
+    source.title = source.textContent;
+    tr.appendChild(source);
+    const corr = el("td", null, "correlation");
+    if (ev.correlation_id) {
+      const link = el("button", text(ev.correlation_id), "link trace-link");
+      link.type = "button";
+      link.title = `Trace run ${text(ev.correlation_id)}`;
+      link.dataset.run = text(ev.correlation_id);
+      corr.appendChild(link);
+    }
+    tr.appendChild(corr);
     const data = el("td", null, "data");
-    data.appendChild(el("code", ev.data === null ? "" : clip(JSON.stringify(ev.data), 160)));
+    const preview = ev.data === null ? "" : clip(JSON.stringify(ev.data), 300);
+    const code = el("code", preview);
+    code.title = clip(JSON.stringify(ev.data), 2000);
+    data.appendChild(code);
     if (ev.truncated) data.appendChild(el("span", "truncated", "badge"));
+    if (ev.malformed) data.appendChild(el("span", `malformed: ${ev.malformed.join(", ")}`, "badge error"));
     tr.appendChild(data);
     rowEvent.set(tr, ev);
     return tr;
+  }
+
+  function holding() {
+    return state.paused || state.hovering || ui.tableWrap.scrollTop > 2;
   }
 
   function scheduleRender() {
@@ -148,9 +206,10 @@
 
   function render() {
     state.renderQueued = false;
-    const pending = state.pending;
-    state.pending = [];
-    if (pending.length) {
+    if (!holding() && state.pending.length) {
+      const pending = state.pending;
+      state.pending = [];
+      state.held = 0;
       const frag = document.createDocumentFragment();
       const start = Math.max(0, pending.length - MAX_ROWS);
       for (let i = pending.length - 1; i >= start; i--) frag.appendChild(row(pending[i]));
@@ -161,19 +220,70 @@
     ui.events.textContent = String(state.received);
     ui.dropped.textContent = String(state.dropped);
     ui.gaps.textContent = String(state.gaps);
-    if (state.paused) {
+    if (state.held > 0) {
+      const why = state.paused ? "Paused" : "Held while you read";
       ui.pausedBanner.hidden = false;
-      ui.pausedBanner.textContent = `Paused: ${state.pausedNew} new event(s) not shown yet.`;
+      ui.pausedBanner.textContent = `${why}: ${state.held} new event(s) \u2014 ${state.paused ? "press Resume" : "click to show"}`;
     } else {
-      ui.pausedBanner.hidden = true;
+      ui.pausedBanner.hidden = !state.paused;
+      ui.pausedBanner.textContent = "Paused: new events are counted, not shown.";
     }
+  }
+
+  function release() {
+    // Show what was held, at the top, as the user asked for it.
+    state.hovering = false;
+    ui.tableWrap.scrollTop = 0;
+    render();
   }
 
   function redraw() {
     ui.rows.textContent = "";
     state.pending = state.store.filter(matches).slice(-MAX_ROWS);
-    state.pausedNew = 0;
+    state.held = 0;
+    const wasHovering = state.hovering;
+    state.hovering = false;
+    const paused = state.paused;
+    state.paused = false;
     render();
+    state.paused = paused;
+    state.hovering = wasHovering;
+  }
+
+  // ---------------------------------------------------------------- rates
+
+  function rateSeries(filterFn) {
+    // Per-second counts of the last RATE_SECONDS seconds, by arrival time.
+    const now = Date.now();
+    const series = new Array(RATE_SECONDS).fill(0);
+    for (let i = state.store.length - 1; i >= 0; i--) {
+      const ev = state.store[i];
+      const age = Math.floor((now - ev._arrived) / 1000);
+      if (age >= RATE_SECONDS) break;
+      if (filterFn(ev)) series[RATE_SECONDS - 1 - age]++;
+    }
+    return series;
+  }
+
+  function sparkline(target, series, width, height) {
+    target.textContent = "";
+    const peak = Math.max(1, ...series);
+    const step = width / (series.length - 1);
+    const points = series.map((v, i) => `${(i * step).toFixed(1)},${(height - 1 - (v / peak) * (height - 3)).toFixed(1)}`);
+    target.appendChild(svg("polygon", {
+      points: `0,${height} ${points.join(" ")} ${width},${height}`, class: "spark-fill",
+    }));
+    target.appendChild(svg("polyline", { points: points.join(" "), class: "spark-line" }));
+    return peak;
+  }
+
+  function drawRates() {
+    const series = rateSeries(matches);
+    sparkline(ui.rateChart, series, 240, 36);
+    ui.rateNow.textContent = String(series[RATE_SECONDS - 2]);  // the last whole second
+    ui.ratePeak.textContent = String(Math.max(...series));
+    ui.rate.textContent = String(series[RATE_SECONDS - 2]);
+    ui.rateChart.dataset.total = String(series.reduce((a, b) => a + b, 0));
   }
 
   // -------------------------------------------------------------- sidebar
@@ -185,9 +295,10 @@
   function addToTree(scope) {
     let node = state.scopes;
     node.count++;
-    for (const part of scope) {
-      let child = node.children.get(part);
-      if (!child) { child = newNode(part); node.children.set(part, child); }
+    for (const part of Array.isArray(scope) ? scope : []) {
+      const key = text(part);
+      let child = node.children.get(key);
+      if (!child) { child = newNode(key); node.children.set(key, child); }
       child.count++;
       node = child;
     }
@@ -211,22 +322,31 @@
   }
 
   function drawSide() {
-    if (!state.sideDirty) return;
-    state.sideDirty = false;
+    drawRates();
     const types = [...state.counts.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
     ui.typeCounts.textContent = "";
     for (const [type, count] of types) {
       const tr = el("tr");
+      tr.dataset.type = type;
       const name = el("td");
-      const button = el("button", type, "link chip");
+      const button = chip(type, "button");
+      button.classList.add("link");
       button.type = "button";
-      button.style.setProperty("--hue", String(hue(type)));
       button.addEventListener("click", () => setFilter("type", type));
       name.appendChild(button);
       tr.appendChild(name);
       tr.appendChild(el("td", count, "num"));
+      const spark = el("td", null, "spark-col");
+      const chart = svg("svg", { viewBox: "0 0 60 14", preserveAspectRatio: "none", class: "spark" });
+      const series = rateSeries((ev) => ev.type === type);
+      sparkline(chart, series, 60, 14);
+      chart.appendChild(svg("title")).textContent = `${type}: peak ${Math.max(...series)}/s in the last 60 s`;
+      spark.appendChild(chart);
+      tr.appendChild(spark);
       ui.typeCounts.appendChild(tr);
     }
+    if (!state.sideDirty) return;
+    state.sideDirty = false;
     ui.tree.textContent = "";
     ui.tree.appendChild(drawTree(state.scopes, []));
   }
@@ -239,34 +359,81 @@
     ui.type.insertBefore(option, before);
   }
 
+  function definitionList(target, rows) {
+    target.textContent = "";
+    for (const [label, value, cls] of rows) {
+      const div = el("div");
+      div.appendChild(el("dt", label));
+      div.appendChild(el("dd", value === undefined || value === null ? "\u2014" : value, cls));
+      target.appendChild(div);
+    }
+  }
+
   function drawStats(stats) {
     ui.busName.textContent = stats.name ? `\u2014 ${stats.name}` : "";
     document.title = `atlas-events \u2014 ${stats.name || "dashboard"}`;
     const dash = stats.dashboard || {};
-    const rows = [
+    definitionList(ui.health, [
       ["published", stats.published],
       ["delivered", stats.delivered],
       ["history", `${stats.history_size} / ${stats.history_limit}`],
       ["subscribers", Object.values(stats.subscribers || {}).reduce((a, b) => a + b, 0)],
-      ["handler errors", stats.handler_errors],
+      ["handler errors", stats.handler_errors, stats.handler_errors ? "warn" : ""],
       ["dropped by middleware", stats.dropped_by_middleware],
       ["dropped by stream queues", stats.stream_events_dropped],
       ["dashboard clients", `${dash.clients} / ${dash.max_clients}`],
-    ];
-    ui.health.textContent = "";
-    for (const [label, value] of rows) {
-      const div = el("div");
-      div.appendChild(el("dt", label));
-      div.appendChild(el("dd", value));
-      ui.health.appendChild(div);
-    }
+      ["stalled clients dropped", dash.stalled_dropped],
+      ["placeholders", dash.placeholders],
+    ]);
     ui.sinks.textContent = "";
     for (const sink of stats.sinks || []) {
       const tr = el("tr");
-      tr.appendChild(el("td", clip(sink.name || sink.kind || "?", 28)));
+      const name = el("td", sink.name || sink.kind || "?");
+      name.title = name.textContent;
+      tr.appendChild(name);
       tr.appendChild(el("td", `${sink.depth} / ${sink.capacity}`, "num"));
       tr.appendChild(el("td", sink.dropped, sink.dropped ? "num warn" : "num"));
       ui.sinks.appendChild(tr);
+    }
+    drawBridges(stats.health || {});
+  }
+
+  const BRIDGE_ROWS = [
+    ["lag", "lag", (v) => seconds(v)],
+    ["down for", "down_for", (v) => seconds(v)],
+    ["in flight", "in_flight"],
+    ["outbox", "outbox_depth", (v, h) => (h.outbox_capacity ? `${v} / ${h.outbox_capacity}` : v)],
+    ["sent", "sent"], ["received", "received"], ["delivered", "delivered"],
+    ["duplicates", "duplicates"], ["reconnects", "reconnects"], ["gaps", "gaps"],
+    ["dead letters", "dead_lettered"], ["last error", "last_error"],
+  ];
+
+  function drawBridges(health) {
+    const names = Object.keys(health);
+    ui.bridgesPanel.hidden = names.length === 0;
+    ui.bridges.textContent = "";
+    for (const name of names) {
+      const h = health[name] || {};
+      const box = el("div", null, "bridge");
+      box.dataset.name = name;
+      const head = el("div", null, "bridge-head");
+      head.appendChild(el("span", name, "bridge-name"));
+      const st = el("span", text(h.state ?? "unknown"), "bridge-state");
+      st.dataset.state = text(h.state ?? "unknown");
+      head.appendChild(st);
+      box.appendChild(head);
+      const dl = el("dl", null, "health");
+      const rows = [];
+      for (const [label, key, fmt] of BRIDGE_ROWS) {
+        if (!(key in h) || h[key] === null) continue;
+        const value = fmt ? fmt(h[key], h) : h[key];
+        const bad = (key === "dead_lettered" || key === "gaps") && h[key] > 0;
+        rows.push([label, typeof value === "object" ? JSON.stringify(value) : value, bad ? "warn" : ""]);
+      }
+      if (h.error) rows.push(["error", h.error, "warn"]);
+      definitionList(dl, rows);
+      box.appendChild(dl);
+      ui.bridges.appendChild(box);
     }
   }
 
@@ -280,12 +447,155 @@
     setTimeout(pollStats, STATS_EVERY_MS);
   }
 
+  // ---------------------------------------------------------------- trace
+
+  function flatten(roots) {
+    const out = [];
+    const stack = [...roots].reverse();
+    while (stack.length) {
+      const node = stack.pop();
+      out.push(node);
+      for (let i = node.children.length - 1; i >= 0; i--) stack.push(node.children[i]);
+    }
+    return out;
+  }
+
+  function subtreeEnd(node) {
+    let end = node.offset ?? 0;
+    for (const child of node.children) end = Math.max(end, subtreeEnd(child));
+    return end;
+  }
+
+  function drawTrace(trace) {
+    const duration = trace.duration > 0 ? trace.duration : 1e-3;
+    const pct = (offset) => `${Math.min(100, Math.max(0, ((offset ?? 0) / duration) * 100)).toFixed(3)}%`;
+    ui.traceSummary.textContent =
+      `${trace.count} event(s) over ${seconds(trace.duration)} \u00b7 ${trace.lanes.length} lane(s) \u00b7 ` +
+      `${trace.errors} handler error(s) \u00b7 ${trace.gaps.length} gap(s)` +
+      (trace.orphans ? ` \u00b7 ${trace.orphans} with a missing parent` : "") +
+      (trace.truncated ? " \u00b7 newest events only" : "");
+    ui.traceLanes.textContent = "";
+    for (const lane of trace.lanes) {
+      const tag = el("span", lane, "lane-tag");
+      tag.style.setProperty("--hue", String(hue(lane)));
+      ui.traceLanes.appendChild(tag);
+    }
+    ui.traceAxis.textContent = "";
+    const ticks = el("div", null, "trace-track");
+    for (let i = 0; i <= 4; i++) {
+      const tick = el("span", `+${seconds((duration * i) / 4)}`, "tick");
+      tick.style.left = `${i * 25}%`;
+      ticks.appendChild(tick);
+    }
+    ui.traceAxis.appendChild(el("div", "event", "trace-label"));
+    ui.traceAxis.appendChild(ticks);
+    ui.traceRows.textContent = "";
+    for (const node of flatten(trace.roots)) {
+      const ev = node.event;
+      const line = el("div", null, "trace-row");
+      line.dataset.seq = String(ev.seq);
+      if (node.errors.length) line.classList.add("has-error");
+      const label = el("div", null, "trace-label");
+      label.style.paddingLeft = `${0.4 + Math.min(node.depth, 12) * 1.1}rem`;
+      label.appendChild(chip(ev.type));
+      const lane = el("span", node.lane, "lane-tag small");
+      lane.style.setProperty("--hue", String(hue(node.lane)));
+      label.appendChild(lane);
+      if (node.parent_missing) label.appendChild(el("span", "parent missing", "badge"));
+      label.title = `#${ev.seq} ${ev.type} in ${node.lane} at +${seconds(node.offset ?? 0)}`;
+      line.appendChild(label);
+      const track = el("div", null, "trace-track");
+      for (const gap of trace.gaps) {
+        const band = el("div", null, "gap-band");
+        band.style.left = pct(gap.start);
+        band.style.width = `calc(${pct(gap.end)} - ${pct(gap.start)})`;
+        band.title = `idle ${seconds(gap.seconds)}`;
+        track.appendChild(band);
+      }
+      const end = subtreeEnd(node);
+      if (node.children.length && end > (node.offset ?? 0)) {
+        const span = el("div", null, "span-bar");
+        span.style.left = pct(node.offset);
+        span.style.width = `calc(${pct(end)} - ${pct(node.offset)})`;
+        span.style.setProperty("--hue", String(hue(node.lane)));
+        span.title = `caused events until +${seconds(end)}`;
+        track.appendChild(span);
+      }
+      const dot = el("div", null, node.errors.length ? "dot error" : "dot");
+      dot.style.left = pct(node.offset);
+      dot.style.setProperty("--hue", String(hue(node.lane)));
+      track.appendChild(dot);
+      const flip = (node.offset ?? 0) > duration * 0.6;  // labels go left of late events
+      const at = el("span", `+${seconds(node.offset ?? 0)}`, flip ? "at flip" : "at");
+      at.style.left = pct(node.offset);
+      track.appendChild(at);
+      node.errors.forEach((err, i) => {
+        const mark = el("span", `\u26a0 ${clip(err.error, 80)}`, flip ? "error-mark flip" : "error-mark");
+        mark.title = `${err.handler} raised ${err.error}`;
+        mark.style.left = pct(node.offset);
+        if (i) mark.style.marginTop = `${i * 0.9}rem`;
+        track.appendChild(mark);
+      });
+      line.appendChild(track);
+      line.addEventListener("click", () => showDetail(ev));
+      ui.traceRows.appendChild(line);
+    }
+    if (trace.gaps.length) {
+      const legend = el("div", null, "trace-row gap-legend");
+      legend.appendChild(el("div", "gaps", "trace-label muted"));
+      const track = el("div", null, "trace-track");
+      for (const gap of trace.gaps) {
+        const band = el("div", `idle ${seconds(gap.seconds)}`, "gap-band labelled");
+        band.style.left = pct(gap.start);
+        band.style.width = `calc(${pct(gap.end)} - ${pct(gap.start)})`;
+        track.appendChild(band);
+      }
+      legend.appendChild(track);
+      ui.traceRows.appendChild(legend);
+    }
+  }
+
+  async function openTrace(query, title) {
+    ui.traceTitle.textContent = title;
+    ui.traceSummary.textContent = "loading\u2026";
+    ui.traceRows.textContent = "";
+    ui.trace.hidden = false;
+    try {
+      const resp = await fetch(`trace?${new URLSearchParams(query)}`, { cache: "no-store", credentials: "same-origin" });
+      const body = await resp.json();
+      if (!resp.ok) { ui.traceSummary.textContent = body.error || `HTTP ${resp.status}`; return; }
+      drawTrace(body);
+    } catch (err) {
+      ui.traceSummary.textContent = `could not load the trace: ${err}`;
+    }
+  }
+
+  function traceOf(ev) {
+    if (ev.correlation_id) openTrace({ correlation_id: ev.correlation_id }, `Trace of run ${text(ev.correlation_id)}`);
+    else openTrace({ event: ev.id }, `Trace of event #${ev.seq}`);
+  }
+
   // --------------------------------------------------------------- events
+
+  function forget() {
+    // A new incarnation of the bus: its seqs mean other events.
+    state.store = [];
+    state.pending = [];
+    state.held = 0;
+    state.counts.clear();
+    state.scopes = newNode("");
+    state.sideDirty = true;
+    state.lastSeq = null;
+    ui.rows.textContent = "";
+    while (ui.type.options.length > 1) ui.type.remove(1);
+  }
 
   function onEvent(ev) {
     if (state.lastSeq !== null && ev.seq <= state.lastSeq) return; // never shown twice
+    if (typeof ev.type !== "string") ev.type = text(ev.type);
     state.lastSeq = ev.seq;
     state.received++;
+    ev._arrived = Date.now();
     state.store.push(ev);
     if (state.store.length > MAX_EVENTS * 1.2) state.store.splice(0, state.store.length - MAX_EVENTS);
     const count = state.counts.get(ev.type);
@@ -293,10 +603,9 @@
     state.counts.set(ev.type, (count || 0) + 1);
     addToTree(ev.scope);
     state.sideDirty = true;
-    if (state.paused) {
-      state.pausedNew++;
-    } else if (matches(ev)) {
+    if (matches(ev)) {
       state.pending.push(ev);
+      if (holding()) state.held++;
       if (state.pending.length > MAX_ROWS) state.pending.splice(0, state.pending.length - MAX_ROWS);
     }
     scheduleRender();
@@ -305,6 +614,7 @@
   function onMessage(kind, data, id) {
     switch (kind) {
       case "hello":
+        state.incarnation = data.incarnation;
         setStatus("live", "live");
         break;
       case "gap":
@@ -317,8 +627,12 @@
         notice(`${state.dropped} event(s) dropped: this page fell behind the bus.`, "warn", "dropped");
         break;
       case "reset":
-        notice("The server restarted: showing its events from the start.", "warn");
-        state.lastSeq = 0;
+        forget();
+        state.incarnation = data.incarnation;
+        notice("The server restarted (a new bus): showing its events from the start.", "warn", "reset");
+        break;
+      case "malformed":
+        onEvent(data);
         break;
       default:
         onEvent(data);
@@ -359,12 +673,13 @@
 
   // The stream is read with fetch() rather than EventSource: every message
   // is named after its event type, and EventSource cannot listen to "any
-  // name". Reconnecting sends Last-Event-ID, as EventSource would.
+  // name". Reconnecting sends Last-Event-ID with the bus incarnation, so a
+  // restarted server is told apart from a dropped connection.
   async function connect() {
     const headers = { Accept: "text/event-stream" };
     let url = "events";
-    if (state.lastSeq === null) url += `?replay=${REPLAY}`;
-    else headers["Last-Event-ID"] = String(state.lastSeq);
+    if (state.lastSeq === null || state.incarnation === null) url += `?replay=${REPLAY}`;
+    else headers["Last-Event-ID"] = `${state.incarnation}:${state.lastSeq}`;
     let resp;
     try {
       resp = await fetch(url, { headers, cache: "no-store", credentials: "same-origin" });
@@ -396,36 +711,49 @@
     return retry("reconnecting", "reconnecting", state.retryMs);
   }
 
-  function retry(kind, text, delay) {
-    setStatus(kind, text);
+  function retry(kind, label, delay) {
+    setStatus(kind, label);
     setTimeout(connect, delay);
   }
 
   // ---------------------------------------------------------------- wiring
 
+  function showDetail(ev) {
+    state.selected = ev;
+    ui.detailTitle.textContent = `#${ev.seq} ${ev.type}`;
+    const shown = { ...ev };
+    delete shown._arrived;
+    ui.detailJson.textContent = JSON.stringify(shown, null, 2);
+    ui.detail.hidden = false;
+  }
+
   ui.rows.addEventListener("click", (e) => {
     const tr = e.target.closest("tr");
     const ev = tr && rowEvent.get(tr);
     if (!ev) return;
-    ui.detailTitle.textContent = `#${ev.seq} ${ev.type}`;
-    ui.detailJson.textContent = JSON.stringify(ev, null, 2);
-    ui.detail.hidden = false;
+    if (e.target.closest(".trace-link")) { traceOf(ev); return; }
+    showDetail(ev);
   });
+  ui.tableWrap.addEventListener("mouseenter", () => { state.hovering = true; });
+  ui.tableWrap.addEventListener("mouseleave", () => { state.hovering = false; scheduleRender(); });
+  ui.tableWrap.addEventListener("scroll", () => { if (ui.tableWrap.scrollTop <= 2) scheduleRender(); });
+  ui.pausedBanner.addEventListener("click", () => { if (!state.paused) release(); });
   ui.detailClose.addEventListener("click", () => { ui.detail.hidden = true; });
+  ui.detailTrace.addEventListener("click", () => { if (state.selected) traceOf(state.selected); });
+  ui.traceClose.addEventListener("click", () => { ui.trace.hidden = true; });
+  ui.trace.addEventListener("click", (e) => { if (e.target === ui.trace) ui.trace.hidden = true; });
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") ui.trace.hidden = true; });
   ui.pause.addEventListener("click", () => {
     state.paused = !state.paused;
     ui.pause.textContent = state.paused ? "Resume" : "Pause";
     ui.pause.setAttribute("aria-pressed", String(state.paused));
     document.body.classList.toggle("paused", state.paused);
-    if (state.paused) render(); else redraw();
+    render();
   });
   ui.clear.addEventListener("click", () => {
-    state.store = [];
-    state.pending = [];
-    state.counts.clear();
-    state.scopes = newNode("");
-    state.sideDirty = true;
-    while (ui.type.options.length > 1) ui.type.remove(1);
+    const last = state.lastSeq;
+    forget();
+    state.lastSeq = last;   // still the same stream: do not replay it
     ui.type.value = "";
     readFilters();
     drawSide();
@@ -440,12 +768,7 @@
     readFilters();
   });
 
-  let lastCount = 0;
-  setInterval(() => {
-    ui.rate.textContent = String(state.received - lastCount);
-    lastCount = state.received;
-  }, 1000);
-  setInterval(drawSide, 500);
+  setInterval(drawSide, 1000);
 
   setStatus("connecting", "connecting");
   drawSide();

@@ -1,0 +1,170 @@
+"""Waiting for one event: ``bus.wait_for`` (async) and ``bus.wait_for_sync`` (threads)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from ._event import Event, EventKey
+from ._receivers import check_one_arg_callable
+
+if TYPE_CHECKING:
+    from ._bus import EventBus
+    from ._subscription import Subscription
+
+__all__ = ["wait_for", "wait_for_sync"]
+
+
+def _check_timeout(timeout: object) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+    return float(timeout)
+
+
+class _Waiter:
+    """A one-shot slot the bus fills with the first matching event, from any thread.
+
+    Subscribed weakly (through its bound method), so a waiter nobody awaits
+    any more -- an abandoned coroutine -- takes its subscription with it.
+    """
+
+    __slots__ = ("__weakref__", "_done", "_lock", "_loop", "_waker", "error", "event", "where")
+
+    def __init__(self, where: Callable[[Event[Any]], bool] | None) -> None:
+        self.where = where
+        self.event: Event[Any] | None = None
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waker: asyncio.Future[None] | None = None
+
+    def deliver(self, event: Event[Any]) -> None:
+        """The handler: claim the slot with ``event`` if it matches."""
+        if self._done.is_set():
+            return
+        error: BaseException | None = None
+        where = self.where
+        if where is not None:
+            try:
+                if not where(event):
+                    return
+            except Exception as exc:  # the waiter raises it, the publisher does not
+                error = exc
+        with self._lock:
+            if self._done.is_set():
+                return
+            if error is None:
+                self.event = event
+            else:
+                self.error = error
+            self._done.set()
+            loop, waker = self._loop, self._waker
+        if loop is not None and waker is not None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_wake, waker)
+
+    def result(self) -> Event[Any]:
+        if self.error is not None:
+            raise self.error
+        event = self.event
+        if event is None:  # pragma: no cover - only called once done
+            raise RuntimeError("no event yet")
+        return event
+
+    def wait_sync(self, timeout: float | None) -> bool:
+        return self._done.wait(timeout)
+
+    async def wait_async(self, deadline: float | None) -> bool:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._done.is_set():
+                return True
+            self._loop = loop
+            waker = self._waker = loop.create_future()
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            async with asyncio.timeout(remaining):
+                await waker
+        except TimeoutError:
+            return self._done.is_set()
+        return True
+
+
+def _wake(waker: asyncio.Future[None]) -> None:
+    if not waker.done():
+        waker.set_result(None)
+
+
+def _start(
+    bus: EventBus,
+    event_type: enum.Enum | EventKey[Any],
+    where: Callable[[Event[Any]], bool] | None,
+    timeout: object,
+) -> tuple[_Waiter, Subscription, float | None]:
+    seconds = _check_timeout(timeout)
+    if where is not None:
+        check_one_arg_callable(where, "where predicate")
+    waiter = _Waiter(where)
+    sub = bus.subscribe(event_type, waiter.deliver)  # weak: a bound method
+    deadline = None if seconds is None else time.monotonic() + seconds
+    return waiter, sub, deadline
+
+
+def _timed_out(event_type: object, timeout: float | None) -> TimeoutError:
+    return TimeoutError(f"no matching {event_type!r} event within {timeout} s")
+
+
+def wait_for(
+    bus: EventBus,
+    event_type: enum.Enum | EventKey[Any],
+    *,
+    where: Callable[[Event[Any]], bool] | None = None,
+    timeout: float | None = None,
+) -> Coroutine[Any, Any, Event[Any]]:
+    """Subscribe now; return a coroutine resolving to the first matching event.
+
+    See :meth:`EventBus.wait_for`. The subscription is made by this call (not
+    when the coroutine first runs), so an event published between the call
+    and the ``await`` is not missed.
+    """
+    waiter, sub, deadline = _start(bus, event_type, where, timeout)
+    return _await(waiter, sub, deadline, _timed_out(event_type, timeout))
+
+
+async def _await(
+    waiter: _Waiter,
+    sub: Subscription,
+    deadline: float | None,
+    timeout_error: TimeoutError,
+) -> Event[Any]:
+    try:
+        if not await waiter.wait_async(deadline):
+            raise timeout_error
+        return waiter.result()
+    finally:
+        sub()
+
+
+def wait_for_sync(
+    bus: EventBus,
+    event_type: enum.Enum | EventKey[Any],
+    *,
+    where: Callable[[Event[Any]], bool] | None = None,
+    timeout: float | None = None,
+) -> Event[Any]:
+    """Block this thread until the first matching event; see :meth:`EventBus.wait_for_sync`."""
+    waiter, sub, _ = _start(bus, event_type, where, timeout)
+    try:
+        if not waiter.wait_sync(None if timeout is None else float(timeout)):
+            raise _timed_out(event_type, timeout)
+        return waiter.result()
+    finally:
+        sub()

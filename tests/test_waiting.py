@@ -1,0 +1,215 @@
+"""bus.wait_for (async) and bus.wait_for_sync (threads)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import warnings
+from typing import Any
+
+import pytest
+
+from atlas_events import Event, EventBus, EventType, declare
+from atlas_events.exceptions import BusClosedError, InvalidEventTypeError
+
+from .conftest import collect
+
+
+@pytest.mark.asyncio
+async def test_wait_for_returns_first_match_published_after_the_call(bus: EventBus) -> None:
+    """An event published before the call is ignored; the first matching one after wins."""
+    bus.publish(EventType.TASK_STARTED, "before")
+    waiting = bus.wait_for(EventType.TASK_STARTED)
+    bus.publish(EventType.TASK_COMPLETED, "other type")
+    bus.publish(EventType.TASK_STARTED, "first")
+    bus.publish(EventType.TASK_STARTED, "second")
+    event = await waiting
+    assert event.data == "first"
+    assert bus.subscriber_count() == 0
+
+
+@pytest.mark.asyncio
+async def test_wait_for_subscribes_before_the_coroutine_runs(bus: EventBus) -> None:
+    """Race-free: an event published between the call and the task's first step is caught."""
+    task = asyncio.create_task(bus.wait_for(EventType.TASK_STARTED))
+    bus.publish(EventType.TASK_STARTED, 1)  # the task has not run yet
+    assert (await asyncio.wait_for(task, 5)).data == 1
+
+
+@pytest.mark.asyncio
+async def test_wait_for_where_predicate(bus: EventBus) -> None:
+    """Only an event the predicate accepts ends the wait."""
+    waiting = bus.wait_for(EventType.TASK_STARTED, where=lambda e: e.data > 2)
+    for i in range(5):
+        bus.publish(EventType.TASK_STARTED, i)
+    assert (await waiting).data == 3
+
+
+@pytest.mark.asyncio
+async def test_wait_for_predicate_error_is_raised_to_the_waiter(bus: EventBus) -> None:
+    """A predicate that raises ends the wait with its exception; the publisher is unaffected."""
+    errors: list[Event[Any]] = []
+    bus.subscribe(EventType.HANDLER_ERROR, errors.append)
+
+    def bad(event: Event[Any]) -> bool:
+        raise KeyError("boom")
+
+    waiting = bus.wait_for(EventType.TASK_STARTED, where=bad)
+    bus.publish(EventType.TASK_STARTED)
+    with pytest.raises(KeyError, match="boom"):
+        await waiting
+    assert errors == []
+    assert bus.subscriber_count(EventType.TASK_STARTED) == 0
+
+
+@pytest.mark.asyncio
+async def test_wait_for_timeout_leaves_no_subscription(bus: EventBus) -> None:
+    """TimeoutError after `timeout` seconds, and the subscription is gone."""
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="TASK_STARTED"):
+        await bus.wait_for(EventType.TASK_STARTED, timeout=0.05)
+    assert time.monotonic() - start < 5
+    assert bus.subscriber_count() == 0
+
+
+@pytest.mark.asyncio
+async def test_wait_for_cancellation_leaves_no_subscription(bus: EventBus) -> None:
+    """Cancelling the waiting task unsubscribes."""
+    task = asyncio.create_task(bus.wait_for(EventType.TASK_STARTED))
+    await asyncio.sleep(0.01)
+    assert bus.subscriber_count() == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert bus.subscriber_count() == 0
+
+
+def test_abandoned_wait_for_coroutine_is_unsubscribed_when_collected(bus: EventBus) -> None:
+    """A coroutine that is never awaited does not leave its subscription behind."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "coroutine was never awaited"
+        coro = bus.wait_for(EventType.TASK_STARTED)
+        assert bus.subscriber_count() == 1
+        del coro
+        collect()
+    bus.publish(EventType.TASK_STARTED)
+    assert bus.subscriber_count() == 0
+
+
+@pytest.mark.asyncio
+async def test_wait_for_from_another_thread(bus: EventBus) -> None:
+    """An event published on another thread wakes the waiting loop."""
+    waiting = bus.wait_for(EventType.TASK_STARTED)
+    worker = threading.Thread(target=bus.publish, args=(EventType.TASK_STARTED, "t"))
+    worker.start()
+    event = await asyncio.wait_for(waiting, 10)
+    worker.join()
+    assert event.data == "t"
+
+
+@pytest.mark.asyncio
+async def test_wait_for_on_a_scope_sees_events_of_child_scopes(bus: EventBus) -> None:
+    """wait_for works on a ScopedEventBus, including events forwarded from below."""
+    agents = bus.scope("agents")
+    planner = agents.scope("planner")
+    waiting = agents.wait_for(EventType.AGENT_STARTED)
+    planner.publish(EventType.AGENT_STARTED, "p")
+    event = await waiting
+    assert event.scope == ("agents", "planner")
+    assert agents.subscriber_count() == 0
+
+
+@pytest.mark.asyncio
+async def test_wait_for_typed_key(bus: EventBus) -> None:
+    """A typed key works as the event type."""
+    key = declare(EventType.TASK_COMPLETED, int)
+    waiting = bus.wait_for(key, where=lambda e: e.data > 1)
+    bus.publish(key, 1)
+    bus.publish(key, 2)
+    assert (await waiting).data == 2
+
+
+def test_wait_for_rejects_bad_arguments_before_subscribing(bus: EventBus) -> None:
+    """Bad type, timeout or predicate raise at the call and subscribe nothing."""
+    with pytest.raises(InvalidEventTypeError):
+        bus.wait_for("task.started")  # type: ignore[call-overload]
+    for bad in (0, -1, True, "1"):
+        with pytest.raises(ValueError, match="timeout"):
+            bus.wait_for_sync(EventType.TASK_STARTED, timeout=bad)  # type: ignore[call-overload]
+    with pytest.raises(TypeError):
+        bus.wait_for_sync(EventType.TASK_STARTED, where=42)  # type: ignore[call-overload]
+    assert bus.subscriber_count() == 0
+    bus.close()
+    with pytest.raises(BusClosedError):
+        bus.wait_for_sync(EventType.TASK_STARTED)
+
+
+def test_wait_for_sync_from_a_thread(bus: EventBus) -> None:
+    """wait_for_sync blocks a plain thread until another thread publishes."""
+    ready = threading.Event()
+    results: list[Event[Any]] = []
+    errors: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            ready.set()
+            results.append(bus.wait_for_sync(EventType.TASK_COMPLETED, timeout=10))
+        except BaseException as exc:  # collected for the main thread
+            errors.append(exc)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    ready.wait()
+    deadline = time.monotonic() + 10
+    while bus.subscriber_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    bus.publish(EventType.TASK_COMPLETED, "done")
+    t.join(10)
+    assert errors == []
+    assert [e.data for e in results] == ["done"]
+    assert bus.subscriber_count() == 0
+
+
+def test_wait_for_sync_timeout(bus: EventBus) -> None:
+    """wait_for_sync raises TimeoutError and unsubscribes."""
+    with pytest.raises(TimeoutError):
+        bus.wait_for_sync(EventType.TASK_COMPLETED, timeout=0.02)
+    assert bus.subscriber_count() == 0
+
+
+def test_many_threads_each_get_exactly_one_event(bus: EventBus) -> None:
+    """Stress: waiters on many threads, many publishers; every waiter gets a match, none leak."""
+    n = 16
+    results: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    started = threading.Barrier(n + 1)
+
+    def waiter(i: int) -> None:
+        try:
+            started.wait()
+            ev = bus.wait_for_sync(EventType.TASK_STARTED, where=lambda e: e.data == i, timeout=30)
+            with lock:
+                results.append(ev.data)
+        except BaseException as exc:  # collected for the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=waiter, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    started.wait()
+    deadline = time.monotonic() + 30
+    while bus.subscriber_count() < n and time.monotonic() < deadline:
+        time.sleep(0.001)
+    pubs = [
+        threading.Thread(target=lambda k=k: [bus.publish(EventType.TASK_STARTED, i) for i in k])
+        for k in (range(0, n, 2), range(1, n, 2))
+    ]
+    for p in pubs:
+        p.start()
+    for t in [*pubs, *threads]:
+        t.join(30)
+    assert errors == []
+    assert sorted(results) == list(range(n))
+    assert bus.subscriber_count() == 0
