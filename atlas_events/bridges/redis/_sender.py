@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
 from typing import Any, Final
 
 from redis.backoff import AbstractBackoff
@@ -168,7 +167,7 @@ class Sender:
             return []
         return self._encode(items)
 
-    def _encode(self, items: Sequence[OutboxItem]) -> list[bytes]:
+    def _encode(self, items: list[OutboxItem]) -> list[bytes]:
         encode = self.config.codec.encode
         out: list[bytes] = []
         for seq, ev, parts in items:
