@@ -217,46 +217,6 @@ def test_raise_handler_errors_mode(strict_bus: EventBus) -> None:
     assert len(strict_bus.history()) == 1  # recorded, no HANDLER_ERROR event
 
 
-# ------------------------------------------------------------------ history
-
-
-def test_history_is_bounded_and_filtered(bus: EventBus) -> None:
-    """History keeps the newest history_limit events, oldest first, with filters."""
-    small = EventBus(history_limit=3)
-    for i in range(5):
-        small.publish(ET.TASK_STARTED if i % 2 else Color.RED, i, source=f"s{i % 2}")
-    assert [e.data for e in small.history()] == [2, 3, 4]
-    assert [e.data for e in small.history(Color.RED)] == [2, 4]
-    assert [e.data for e in small.history(source="s1")] == [3]
-    assert [e.data for e in small.history(limit=2)] == [3, 4]
-    assert small.history(limit=0) == []
-    assert [e.data for e in small.history(limit=5)] == [2, 3, 4]  # more than retained
-    assert [e.data for e in small.history(since_seq=4)] == [4]
-    ts = small.history()[1].timestamp
-    assert [e.data for e in small.history(since=ts)] == [3, 4]
-    small.clear_history()
-    assert small.history() == []
-    small.publish(ET.TASK_STARTED)
-    assert small.history()[0].seq == 6  # seq keeps counting
-    with pytest.raises(ValueError, match="limit"):
-        small.history(limit=-1)
-
-
-def test_history_limit_zero_keeps_nothing() -> None:
-    """history_limit=0 disables history but still counts events."""
-    b = EventBus(history_limit=0)
-    b.publish(ET.TASK_STARTED)
-    assert b.history() == []
-    assert b.stats()["published"] == 1
-
-
-@pytest.mark.parametrize("bad", [-1, "10", 1.5, True])
-def test_bad_history_limit(bad: Any) -> None:
-    """A negative or non-int history limit is refused with a clear error."""
-    with pytest.raises((ValueError, TypeError), match="history_limit"):
-        EventBus(history_limit=bad)
-
-
 # ---------------------------------------------------------------- signals
 
 
