@@ -39,7 +39,8 @@ def check_seconds(name: str, value: object, *, allow_none: bool = False) -> floa
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if not (math.isfinite(value) and 0 < value <= _MAX_SECONDS):
+    # The range first: math.isfinite raises OverflowError on an int beyond a float.
+    if not (0 < value <= _MAX_SECONDS and math.isfinite(value)):
         raise ValueError(
             f"{name} must be a finite number of seconds > 0 and <= {_MAX_SECONDS:g}, got {value!r}"
         )

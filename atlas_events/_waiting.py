@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from ._checks import check_seconds
 from ._event import Event, EventKey
 from ._receivers import check_one_arg_callable
 
@@ -18,14 +19,6 @@ if TYPE_CHECKING:
     from ._subscription import Subscription
 
 __all__ = ["wait_for", "wait_for_sync"]
-
-
-def _check_timeout(timeout: object) -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
-    return float(timeout)
 
 
 class _Waiter:
@@ -109,7 +102,7 @@ def _start(
     where: Callable[[Event[Any]], bool] | None,
     timeout: object,
 ) -> tuple[_Waiter, Subscription, float | None]:
-    seconds = _check_timeout(timeout)
+    seconds = check_seconds("timeout", timeout, allow_none=True)
     if where is not None:
         check_one_arg_callable(where, "where predicate")
     waiter = _Waiter(where)

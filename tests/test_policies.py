@@ -87,7 +87,7 @@ def test_bad_policy_values_are_refused_before_subscribing(bus: EventBus) -> None
     bad: list[dict[str, Any]] = [
         {"timeout": 0},
         {"slow_threshold": -1},
-        {"slow_threshold": True},
+        {"slow_threshold": float("nan")},
         {"max_failures": 0},
         {"max_failures": 1.5},
         {"timeout": 1.0},  # a sync handler
@@ -95,6 +95,23 @@ def test_bad_policy_values_are_refused_before_subscribing(bus: EventBus) -> None
     for options in bad:
         with pytest.raises(ValueError, match=next(iter(options))):
             bus.subscribe(EventType.TASK_STARTED, print, **options)
+    with pytest.raises(TypeError, match="slow_threshold"):
+        bus.subscribe(EventType.TASK_STARTED, print, slow_threshold=True)
+    assert bus.subscriber_count() == 0
+
+
+@pytest.mark.parametrize("option", ["timeout", "slow_threshold"])
+@pytest.mark.parametrize("seconds", [float("inf"), 1e300, 10**400], ids=["inf", "1e300", "10**400"])
+def test_policy_seconds_beyond_what_a_wait_can_take_are_refused(
+    bus: EventBus, option: str, seconds: float
+) -> None:
+    """An infinite or huge limit raises ValueError naming it, not an OverflowError per event."""
+
+    async def handler(event: Event[Any]) -> None:
+        pass
+
+    with pytest.raises(ValueError, match=option):
+        bus.subscribe(EventType.TASK_STARTED, handler, **{option: seconds})
     assert bus.subscriber_count() == 0
 
 

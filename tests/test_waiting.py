@@ -134,9 +134,12 @@ def test_wait_for_rejects_bad_arguments_before_subscribing(bus: EventBus) -> Non
     """Bad type, timeout or predicate raise at the call and subscribe nothing."""
     with pytest.raises(InvalidEventTypeError):
         bus.wait_for("task.started")  # type: ignore[call-overload]
-    for bad in (0, -1, True, "1"):
+    for bad in (0, -1, float("nan")):
         with pytest.raises(ValueError, match="timeout"):
-            bus.wait_for_sync(EventType.TASK_STARTED, timeout=bad)  # type: ignore[call-overload]
+            bus.wait_for_sync(EventType.TASK_STARTED, timeout=bad)
+    for wrong in (True, "1"):
+        with pytest.raises(TypeError, match="timeout"):
+            bus.wait_for_sync(EventType.TASK_STARTED, timeout=wrong)  # type: ignore[call-overload]
     with pytest.raises(TypeError):
         bus.wait_for_sync(EventType.TASK_STARTED, where=42)  # type: ignore[call-overload]
     assert bus.subscriber_count() == 0
@@ -212,4 +215,16 @@ def test_many_threads_each_get_exactly_one_event(bus: EventBus) -> None:
         t.join(30)
     assert errors == []
     assert sorted(results) == list(range(n))
+    assert bus.subscriber_count() == 0
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), 1e300, 10**400], ids=["inf", "1e300", "10**400"])
+def test_wait_for_refuses_a_timeout_beyond_what_a_wait_can_take(
+    bus: EventBus, timeout: float
+) -> None:
+    """An infinite or huge timeout raises ValueError naming it at the call, not OverflowError."""
+    with pytest.raises(ValueError, match="timeout"):
+        bus.wait_for_sync(EventType.TASK_STARTED, timeout=timeout)
+    with pytest.raises(ValueError, match="timeout"):
+        bus.wait_for(EventType.TASK_STARTED, timeout=timeout)
     assert bus.subscriber_count() == 0
