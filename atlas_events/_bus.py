@@ -254,6 +254,7 @@ class EventBus:
         self._async_errors = 0
         self._async_timeouts = 0
         self._handler_wrappers: tuple[HandlerWrapper, ...] = ()  # see _add_handler_wrapper
+        self._waits = _waiting.Waits()  # wait_for calls in progress, ended by close()
         self._policy_counters = PolicyCounters()
         self._loop_closed_unsubscribed = 0
 
@@ -1197,6 +1198,7 @@ class EventBus:
             children = list(self._children)
         for child in children:
             child.close()
+        self._waits.end_all(self.name)
         with self._wlock:
             for sig in self._signals.values():
                 for rec in _receivers_of(sig):
@@ -1279,10 +1281,12 @@ class EventBus:
 
         Raises:
             TimeoutError: (when awaited) No matching event within ``timeout``.
-            InvalidEventTypeError, InvalidHandlerError, BusClosedError,
-            ValueError: Bad arguments or a closed bus (raised by the call).
+            BusClosedError: (when awaited) The bus (or an ancestor) closed
+                during the wait; raised by the call if it is closed already.
+            InvalidEventTypeError, InvalidHandlerError, TypeError,
+            ValueError: Bad arguments (raised by the call).
         """
-        return _waiting.wait_for(self, event_type, where=where, timeout=timeout)
+        return _waiting.wait_for(self, self._waits, event_type, where=where, timeout=timeout)
 
     @overload
     def wait_for_sync(
@@ -1317,8 +1321,10 @@ class EventBus:
 
         Raises:
             TimeoutError: No matching event within ``timeout`` seconds.
+            BusClosedError: The bus (or an ancestor) is closed, or closed
+                during the wait.
         """
-        return _waiting.wait_for_sync(self, event_type, where=where, timeout=timeout)
+        return _waiting.wait_for_sync(self, self._waits, event_type, where=where, timeout=timeout)
 
     def on(
         self, event_type: enum.Enum | EventKey[Any], **subscribe_options: Any

@@ -228,3 +228,83 @@ def test_wait_for_refuses_a_timeout_beyond_what_a_wait_can_take(
     with pytest.raises(ValueError, match="timeout"):
         bus.wait_for(EventType.TASK_STARTED, timeout=timeout)
     assert bus.subscriber_count() == 0
+
+
+@pytest.mark.asyncio
+async def test_wait_for_task_cancelled_before_its_first_step_leaves_no_subscription(
+    bus: EventBus,
+) -> None:
+    """A task cancelled before it ever ran (its coroutine never started) still unsubscribes."""
+    task = asyncio.create_task(bus.wait_for(EventType.TASK_STARTED, timeout=5))
+    task.cancel()  # the task has not run yet: the coroutine's body never starts
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert bus.subscriber_count() == 0  # at once, not when a traceback lets go of it
+
+
+@pytest.mark.asyncio
+async def test_wait_for_closed_before_start_and_asyncio_wait_for_zero(bus: EventBus) -> None:
+    """close() on the unawaited coroutine, and asyncio.wait_for(..., 0), unsubscribe at once."""
+    coro = bus.wait_for(EventType.TASK_STARTED)
+    coro.close()
+    assert bus.subscriber_count() == 0
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(bus.wait_for(EventType.TASK_STARTED), 0)
+    assert bus.subscriber_count() == 0
+
+
+@pytest.mark.asyncio
+async def test_wait_for_ends_with_bus_closed_error_when_the_bus_closes(bus: EventBus) -> None:
+    """Closing the bus ends a pending wait (no timeout) with BusClosedError, promptly."""
+    task = asyncio.create_task(bus.wait_for(EventType.TASK_STARTED))
+    await asyncio.sleep(0.01)
+    bus.close()
+    with pytest.raises(BusClosedError):
+        await asyncio.wait_for(task, 5)
+
+
+@pytest.mark.asyncio
+async def test_wait_for_on_a_scope_ends_when_an_ancestor_closes(bus: EventBus) -> None:
+    """A wait on a grandchild scope ends with BusClosedError when the root is closed."""
+    child = bus.scope("a").scope("b")
+    waiting = child.wait_for(EventType.TASK_STARTED, timeout=30)
+    bus.close()
+    with pytest.raises(BusClosedError):
+        await asyncio.wait_for(waiting, 5)
+
+
+def test_wait_for_sync_ends_when_another_thread_closes_the_bus(bus: EventBus) -> None:
+    """A thread blocked in wait_for_sync gets BusClosedError when the bus closes, not a hang."""
+    closer = threading.Timer(0.05, bus.close)
+    closer.start()
+    start = time.monotonic()
+    with pytest.raises(BusClosedError):
+        bus.wait_for_sync(EventType.TASK_STARTED, timeout=30)
+    closer.join()
+    assert time.monotonic() - start < 10
+
+
+def test_many_waiters_all_end_when_the_bus_closes(bus: EventBus) -> None:
+    """Every one of many blocked threads is released by close(); none is left waiting."""
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def wait() -> None:
+        try:
+            bus.wait_for_sync(EventType.TASK_STARTED, timeout=30)
+            result = "event"
+        except BusClosedError:
+            result = "closed"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=wait) for _ in range(20)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while bus.subscriber_count() < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    bus.close()
+    for t in threads:
+        t.join(10)
+    assert outcomes == ["closed"] * 20
