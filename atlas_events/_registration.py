@@ -69,7 +69,8 @@ def handles(*event_types: enum.Enum | EventKey[Any], **subscribe_options: Any) -
     Raises:
         InvalidEventTypeError: An event type is not an enum member or key.
         TypeError: No event type, or an option ``subscribe`` does not take
-            (or ``weak``).
+            (or ``weak``); or (when applied) the target is a ``staticmethod``
+            or ``classmethod``, which no component instance could hold.
     """
     if not event_types:
         raise TypeError("handles() needs at least one event type")
@@ -79,6 +80,11 @@ def handles(*event_types: enum.Enum | EventKey[Any], **subscribe_options: Any) -
         raise TypeError("handles() takes no weak=: components are always held weakly")
 
     def mark(fn: F) -> F:
+        if isinstance(fn, staticmethod | classmethod):
+            raise TypeError(
+                f"@handles marks instance methods (held weakly with their component), "
+                f"not a {type(fn).__name__}"
+            )
         marks = getattr(fn, _MARK, None)
         if marks is None:
             marks = []
@@ -96,7 +102,14 @@ def _marked(cls: type[Any]) -> list[tuple[str, enum.Enum | EventKey[Any], dict[s
         attrs.update(vars(klass))
     found = []
     for name, attr in attrs.items():
-        for t, options in getattr(getattr(attr, "__func__", attr), _MARK, ()):
+        marks = getattr(getattr(attr, "__func__", attr), _MARK, ())
+        if marks and isinstance(attr, staticmethod | classmethod):
+            # Its subscription could not end with the component: refuse it.
+            raise TypeError(
+                f"{cls.__qualname__}.{name} is a {type(attr).__name__}: @handles marks "
+                "instance methods, held weakly with their component"
+            )
+        for t, options in marks:
             found.append((name, t, options))
     return found
 
@@ -124,6 +137,7 @@ def subscribe_component(bus: EventBus, component: object) -> Subscription:
     undone before the error propagates.
 
     Raises:
+        TypeError: A marked method is a ``staticmethod`` or ``classmethod``.
         ValueError: ``component`` has no method marked with ``@handles``.
         InvalidHandlerError: A marked method is not a one-argument callable,
             or the component cannot be weakly referenced.
