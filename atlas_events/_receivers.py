@@ -371,7 +371,7 @@ class Receiver:
                 "async code first",
             )
         if loop.is_closed():
-            self._loop_closed()
+            self._loop_closed(event)
             return
         ctx = contextvars.copy_context()
         if _running_loop() is loop:
@@ -380,9 +380,9 @@ class Receiver:
         try:
             loop.call_soon_threadsafe(self._start, start, event, ctx)
         except RuntimeError:  # closed between the check and the call
-            self._loop_closed()
+            self._loop_closed(event)
 
-    def _loop_closed(self) -> None:
+    def _loop_closed(self, event: Event[Any]) -> None:
         """The handler's loop is closed: it can never run again, so unsubscribe it."""
         self.bus._count_skip()
         # A once handler was unsubscribed by this very delivery: count it too.
@@ -391,7 +391,7 @@ class Receiver:
             log.warning(
                 "async handler %s unsubscribed: its event loop is closed",
                 self.name,
-                extra=log_extra(handler=self.name, bus=self.bus.name),
+                extra=log_extra(event, handler=self.name, bus=self.bus.name),
             )
 
     def _start(
