@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._event import EventKey
+from ._holding import method_parts
 from ._subscription import Subscription
 from ._wrappers import original_handler
 from .exceptions import InvalidEventTypeError
@@ -47,12 +48,31 @@ def on(bus: EventBus, event_type: Any, options: dict[str, Any]) -> Callable[[F],
     return decorator
 
 
+def _same_handler(subscribed: object, handler: object) -> bool:
+    """Whether ``subscribed`` (rebuilt by the bus) is ``handler``.
+
+    A partial binding a method is rebuilt from its parts (the bus holds its
+    owner weakly), so it is compared by its parts: owner, function, arguments.
+    """
+    if subscribed == handler:
+        return True
+    ours, theirs = method_parts(subscribed), method_parts(handler)
+    return (
+        ours is not None
+        and theirs is not None
+        and ours.owner is theirs.owner
+        and ours.func == theirs.func
+        and ours.args == theirs.args
+        and ours.keywords == theirs.keywords
+    )
+
+
 def off(bus: EventBus, event_type: Any, handler: Callable[..., Any]) -> int:
     """Unsubscribe ``handler`` from ``event_type`` on ``bus``; return how many ended."""
     removed = 0
     receivers: list[Any] = list(bus.get_signal(event_type).receivers.values())  # Receivers
     for rec in receivers:
-        if rec.active and original_handler(rec.resolve()) == handler and rec.cancel():
+        if rec.active and _same_handler(original_handler(rec.resolve()), handler) and rec.cancel():
             removed += 1
     return removed
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -238,3 +240,43 @@ def test_no_policy_means_no_wrapper(bus: EventBus) -> None:
     bus.subscribe(EventType.TASK_STARTED, plain)
     [rec] = bus.get_signal(EventType.TASK_STARTED).receivers.values()
     assert rec.resolve() is plain  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"slow_threshold": 5.0}, {"max_failures": 2}, {"timeout": 5.0}],
+    ids=["slow_threshold", "max_failures", "timeout"],
+)
+def test_policy_on_a_partial_binding_a_method_does_not_pin_its_owner(
+    bus: EventBus, options: dict[str, Any]
+) -> None:
+    """functools.partial(Cls.method, obj, extra) is held weakly like obj.method, policy or not.
+
+    Before, a policy wrapped the partial in a strong closure, so obj lived forever.
+    """
+
+    class Worker:
+        def __init__(self) -> None:
+            self.seen: list[tuple[str, Any]] = []
+
+        async def handle(self, tag: str, event: Event[Any]) -> None:
+            self.seen.append((tag, event.data))
+
+        def handle_sync(self, tag: str, event: Event[Any]) -> None:
+            self.seen.append((tag, event.data))
+
+    worker = Worker()
+    method = Worker.handle if "timeout" in options else Worker.handle_sync
+
+    async def run() -> None:
+        await bus.publish_async(EventType.TASK_STARTED, 1, timeout=20)
+
+    token = bus.subscribe(EventType.TASK_STARTED, functools.partial(method, worker, "t"), **options)
+    asyncio.run(run())
+    assert worker.seen == [("t", 1)]  # the extra argument still reaches the method
+    ref = weakref.ref(worker)
+    del worker
+    collect()
+    assert ref() is None
+    assert not token.active
+    assert bus.subscriber_count() == 0

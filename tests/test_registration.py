@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import pytest
@@ -294,3 +295,19 @@ def test_component_token_twice_and_after_collection(bus: EventBus) -> None:
     assert token() is True
     assert token() is False
     assert bus.subscriber_count() == 0
+
+
+def test_off_finds_a_partial_binding_a_method(bus: EventBus) -> None:
+    """off() with the partial that was subscribed ends it, with or without a policy."""
+
+    class Worker:
+        def handle(self, tag: str, event: Event[Any]) -> None:
+            pass
+
+    w = Worker()
+    bound = functools.partial(Worker.handle, w, "a")
+    bus.subscribe(EventType.TASK_STARTED, bound)
+    bus.subscribe(EventType.TASK_STARTED, bound, slow_threshold=5.0)
+    bus.subscribe(EventType.TASK_STARTED, functools.partial(Worker.handle, w, "other"))
+    assert bus.off(EventType.TASK_STARTED, bound) == 2
+    assert bus.subscriber_count() == 1
