@@ -33,6 +33,7 @@ import attrs
 from ._bus import EventBus
 from ._checks import check_int, check_seconds
 from ._event import ANY, Event, EventKey, EventType
+from ._registration import SubscriptionGroup
 from ._stats import HandlerFailure
 from ._subscription import Subscription
 
@@ -332,13 +333,38 @@ class HandlerFailuresError(AssertionError):
         self.failures = failures
 
 
+class _FailureTap:
+    """Middleware that sees each ``HANDLER_ERROR`` report before later middleware can drop it."""
+
+    __slots__ = ("_record",)
+
+    # Also run where a report is published in a scope below (inherited
+    # middleware runs first there), before that scope's own middleware.
+    inherit = True
+
+    def __init__(self, record: Callable[[Event[Any]], None]) -> None:
+        self._record = record
+
+    def __call__(self, event: Event[Any]) -> Event[Any]:
+        if event.type is EventType.HANDLER_ERROR:
+            self._record(event)
+        return event
+
+
+def _consume(_event: Event[Any]) -> None:
+    """The watch's ``HANDLER_ERROR`` subscriber: the tap recorded the report already."""
+
+
 class HandlerFailures:
     """Collects every handler failure reported on a bus and its scopes.
 
-    Subscribes to ``HANDLER_ERROR``, so it sees failures wherever they
-    happen: sync handlers on any thread, async handlers on their loops,
-    child scopes (which forward their reports). The bus must report
-    failures (``raise_handler_errors=False``, the default).
+    Watches ``HANDLER_ERROR`` reports from a middleware added when it is
+    created, so it sees failures wherever they happen -- sync handlers on
+    any thread, async handlers on their loops, child scopes (which forward
+    their reports) -- even where middleware added later drops the reports.
+    It also subscribes to ``HANDLER_ERROR``: the reports are consumed, so the
+    bus does not log them as unhandled. The bus must report failures
+    (``raise_handler_errors=False``, the default).
 
     Call :meth:`check` to raise them, :meth:`take` to claim the ones a test
     expected.
@@ -347,7 +373,13 @@ class HandlerFailures:
     def __init__(self, bus: EventBus) -> None:
         self._lock = threading.Lock()
         self._failures: list[CapturedFailure] = []
-        self.subscription = bus.subscribe(EventType.HANDLER_ERROR, self._record, weak=False)
+        tap = bus.add_middleware(_FailureTap(self._record))
+        try:
+            listen = bus.subscribe(EventType.HANDLER_ERROR, _consume, weak=False)
+        except BaseException:
+            tap()
+            raise
+        self.subscription = Subscription(SubscriptionGroup([tap, listen]), "handler failure watch")
 
     def _record(self, event: Event[Any]) -> None:
         failure = event.data

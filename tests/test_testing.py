@@ -239,6 +239,23 @@ async def test_handler_failures_collects_async_failures(bus: EventBus) -> None:
     watch.close()
 
 
+def test_handler_failures_sees_reports_a_middleware_drops(bus: EventBus) -> None:
+    """A middleware that drops HANDLER_ERROR (an allow-list, say) does not hide failures.
+
+    The watch sees each report before the bus's other middleware, so a
+    failing handler still fails the test, once.
+    """
+    watch = HandlerFailures(bus)
+    bus.add_middleware(lambda e: e if e.type is ET.TASK_STARTED else None)
+    bus.subscribe(ET.TASK_STARTED, lambda e: 1 / 0)
+    bus.publish(ET.TASK_STARTED)
+    (failure,) = watch.take()
+    assert isinstance(failure.failure.exception, ZeroDivisionError)
+    watch.close()
+    assert bus.stats()["middleware"] == 1  # the watch's own tap is gone
+    assert bus.subscriber_count(ET.HANDLER_ERROR) == 0
+
+
 # ------------------------------------------------------------- pytest plugin
 
 _PLUGIN_TESTS = """
