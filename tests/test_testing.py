@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -413,3 +414,15 @@ def test_plugin_without_autoload_through_the_old_line(tmp_path: Path) -> None:
         "test_recorder_and_clean_run": "PASSED",
         "test_worker_thread_failure": "FAILED",
     }, proc.stdout[-3000:]
+
+
+def test_deprecated_fixture_names_warn_at_the_test_that_uses_them(tmp_path: Path) -> None:
+    """The DeprecationWarning of event_bus/event_recorder points at the test, not into pytest."""
+    proc = _run_pytest(tmp_path, "", "-k", "old_names")
+    assert _outcomes(proc.stdout) == {"test_old_names_still_work": "PASSED"}, proc.stdout[-3000:]
+    for name, new in (("event_bus", "atlas_bus"), ("event_recorder", "atlas_recorder")):
+        pattern = (
+            rf"test_plugin_use\.py:\d+: DeprecationWarning: the {name} fixture is deprecated; "
+            f"use {new}"
+        )
+        assert re.search(pattern, proc.stdout), proc.stdout[-3000:]
