@@ -57,6 +57,7 @@ from ._receivers import (
     entry_name,
     handler_returned,
 )
+from ._registration import KeyDecorator
 from ._release import KEPT as _kept
 from ._release import release_kept
 from ._stats import BusStats, HandlerFailure, SinkStats
@@ -1326,9 +1327,15 @@ class EventBus:
         """
         return _waiting.wait_for_sync(self, self._waits, event_type, where=where, timeout=timeout)
 
+    @overload
+    def on(self, event_type: EventKey[T], **subscribe_options: Any) -> KeyDecorator[T]: ...
+
+    @overload
+    def on(self, event_type: enum.Enum, **subscribe_options: Any) -> Callable[[_F], _F]: ...
+
     def on(
         self, event_type: enum.Enum | EventKey[Any], **subscribe_options: Any
-    ) -> Callable[[_F], _F]:
+    ) -> Callable[[_F], _F] | KeyDecorator[Any]:
         """Decorator form of :meth:`subscribe`; returns the function unchanged.
 
         Unsubscribe later with ``bus.off(event_type, function)``.

@@ -5,9 +5,9 @@ from __future__ import annotations
 import enum
 import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ._event import EventKey
+from ._event import Event, EventKey
 from ._holding import method_parts
 from ._subscription import Subscription
 from ._wrappers import original_handler
@@ -16,9 +16,22 @@ from .exceptions import InvalidEventTypeError
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["SubscriptionGroup", "handles", "off", "on", "subscribe_component"]
+__all__ = ["KeyDecorator", "SubscriptionGroup", "handles", "off", "on", "subscribe_component"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class KeyDecorator(Protocol[T]):
+    """What ``bus.on(key)`` returns for a typed key: it checks the handler's event type.
+
+    mypy keeps the decorated function's name and signature, so a later
+    misuse still names it.
+    """
+
+    def __call__(self, fn: Callable[[Event[T]], R], /) -> Callable[[Event[T]], R]: ...
+
 
 _MARK = "__atlas_events_handles__"
 
