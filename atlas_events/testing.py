@@ -33,6 +33,7 @@ import attrs
 from ._bus import EventBus
 from ._checks import check_int, check_seconds
 from ._event import ANY, Event, EventKey, EventType
+from ._receivers import check_one_arg_callable
 from ._registration import SubscriptionGroup
 from ._stats import HandlerFailure
 from ._subscription import Subscription
@@ -122,9 +123,11 @@ class EventRecorder:
         Raises:
             AssertionError: With a listing of what was recorded instead.
             TypeError, ValueError: ``count`` is not an int >= 0.
+            InvalidHandlerError: ``where`` is not a sync one-argument callable.
         """
         if count is not None:
             check_int("count", count, 0)
+        _check_where(where)
         matches = [
             e
             for e in self.of_type(event_type)
@@ -189,9 +192,11 @@ class EventRecorder:
         Raises:
             TimeoutError: They did not arrive within ``timeout`` seconds.
             TypeError, ValueError: ``count`` or ``timeout`` is invalid.
+            InvalidHandlerError: ``where`` is not a sync one-argument callable.
         """
         check_int("count", count, 1)
         check_seconds("timeout", timeout)
+        _check_where(where)
         et = _member(event_type)
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -222,6 +227,7 @@ class EventRecorder:
         """
         check_int("count", count, 1)
         check_seconds("timeout", timeout)
+        _check_where(where)
         et = _member(event_type)
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
@@ -262,6 +268,11 @@ class EventRecorder:
 
     def _summary_locked(self) -> str:
         return ", ".join(f"{e.type_name}#{e.seq}" for e in self._events) or "nothing"
+
+
+def _check_where(where: object) -> None:
+    if where is not None:
+        check_one_arg_callable(where, "where predicate")
 
 
 def _member(event_type: enum.Enum | EventKey[Any]) -> enum.Enum:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from atlas_events import EventBus, EventType, declare
+from atlas_events.exceptions import InvalidHandlerError
 from atlas_events.testing import (
     EventRecorder,
     HandlerFailures,
@@ -426,3 +427,23 @@ def test_deprecated_fixture_names_warn_at_the_test_that_uses_them(tmp_path: Path
             f"use {new}"
         )
         assert re.search(pattern, proc.stdout), proc.stdout[-3000:]
+
+
+def test_recorder_refuses_an_async_or_non_callable_where() -> None:
+    """An async `where` would match everything (a coroutine is truthy): refused up front.
+
+    So is a non-callable one, naming the role, in assert_published, wait_for
+    and wait_for_async.
+    """
+
+    async def is_big(event: Any) -> bool:
+        return True
+
+    rec = EventRecorder()
+    for where in (is_big, 42):
+        with pytest.raises(InvalidHandlerError, match="where"):
+            rec.assert_published(ET.TASK_STARTED, where=where)  # type: ignore[arg-type]
+        with pytest.raises(InvalidHandlerError, match="where"):
+            rec.wait_for(ET.TASK_STARTED, where=where)  # type: ignore[arg-type]
+        with pytest.raises(InvalidHandlerError, match="where"):
+            asyncio.run(rec.wait_for_async(ET.TASK_STARTED, where=where))  # type: ignore[arg-type]
