@@ -167,6 +167,7 @@ class Receiver:
         "_claims",
         "_extra",
         "_filter_fn",
+        "_rebinds",
         "_ref",
         "_strong",
         "_tasks",
@@ -212,6 +213,9 @@ class Receiver:
         # The loop async work of this handler runs on: explicit, else the
         # loop running at subscribe time, else bound at first dispatch.
         self.loop = loop if loop is not None else _running_loop()
+        # Bound at first dispatch (module-level registration): such a handler
+        # follows the application to its next loop when this one closes.
+        self._rebinds = self.loop is None
         self._tasks: set[asyncio.Future[Any]] = set()
 
         parts = method_parts(handler)
@@ -341,9 +345,14 @@ class Receiver:
     # -- async ---------------------------------------------------------------
 
     def _target_loop(self) -> asyncio.AbstractEventLoop | None:
-        """This handler's loop; bound to the running loop at first dispatch if unset."""
+        """This handler's loop; bound to the running loop at first dispatch if unset.
+
+        A handler bound that way is bound again, the same way, once its loop
+        has closed (``asyncio.run()`` called again, a loop per test); a
+        handler given ``loop=`` or subscribed on a running loop is not.
+        """
         loop = self.loop
-        if loop is None:
+        if loop is None or (self._rebinds and loop.is_closed()):
             loop = self.loop = _running_loop()
         return loop
 
