@@ -234,6 +234,25 @@ def _optional_str(ce: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
+def _optional_id(ce: Mapping[str, Any], key: str) -> str | None:
+    value = _optional_str(ce, key)
+    if value == "":
+        raise CodecError("malformed", f"CloudEvent {key!r} must not be empty")
+    return value
+
+
+def _scope(subject: str | None) -> tuple[str, ...]:
+    """The scope path in ``subject`` (``"a/b"``); every name non-empty."""
+    if not subject:
+        return ()
+    names = tuple(subject.split("/"))
+    if "" in names:
+        raise CodecError(
+            "malformed", f"CloudEvent subject {subject!r} is not a scope path (an empty name)"
+        )
+    return names
+
+
 def _metadata(ce: Mapping[str, Any]) -> Mapping[str, Any]:
     md: dict[str, Any] = {}
     raw = _optional_str(ce, "atlasmetadata")
@@ -290,7 +309,9 @@ def from_cloudevent(
     if "data_base64" in ce or (content_type is not None and not _JSON_TYPE.match(content_type)):
         raise CodecError("malformed", f"only JSON data is supported, got {content_type!r}")
     source = _required_str(ce, "source")
-    subject = _optional_str(ce, "subject")
+    scope = _scope(_optional_str(ce, "subject"))
+    correlation_id = _optional_id(ce, "correlationid")
+    causation_id = _optional_id(ce, "causationid")
     data = ce.get("data")
     return trusted_event(
         _required_str(ce, "id"),
@@ -299,10 +320,10 @@ def from_cloudevent(
         _parse_time(ce["time"]) if "time" in ce else time.time(),
         None if source == default_source else source,
         _metadata(ce),
-        tuple(subject.split("/")) if subject else (),
-        _optional_str(ce, "causationid"),
+        scope,
+        causation_id,
         -1,
-        _optional_str(ce, "correlationid"),
+        correlation_id,
         None,
     )
 

@@ -271,3 +271,27 @@ def test_times_of_early_and_late_years_round_trip(timestamp: float) -> None:
     doc = json.loads(to_json(event))
     assert doc["time"][:5] in {"0486-", "0001-", "9999-"}
     assert from_json(json.dumps(doc)).timestamp == timestamp
+
+
+_CE = {"specversion": "1.0", "id": "x", "source": "s", "type": "task.started"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"subject": "a//b"}, "subject"),
+        ({"subject": "/a"}, "subject"),
+        ({"subject": "a/"}, "subject"),
+        ({"correlationid": ""}, "correlationid"),
+        ({"causationid": ""}, "causationid"),
+    ],
+    ids=["empty-middle-scope", "leading-slash", "trailing-slash", "empty-corr", "empty-cause"],
+)
+def test_decoder_refuses_what_no_event_can_hold(extra: dict[str, Any], fragment: str) -> None:
+    """A subject with an empty scope name, or an empty correlation/causation id: CodecError.
+
+    Before, they decoded into events that the bus could never produce (a
+    scope named "", a correlation id Event.create refuses).
+    """
+    with pytest.raises(CodecError, match=fragment):
+        from_cloudevent({**_CE, **extra})
