@@ -199,9 +199,15 @@ class HandlerPolicy:
         def failed(event: Event[Any], exc: Exception) -> None:
             with lock:
                 streak[0] += 1
-                reached = streak[0] == limit
-            if reached:
-                self._remove(info, event, limit, exc)
+                failures = streak[0]
+            # >=, not ==: a limit reached before bind() removes at the next
+            # failure; _remove acts only once (the token's first call).
+            if failures >= limit:
+                self._remove(info, event, failures, exc)
+
+        def succeeded() -> None:
+            with lock:
+                streak[0] = 0
 
         if info.is_async:
 
@@ -211,7 +217,7 @@ class HandlerPolicy:
                 except Exception as exc:
                     failed(event, exc)
                     raise
-                streak[0] = 0
+                succeeded()
                 return result
 
             return counted_async
@@ -222,7 +228,7 @@ class HandlerPolicy:
             except Exception as exc:
                 failed(event, exc)
                 raise
-            streak[0] = 0
+            succeeded()
             return result
 
         return counted

@@ -19,6 +19,8 @@ from atlas_events import (
     HandlerRemoved,
     HandlerTimeoutError,
 )
+from atlas_events._policies import HandlerPolicy
+from atlas_events._wrappers import HandlerInfo
 
 from .conftest import collect
 
@@ -280,3 +282,29 @@ def test_policy_on_a_partial_binding_a_method_does_not_pin_its_owner(
     assert ref() is None
     assert not token.active
     assert bus.subscriber_count() == 0
+
+
+def test_limit_reached_before_the_policy_knew_its_subscription_still_removes(
+    bus: EventBus,
+) -> None:
+    """Failures that reach max_failures before bind() (another thread publishing while
+    subscribe() returns) do not disable the limit: the next failure removes the handler.
+    """
+    policy = HandlerPolicy(max_failures=2)
+    info = HandlerInfo(bus, EventType.TASK_STARTED, "tests.failing", is_async=False)
+
+    def failing(target: Any, event: Event[Any]) -> None:
+        raise RuntimeError("down")
+
+    call = policy(failing, info)
+    event = Event.create(EventType.TASK_STARTED)
+    for _ in range(2):  # the limit is reached while the policy has no subscription yet
+        with pytest.raises(RuntimeError):
+            call(None, event)
+    token = bus.subscribe(EventType.TASK_STARTED, print)
+    policy.bind(token)
+    with pytest.raises(RuntimeError):
+        call(None, event)
+    assert not token.active
+    assert bus.stats()["handlers_removed"] == 0  # the policy counts on its own counters
+    assert policy.counters.removed == 1
