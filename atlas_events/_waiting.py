@@ -176,6 +176,7 @@ def wait_for(
     """
     waiter, sub, deadline = _start(bus, waits, event_type, where, timeout)
     coro = _await(waiter, waits, sub, deadline, _timed_out(event_type, timeout))
+    coro.__qualname__ = "EventBus.wait_for"  # type: ignore[attr-defined]  # warnings name it
     return _Wait(coro, sub)
 
 

@@ -308,3 +308,15 @@ def test_many_waiters_all_end_when_the_bus_closes(bus: EventBus) -> None:
     for t in threads:
         t.join(10)
     assert outcomes == ["closed"] * 20
+
+
+def test_never_awaited_warning_names_wait_for(bus: EventBus) -> None:
+    """The "never awaited" RuntimeWarning of a dropped wait names wait_for, not a private helper."""
+
+    def drop_a_wait() -> None:
+        bus.wait_for(EventType.TASK_STARTED)
+        collect()
+
+    with pytest.warns(RuntimeWarning, match=r"EventBus\.wait_for' was never awaited"):
+        drop_a_wait()
+    assert bus.subscriber_count() == 0
