@@ -203,6 +203,8 @@ class _Wait(Coroutine[Any, Any, "Event[Any]"]):
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         if self._not_started():
             self._sub()
+        if val is None and tb is None:  # the one-argument form (3.12 deprecates the others)
+            return self._coro.throw(typ)
         return self._coro.throw(typ, val, tb)
 
     def close(self) -> None:
