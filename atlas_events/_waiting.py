@@ -215,6 +215,27 @@ class _Wait(Coroutine[Any, Any, "Event[Any]"]):
     def __await__(self) -> Generator[Any, None, Event[Any]]:
         return self._coro.__await__()
 
+    # What asyncio's task repr and debuggers read from a native coroutine.
+    @property
+    def __name__(self) -> str:
+        return "EventBus.wait_for"
+
+    @property
+    def cr_frame(self) -> Any:
+        return getattr(self._coro, "cr_frame", None)
+
+    @property
+    def cr_code(self) -> Any:
+        return getattr(self._coro, "cr_code", None)
+
+    @property
+    def cr_running(self) -> bool:
+        return bool(getattr(self._coro, "cr_running", False))
+
+    @property
+    def cr_await(self) -> Any:
+        return getattr(self._coro, "cr_await", None)
+
 
 async def _await(
     waiter: _Waiter,

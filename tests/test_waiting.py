@@ -320,3 +320,15 @@ def test_never_awaited_warning_names_wait_for(bus: EventBus) -> None:
     with pytest.warns(RuntimeWarning, match=r"EventBus\.wait_for' was never awaited"):
         drop_a_wait()
     assert bus.subscriber_count() == 0
+
+
+@pytest.mark.asyncio
+async def test_a_waiting_task_reads_as_wait_for(bus: EventBus) -> None:
+    """A task running bus.wait_for shows as EventBus.wait_for in its repr (asyncio debugging)."""
+    task = asyncio.create_task(bus.wait_for(EventType.TASK_STARTED, timeout=5))
+    await asyncio.sleep(0)
+    assert "EventBus.wait_for()" in repr(task)
+    assert asyncio.iscoroutine(task.get_coro())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
