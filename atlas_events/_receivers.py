@@ -98,6 +98,10 @@ def check_one_arg_callable(fn: object, role: str) -> None:
         raise InvalidHandlerError(
             fn, role, f"it is a coroutine function; a {role} runs inside publish and must be sync"
         )
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise InvalidHandlerError(
+            fn, role, "it is a generator function: calling it would not run its body"
+        )
     if _one_arg_code(fn):
         return
     try:
