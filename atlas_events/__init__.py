@@ -13,12 +13,12 @@ True
 
 from __future__ import annotations
 
-from ._bus import EventBus, Sink, correlate, current_correlation_id
+from ._build import compiled
+from ._bus import EventBus, ScopedEventBus, Sink, correlate, current_correlation_id
 from ._event import ANY, Event, EventKey, EventType, declare
 from ._logging import LOG_FIELDS
 from ._policies import HandlerRemoved
 from ._registration import handles
-from ._scoped import ScopedEventBus
 from ._stats import BusStats, HandlerFailure, SinkStats
 from ._streams import EventStream
 from ._subscription import Subscription
@@ -29,6 +29,7 @@ from .exceptions import (
     HandlerTimeoutError,
     InvalidEventTypeError,
     InvalidHandlerError,
+    InvalidOptionError,
     MiddlewareError,
     PayloadTypeError,
     RecursionDepthError,
@@ -52,6 +53,7 @@ __all__ = [
     "HandlerTimeoutError",
     "InvalidEventTypeError",
     "InvalidHandlerError",
+    "InvalidOptionError",
     "LOG_FIELDS",
     "Middleware",
     "MiddlewareError",
@@ -63,6 +65,7 @@ __all__ = [
     "SinkStats",
     "Subscription",
     "__version__",
+    "compiled",
     "correlate",
     "current_correlation_id",
     "declare",

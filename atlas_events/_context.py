@@ -1,17 +1,25 @@
-"""The dispatch context: causation, nesting depth and correlation of the code running now."""
+"""The dispatch context: causation, nesting depth and correlation of the running code."""
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
 from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["CONTEXT", "correlate", "current_correlation_id"]
+__all__ = ["CONTEXT", "Context", "correlate", "current_correlation_id"]
 
-# (parent event id, dispatch depth, correlation id) of the dispatch or
-# correlation block we are in; ``None`` at top level. One context variable
-# serves causation, recursion depth and correlation, so publish reads one.
-CONTEXT: contextvars.ContextVar[tuple[str | None, int, str | None] | None] = contextvars.ContextVar(
+Context = tuple[str | None, int, str | None, list[Any] | None]
+"""``(parent event id, dispatch depth, correlation id, dispatch queue)``.
+
+The queue is the :class:`~atlas_events._dispatch.Pending` of the outermost
+dispatch running on this thread (``None`` in a correlation block).
+"""
+
+# One context variable serves causation, recursion depth, correlation and the
+# queued-dispatch mode, so publish reads one (saves 3 ContextVar.get calls;
+# docs/performance.md "Core split: hot path").
+CONTEXT: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
     "atlas_events_context", default=None
 )
 
@@ -33,13 +41,13 @@ def correlate(correlation_id: str) -> Iterator[str]:
     asyncio tasks created inside do.
 
     Raises:
-        ValueError: ``correlation_id`` is not a non-empty ``str``.
+        ValueError: ``correlation_id`` is not a non-empty str.
     """
     if not isinstance(correlation_id, str) or not correlation_id:
         raise ValueError(f"correlation_id must be a non-empty str, got {correlation_id!r}")
     ctx = CONTEXT.get()
     token = CONTEXT.set(
-        (None, 0, correlation_id) if ctx is None else (ctx[0], ctx[1], correlation_id)
+        (None, 0, correlation_id, None) if ctx is None else (ctx[0], ctx[1], correlation_id, ctx[3])
     )
     try:
         yield correlation_id

@@ -324,6 +324,10 @@ class MemberMap(Generic[V]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def items(self) -> list[tuple[enum.Enum, V]]:
+        """A snapshot of the ``(member, value)`` pairs."""
+        return list(self._items.values())
+
     def clear(self) -> None:
         self._items.clear()
 

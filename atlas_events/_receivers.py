@@ -35,7 +35,7 @@ import types
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from ._event import ANY
 from ._holding import method_parts, pins
@@ -48,13 +48,15 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
+    import blinker
+
     from ._event import Event
 
 __all__ = [
     "ASYNC_COLLECTOR",
     "Entry",
     "Receiver",
+    "ReceiverHost",
     "callable_name",
     "check_one_arg_callable",
     "entry_name",
@@ -74,6 +76,35 @@ Entry: TypeAlias = list[Any]
 A list, not a tuple, so that unsubscribing can *retire* it in place: a
 dispatch already iterating an older snapshot then skips the handler too.
 """
+
+
+class ReceiverHost(Protocol):
+    """What a receiver reports to: the bus's registry (``_registry.Registry``)."""
+
+    name: str
+
+    def count_skip(self) -> None:
+        """Count a delivery that was skipped (dead, filtered or retired handler)."""
+
+    def count_loop_closed(self) -> None:
+        """Count a receiver that unsubscribed itself because its event loop closed."""
+
+    def skip_event(self, event: Event[Any]) -> None:
+        """What a retired dispatch entry calls instead of its handler."""
+
+    def receiver_died(self, rec: Receiver) -> None:
+        """Queue ``rec`` for unlinking (called from a weakref callback: no lock)."""
+
+    def remove_receiver(self, rec: Receiver) -> bool:
+        """Unsubscribe ``rec``; ``True`` only for the call that did it."""
+        ...
+
+    def report_async_error(self, event: Event[Any], name: str, exc: Exception) -> None:
+        """Report a failed async handler."""
+
+    def get_signal(self, event_type: enum.Enum) -> blinker.Signal:
+        """The bus's private signal for ``event_type`` (the registry of record)."""
+        ...
 
 
 def callable_name(fn: object) -> str:
@@ -189,7 +220,7 @@ class Receiver:
 
     def __init__(
         self,
-        bus: EventBus,
+        bus: ReceiverHost,
         event_type: enum.Enum,
         handler: Callable[[Event[Any]], Any],
         *,
@@ -286,7 +317,7 @@ class Receiver:
             if rec is not None:
                 rec.retire()
                 if bus is not None:
-                    bus._receiver_died(rec)
+                    bus.receiver_died(rec)
 
         try:
             return weakref.ref(obj, on_dead)
@@ -325,14 +356,14 @@ class Receiver:
         """Call the handler for ``event``, applying filter / once / async."""
         handler = self.resolve()
         if handler is None or not self.active:
-            self.bus._count_skip()
+            self.bus.count_skip()
             return
         if (self.filter is not None or self._filter_fn is not None) and not self._wants(event):
-            self.bus._count_skip()
+            self.bus.count_skip()
             return
         if self.once:
             if next(self._claims):
-                self.bus._count_skip()
+                self.bus.count_skip()
                 return
             self.cancel()
         if self.is_async:
@@ -397,10 +428,10 @@ class Receiver:
 
     def _loop_closed(self, event: Event[Any]) -> None:
         """The handler's loop is closed: it can never run again, so unsubscribe it."""
-        self.bus._count_skip()
+        self.bus.count_skip()
         # A once handler was unsubscribed by this very delivery: count it too.
         if self.cancel() or self.once:
-            self.bus._count_loop_closed()
+            self.bus.count_loop_closed()
             log.warning(
                 "async handler %s unsubscribed: its event loop is closed",
                 self.name,
@@ -420,7 +451,7 @@ class Receiver:
             else:  # a future of another loop, an object with __await__...
                 task = asyncio.ensure_future(awaitable, loop=loop)
         except Exception as exc:  # reported like the handler's own failure, never lost
-            self.bus._report_handler_error(event, self.name, exc, is_async=True)
+            self.bus.report_async_error(event, self.name, exc)
             return
         self._tasks.add(task)
         collector = ctx.get(ASYNC_COLLECTOR)
@@ -434,7 +465,7 @@ class Receiver:
             return
         exc = task.exception()
         if exc is not None and isinstance(exc, Exception):
-            self.bus._report_handler_error(event, self.name, exc, is_async=True)
+            self.bus.report_async_error(event, self.name, exc)
 
     def pending_tasks(self) -> list[asyncio.Future[Any]]:
         """Tasks of this async handler that have not finished yet."""
@@ -444,7 +475,7 @@ class Receiver:
 
     def cancel(self) -> bool:
         """Unsubscribe (idempotent)."""
-        return self.bus._remove_receiver(self)
+        return self.bus.remove_receiver(self)
 
     def retire(self) -> None:
         """Mark inactive and neuter the dispatch entry (no lock; GC-safe).
@@ -454,7 +485,7 @@ class Receiver:
         instead of the handler from now on.
         """
         self.active = False
-        self.entry[:] = (self.bus._skip_event, None)
+        self.entry[:] = (self.bus.skip_event, None)
 
     def describe(self) -> str:
         t = self.event_type
@@ -463,7 +494,7 @@ class Receiver:
 
 
 def handler_returned(
-    bus: EventBus, event: Event[Any], fn: Callable[..., Any], ref: Any, result: object
+    bus: ReceiverHost, event: Event[Any], fn: Callable[..., Any], ref: Any, result: object
 ) -> None:
     """What the dispatch loop does with a handler's non-``None`` return value.
 
@@ -483,7 +514,7 @@ def handler_returned(
     rec.adopt(result, event)
 
 
-def _receiver_of(bus: EventBus, event_type: enum.Enum, fn: Any, ref: Any) -> Receiver | None:
+def _receiver_of(bus: ReceiverHost, event_type: enum.Enum, fn: Any, ref: Any) -> Receiver | None:
     """The receiver whose dispatch entry is ``[fn, ref]`` (a rare, slow lookup)."""
     for et in (event_type, ANY):
         for rec in list(bus.get_signal(et).receivers.values()):

@@ -1,54 +1,174 @@
-"""Scoped child buses."""
+"""The scope tree: one :class:`Node` per bus (its pieces and options), linked parent to children."""
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
 
-from ._bus import EventBus
-from .exceptions import ScopeError
+from ._chain import MiddlewareChain
+from ._event import EventType, MemberMap
+from ._history import History
+from ._locks import Deferred
+from ._recorder import Recorder
+from ._registry import Registry
 
-__all__ = ["ScopedEventBus"]
+__all__ = ["Nested", "Node", "Tree", "close_tree"]
+
+Nested = Literal["queued", "immediate"]
 
 
-class ScopedEventBus(EventBus):
-    """A child bus: a full :class:`EventBus` that forwards its events upward.
+class Tree:
+    """What a root bus shares with all its scopes.
 
-    An event published on a scoped bus is delivered to the scope's own
-    subscribers, then forwarded to the parent, and so on up to the root.
-    Upstream it is the *same event* (same id); every level runs its own
-    middleware, records its own history (with its own ``seq``) and calls its
-    own subscribers. ``event.scope`` names the path, e.g.
-    ``("agents", "planner")`` for ``root.scope("agents").scope("planner")``,
-    so a parent's subscriber can tell where an event came from.
-
-    ``publish(..., propagate=False)`` keeps an event in its scope. Closing a
-    scope stops forwarding, disposes its subscriptions and closes its own
-    child scopes; closing the parent closes its scopes.
-
-    Args:
-        parent: The bus to forward to.
-        scope_name: This scope's name (non-empty, no ``"/"``).
-        **options: :class:`EventBus` options (``history_limit``...); by
-            default a scope shares its root's ``max_depth``,
-            ``raise_handler_errors`` and terminal types.
-
-    Raises:
-        ScopeError: The name is empty or has a ``"/"``, or ``parent`` is
-            this bus or one of its descendants.
+    Attributes:
+        lock: Serialises changes to the tree's shape and to inherited
+            middleware (rare; never taken by publish).
+        declared: Payload classes declared per event type (tree-wide).
     """
 
-    def __init__(self, parent: EventBus, scope_name: str, **options: Any) -> None:
-        if not isinstance(parent, EventBus):
-            raise TypeError(f"parent must be an EventBus, got {type(parent).__name__}")
-        if not isinstance(scope_name, str) or not scope_name or "/" in scope_name:
-            raise ScopeError(f"scope name must be a non-empty str without '/', got {scope_name!r}")
-        options.setdefault("max_depth", parent.max_depth)
-        options.setdefault("raise_handler_errors", parent.raise_handler_errors)
-        options.setdefault("terminal_types", tuple(parent.terminal_types))
-        options.setdefault("name", "/".join((*parent.scope_path, scope_name)))
-        super().__init__(**options)
-        parent._adopt(self)
-        self._parent = parent
-        self._scope = (*parent.scope_path, scope_name)
-        self._declared = parent._declared  # payload declarations are tree-wide
-        self.scope_name = scope_name
+    __slots__ = ("declared", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.declared: MemberMap[type[Any]] = MemberMap()
+
+
+class Node:
+    """The core of one bus: its recorder, registry, middleware chain, options and tree links.
+
+    The :class:`EventBus` facade owns one node; the publish loop
+    (``_dispatch``) works on nodes, and forwarding follows :attr:`parent`.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "chain",
+        "children",
+        "closed",
+        "deferred",
+        "mark_closed",
+        "max_depth",
+        "name",
+        "nested",
+        "parent",
+        "path",
+        "raise_handler_errors",
+        "recorder",
+        "registry",
+        "terminal_ids",
+        "terminal_types",
+        "tree",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        parent: Node | None,
+        path: tuple[str, ...],
+        history: History,
+        max_depth: int,
+        raise_handler_errors: bool,
+        terminal_types: tuple[enum.Enum, ...],
+        nested: Nested,
+        registry: Registry,
+        deferred: Deferred,
+    ) -> None:
+        self.name = name
+        self.parent = parent
+        self.path = path
+        self.tree: Tree = Tree() if parent is None else parent.tree
+        self.children: weakref.WeakSet[Node] = weakref.WeakSet()
+        self.closed = False
+        # Tells the facade it is closed (a weak method: the facade owns the node).
+        self.mark_closed: Callable[[], Callable[[], None] | None] = lambda: None
+        self.deferred = deferred
+        self.recorder = Recorder(history, deferred)
+        self.recorder.forwards = self.recorder.more = parent is not None
+        self.registry = registry
+        self.chain = MiddlewareChain(self._count_drop)
+        self.max_depth = max_depth
+        self.raise_handler_errors = raise_handler_errors
+        self.nested = nested
+        self.terminal_types: frozenset[enum.Enum] = frozenset(
+            (EventType.SYSTEM_SHUTDOWN, *terminal_types)
+        )
+        # By identity: IntEnum / StrEnum members of other enums may be equal.
+        self.terminal_ids: frozenset[int] = frozenset(map(id, self.terminal_types))
+
+    def _count_drop(self) -> None:
+        self.recorder.count("dropped")
+
+    def ancestors(self) -> Iterator[Node]:
+        """This node's parent, grandparent, ... up to the root (no recursion)."""
+        node = self.parent
+        while node is not None:
+            yield node
+            node = node.parent
+
+    def descendants(self) -> list[Node]:
+        """Every node below this one, parents before children (no recursion)."""
+        out: list[Node] = []
+        todo = list(self.children)
+        while todo:
+            node = todo.pop()
+            out.append(node)
+            todo.extend(node.children)
+        return out
+
+    def refresh_inherited(self) -> None:
+        """Recompute the inherited policies of every descendant (holds the tree lock)."""
+        with self.tree.lock:
+            todo = [self]
+            while todo:
+                node = todo.pop()
+                for child in list(node.children):
+                    child.chain.set_inherited(node.chain.inheritable())
+                    todo.append(child)
+
+
+def close_tree(top: Node) -> None:
+    """Close ``top`` and every scope below it: all are marked closed first, then torn down.
+
+    Marking happens under the tree lock, so a concurrent ``scope()`` either
+    lands in the list or is refused; no scope stays open under a closed one.
+    Tear-down runs children first, and one failing sink does not stop the
+    others.
+
+    Raises:
+        ExceptionGroup: Sinks raised while being closed (after everything closed).
+    """
+    with top.tree.lock:
+        if top.closed:
+            return
+        nodes = [top, *(n for n in top.descendants() if not n.closed)]
+        for node in nodes:
+            node.closed = True
+            mark = node.mark_closed()
+            if mark is not None:
+                mark()
+    failures: list[Exception] = []
+    for node in reversed(nodes):
+        failures += _teardown(node)
+    if failures:
+        raise ExceptionGroup(f"closing {top.name!r}: {len(failures)} sink(s) failed", failures)
+
+
+def _teardown(node: Node) -> list[Exception]:
+    with node.registry.locks.write:
+        node.registry.close_locked()
+        sinks = node.recorder.take_sinks()
+    with node.tree.lock:
+        node.chain.clear()
+    failures: list[Exception] = []
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception as exc:  # close every other sink first
+            failures.append(exc)
+    if node.parent is not None:
+        node.parent.children.discard(node)
+    return failures

@@ -410,6 +410,9 @@ class EventStream:
                 return []
             # Without per-run history a run's events are read from the main one.
             run = correlation_id if history.max_runs and history.run_limit else None
+            if since_seq is None and replay is not True and isinstance(replay, int):
+                # Scans from the newest end: the lock is held for O(replay) work.
+                return history.newest(replay, q.matches, run)
             events = history.events(run)
             if since_seq is not None:
                 if run is None:  # every seq is recorded: a hole was evicted

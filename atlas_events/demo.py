@@ -16,9 +16,8 @@ from typing import Any, TextIO
 
 import attrs
 
-from ._bus import EventBus, correlate
+from ._bus import EventBus, ScopedEventBus, correlate
 from ._event import ANY, Event, EventType, declare
-from ._scoped import ScopedEventBus
 from ._stats import HandlerFailure
 from .middleware import DropTypes, Redact, SetMetadata
 

@@ -23,6 +23,7 @@ __all__ = [
     "InvalidEventTypeError",
     "InvalidHandlerError",
     "InvalidMiddlewareResultError",
+    "InvalidOptionError",
     "MiddlewareError",
     "OutboxFullError",
     "PayloadTooLargeError",
@@ -223,6 +224,22 @@ class RecursionDepthError(AtlasEventsError, RecursionError):
         self.depth = depth
         self.limit = limit
         self.event_type = event_type
+
+
+class InvalidOptionError(AtlasEventsError, TypeError, ValueError):
+    """An option or argument has the wrong type or is out of range.
+
+    Both a ``TypeError`` and a ``ValueError``, so either ``except`` catches it.
+
+    Attributes:
+        option: The name of the option (``"history_limit"``, ``"limit"``...).
+        value: The value that was refused.
+    """
+
+    def __init__(self, option: str, value: object, expected: str) -> None:
+        super().__init__(f"{option} must be {expected}, got {_describe(value)}")
+        self.option = option
+        self.value = value
 
 
 class ScopeError(AtlasEventsError, ValueError):

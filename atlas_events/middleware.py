@@ -60,6 +60,9 @@ class Redact:
 
     __slots__ = ("_matcher", "keys", "mask")
 
+    inherit = True
+    """A redaction policy covers a bus's scopes too (see :meth:`EventBus.add_middleware`)."""
+
     def __init__(self, keys: Iterable[str] = DEFAULT_REDACTED_KEYS, mask: str = _MASK) -> None:
         self._matcher = KeyMatcher(keys)
         self.keys = frozenset(k.lower() for k in keys)

@@ -45,21 +45,44 @@ class Settings:
         repeats: Rounds per scenario (the median is reported).
         target_s: Approximate duration of one measurement.
         quick: Fixed, tiny iteration counts (for the smoke test).
-        thread_events: Events per thread in the threads scenario.
+        thread_events: Events per configuration in the threads scenario (the
+            total, split between its threads).
         stream_events: Events in the end-to-end stream scenario.
         clock: ``"cpu"`` (thread CPU time) or ``"wall"`` for per-event loops.
+        stall_history: History size (events) of the stalls scenario and of
+            the memory report's GC figures.
+        stall_types: Event types subscribed in the stalls scenario.
+        stall_window_s: Seconds the publisher runs against each operation.
+        stall_rounds: Rounds of the stalls scenario.
+        switch_interval: ``sys.setswitchinterval`` during the stalls scenario
+            (seconds).
     """
 
     repeats: int = 21
     target_s: float = 0.01
     quick: bool = False
-    thread_events: int = 10_000
+    thread_events: int = 20_000
     stream_events: int = 10_000
     clock: Clock = "cpu"
+    stall_history: int = 1_000_000
+    stall_types: int = 20_000
+    stall_window_s: float = 0.3
+    stall_rounds: int = 3
+    switch_interval: float = 0.0005
 
     @classmethod
     def quick_mode(cls) -> Settings:
-        return cls(repeats=2, target_s=0.0, quick=True, thread_events=300, stream_events=300)
+        return cls(
+            repeats=2,
+            target_s=0.0,
+            quick=True,
+            thread_events=300,
+            stream_events=300,
+            stall_history=2000,
+            stall_types=50,
+            stall_window_s=0.02,
+            stall_rounds=1,
+        )
 
 
 def time_loop(run: Loop, n: int, clock: Clock = "wall") -> float:

@@ -8,18 +8,18 @@ raw ``blinker.Signal.send`` measured in the same scenario.
 from __future__ import annotations
 
 import asyncio
-import gc
 import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypedDict
+from typing import Any
 
 from atlas_events import EventBus
 
 from . import peers as _peers
-from ._timing import Loop, Settings, measure_interleaved, median
+from ._result import PAYLOAD, Row, ScenarioResult, make_result, noop_handlers
+from ._timing import Settings, measure_interleaved
 from .peers import (
     PEERS,
     TYPE,
@@ -31,40 +31,13 @@ from .peers import (
     PlainType,
     passthrough,
 )
+from .stalls import stalls
+from .threads import threads
 
 __all__ = ["SCENARIOS", "Row", "ScenarioResult", "noop_handlers"]
 
-PAYLOAD: dict[str, int] = {"step": 1}
 ATLAS = Atlas.name
 BLINKER = Blinker.name
-
-
-class Row(TypedDict):
-    ns: float
-    min_ns: float
-    runs: list[float]
-    ratio_to_blinker: float | None
-    min_ratio_to_blinker: float | None
-
-
-class ScenarioResult(TypedDict):
-    name: str
-    title: str
-    unit: str
-    rows: dict[str, Row]
-    extra: dict[str, Any]
-
-
-def noop_handlers(n: int) -> list[Handler]:
-    """``n`` distinct no-op handlers (libraries dedupe identical ones)."""
-
-    def make() -> Handler:
-        def handler(data: object) -> None:
-            return None
-
-        return handler
-
-    return [make() for _ in range(n)]
 
 
 @contextmanager
@@ -79,32 +52,6 @@ def _impls(
             impl.close()
 
 
-def _result(
-    name: str,
-    title: str,
-    runs: dict[str, list[float]],
-    unit: str = "ns/event",
-    base: str = BLINKER,
-) -> ScenarioResult:
-    """Rows of median and minimum ns/event, with ratios to the ``base`` row."""
-    rows: dict[str, Row] = {
-        impl: {
-            "ns": median(values),
-            "min_ns": min(values),
-            "runs": [round(v, 1) for v in values],
-            "ratio_to_blinker": None,
-            "min_ratio_to_blinker": None,
-        }
-        for impl, values in runs.items()
-    }
-    if base in rows:
-        ref = rows[base]
-        for row in rows.values():
-            row["ratio_to_blinker"] = row["ns"] / ref["ns"]
-            row["min_ratio_to_blinker"] = row["min_ns"] / ref["min_ns"]
-    return {"name": name, "title": title, "unit": unit, "rows": rows, "extra": {}}
-
-
 # --------------------------------------------------------------- fan-out
 
 
@@ -113,7 +60,7 @@ def _fanout(n_subs: int) -> Callable[[Settings], ScenarioResult]:
         with _impls() as impls:
             loops = {impl.name: impl.fanout(noop_handlers(n_subs), PAYLOAD) for impl in impls}
             runs = measure_interleaved(loops, settings)
-        return _result(
+        return make_result(
             f"subs_{n_subs}",
             f"{n_subs} subscriber(s), one event type"
             " (atlas-events: history 1000 + one pass-through middleware)",
@@ -142,7 +89,7 @@ def features(settings: Settings) -> ScenarioResult:
     finally:
         for v in variants.values():
             v.close()
-    return _result("features", "1 subscriber: atlas-events with history / middleware", runs)
+    return make_result("features", "1 subscriber: atlas-events with history / middleware", runs)
 
 
 def types_100(settings: Settings) -> ScenarioResult:
@@ -161,7 +108,7 @@ def types_100(settings: Settings) -> ScenarioResult:
             runs = measure_interleaved(loops, settings)
     finally:
         single.close()
-    res = _result(
+    res = make_result(
         "types_100",
         "100 event types round-robin, 1 subscriber each (a StrEnum like EventType)",
         runs,
@@ -178,92 +125,12 @@ def scoped(settings: Settings) -> ScenarioResult:
     with _impls() as impls:
         loops = {impl.name: impl.scoped(noop_handlers(3), PAYLOAD) for impl in impls}
         runs = measure_interleaved(loops, settings)
-    return _result(
+    return make_result(
         "scoped_2",
         "scoped bus two levels deep, 1 subscriber per level (peers: 3 sends;"
         " PyPubSub: its topic tree)",
         runs,
     )
-
-
-# --------------------------------------------------------------- threads
-
-
-def _context_switches() -> int:
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not Unix
-        return 0
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_nvcsw + usage.ru_nivcsw
-
-
-def _threaded(run: Loop, n: int, threads: int) -> tuple[float, float, int]:
-    """``threads`` threads publish ``n`` events each, at once.
-
-    Returns wall seconds, process CPU seconds and context switches.
-    """
-    barrier = threading.Barrier(threads + 1)
-
-    def worker() -> None:
-        barrier.wait()
-        run(n)
-
-    workers = [threading.Thread(target=worker) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        switches = _context_switches()
-        barrier.wait()
-        t0, c0 = time.perf_counter(), time.process_time()
-        for w in workers:
-            w.join()
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        return wall, cpu, _context_switches() - switches
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def threads_2(settings: Settings) -> ScenarioResult:
-    """Two threads publishing to one bus at once vs one thread (1 subscriber).
-
-    Each round measures one thread, then two, back to back; the ratio is the
-    median of the rounds' ratios (total events/s of two threads over one).
-    """
-    n = settings.thread_events
-    with _impls() as impls:
-        loops = {impl.name: impl.fanout(noop_handlers(1), PAYLOAD) for impl in impls}
-        names = list(loops)
-        two_ns: dict[str, list[float]] = {name: [] for name in names}
-        wall_ratio: dict[str, list[float]] = {name: [] for name in names}
-        cpu_ratio: dict[str, list[float]] = {name: [] for name in names}
-        switches: dict[str, list[float]] = {name: [] for name in names}
-        for r in range(settings.repeats):
-            k = r % len(names)
-            for name in names[k:] + names[:k]:
-                w1, c1, _ = _threaded(loops[name], n, 1)
-                w2, c2, s2 = _threaded(loops[name], n, 2)
-                two_ns[name].append(w2 * 1e9 / (2 * n))
-                wall_ratio[name].append(2 * w1 / w2)
-                cpu_ratio[name].append(2 * c1 / c2 if c2 else 0.0)
-                switches[name].append(s2 * 1000 / (2 * n))
-    res = _result(
-        "threads_2",
-        "two threads publishing at once, 1 subscriber: wall ns per event of the total",
-        two_ns,
-    )
-    res["extra"]["two_vs_one_thread"] = {
-        name: {
-            "events_per_s_ratio": median(wall_ratio[name]),
-            "cpu_efficiency_ratio": median(cpu_ratio[name]),
-            "context_switches_per_1000": median(switches[name]),
-        }
-        for name in names
-    }
-    return res
 
 
 # --------------------------------------------------------------- streams
@@ -314,7 +181,7 @@ async def _streams_sync(settings: Settings) -> ScenarioResult:
             s.close()
         atlas0.close()
         atlas3.close()
-    res = _result(
+    res = make_result(
         "streams_sync",
         "sync publish cost with 0 / 3 attached async streams, 1 subscriber"
         " (peers: 3 asyncio.Queue.put_nowait receivers)",
@@ -454,7 +321,7 @@ async def _streams_e2e(settings: Settings) -> ScenarioResult:
             k = r % len(names)
             for name in names[k:] + names[:k]:
                 seconds.setdefault(name, []).append(await jobs[name]())
-    res = _result(
+    res = make_result(
         "streams_e2e",
         "end to end into one async stream: publish -> queue -> `async for` consumer"
         " (ns per event; peers: a receiver feeding an asyncio.Queue)",
@@ -477,7 +344,8 @@ SCENARIOS: dict[str, Callable[[Settings], ScenarioResult]] = {
     "features": features,
     "types_100": types_100,
     "scoped_2": scoped,
-    "threads_2": threads_2,
+    "threads": threads,
+    "stalls": stalls,
     "streams_sync": streams_sync,
     "streams_e2e": streams_e2e,
 }

@@ -176,3 +176,35 @@ def test_publish_event_on_a_scope_sets_the_scope(bus: EventBus) -> None:
     assert bus.history()[0].scope == ("c",)
     assert bus.history()[0].id == ev.id
     assert ev.seq == -1  # the caller's event is never changed
+
+
+def test_close_closes_every_scope_even_when_a_sink_fails() -> None:
+    """A sink that raises on close does not leave other scopes open; its error is raised after."""
+    from atlas_events import SinkStats
+
+    class Failing:
+        kind = "failing"
+        blocks = False
+
+        def push(self, event: Any) -> None:
+            return None
+
+        def wait_for_room(self) -> None:
+            return None
+
+        def close(self) -> None:
+            raise OSError("disk gone")
+
+        def stats(self) -> SinkStats:
+            return {"kind": self.kind}
+
+    root = EventBus()
+    a = root.scope("a")
+    b = a.scope("b")
+    c = root.scope("c")
+    a.attach_sink(Failing())
+    with pytest.raises(ExceptionGroup) as info:
+        root.close()
+    assert isinstance(info.value.exceptions[0], OSError)
+    assert all(x.closed for x in (root, a, b, c))
+    root.close()  # idempotent, raises nothing the second time

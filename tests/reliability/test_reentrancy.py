@@ -39,7 +39,7 @@ def _types(bus: EventBus) -> list[EventType]:
 
 def test_handler_publishes_during_dispatch() -> None:
     """A nested publish is recorded, dispatched and forwarded before the outer one resumes."""
-    root = EventBus(name="root")
+    root = EventBus(name="root", nested="immediate")
     scope = root.scope("s")
     calls: list[str] = []
 
@@ -155,7 +155,7 @@ def test_handler_unsubscribed_during_dispatch_misses_the_event_in_flight() -> No
 
 def test_handler_adds_middleware_during_dispatch() -> None:
     """Middleware added by a handler applies to the next publishes, not to the one in flight."""
-    bus = EventBus(name="mw")
+    bus = EventBus(name="mw", nested="immediate")
     seen: list[tuple[Any, bool]] = []
 
     def tag(event: Event[Any]) -> Event[Any]:
@@ -244,7 +244,7 @@ def test_runaway_recursion_stops_at_the_depth_limit(max_depth: int) -> None:
 
 def test_runaway_recursion_raises_with_raise_handler_errors() -> None:
     """With ``raise_handler_errors``, the top-level publish raises, RecursionDepthError inside."""
-    bus = EventBus(max_depth=8, raise_handler_errors=True, name="strict")
+    bus = EventBus(max_depth=8, raise_handler_errors=True, name="strict", nested="immediate")
     _runaway(bus)
     with pytest.raises(ExceptionGroup) as info:
         bus.publish(ET.TASK_STARTED, 1)
@@ -308,7 +308,7 @@ PER_THREAD = 5_000
 @pytest.mark.timeout(120)
 def test_reentrant_handlers_on_many_threads(workers: Workers) -> None:
     """4 threads x 5,000 publishes whose handlers publish, (un)subscribe and add middleware."""
-    root = EventBus(history_limit=50, name="root")
+    root = EventBus(history_limit=50, name="root", nested="immediate")
     scope = root.scope("s", history_limit=50)
     nested_seen = [0] * THREADS
     temp_seen = [0] * THREADS

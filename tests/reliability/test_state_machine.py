@@ -171,7 +171,7 @@ class BusMachine(RuleBasedStateMachine):
 
     def _new_level(self, slot: int) -> Level:
         if slot == 0:
-            bus = EventBus(history_limit=LIMIT, name="root")
+            bus = EventBus(history_limit=LIMIT, name="root", nested="immediate")
             parent = None
         else:
             parent = self.slots[slot - 1]

@@ -148,3 +148,16 @@ def malformed_event(
     }
     values.update(fields)
     return trusted_event(**values)
+
+
+def inject(bus: EventBus, event: Event[Any]) -> None:
+    """Record ``event`` unchecked, as a buggy middleware would.
+
+    ``publish_event`` refuses malformed events before recording them; a
+    middleware's result is only checked to be an ``Event``.
+    """
+    token = bus.add_middleware(lambda e: event)
+    try:
+        bus.publish(event.type)
+    finally:
+        token()

@@ -22,7 +22,7 @@ from atlas_events import Event, EventBus, EventType
 from atlas_events.middleware import Redact
 from atlas_events.web import MIN_EVENT_BYTES, EventEncoder, to_jsonable
 
-from .conftest import malformed_event
+from .conftest import inject, malformed_event
 
 
 class Mood(enum.Enum):
@@ -319,7 +319,7 @@ def test_malformed_envelope_is_marked_and_sent_without_id(bus: EventBus) -> None
         ({"source": b"svc"}, "source"),
         ({"correlation_id": 7}, "correlation_id"),
     ):
-        bus.publish_event(malformed_event(data={"x": 1}, **changes))
+        inject(bus, malformed_event(data={"x": 1}, **changes))
         ev = bus.history()[-1]
         frame = enc.frame(ev)
         assert frame.malformed

@@ -1,0 +1,463 @@
+"""The publish loop: middleware, record, dispatch to handlers, forward up the scope tree.
+
+Plain functions over :class:`~atlas_events._scoped.Node` (pluggy's
+``_multicall`` is the model): :func:`emit` runs the publishing bus's
+middleware, records the event (under the recording lock), calls the
+handlers (outside every lock) and has :func:`forward` deliver it at each
+ancestor in turn, iteratively, so scope chains of any depth cost no
+recursion.
+
+Nested publishes (a handler publishing) are *queued* by default: the nested
+event is recorded and delivered after the current event has been delivered
+everywhere, so every handler sees events in ``seq`` order. A bus created
+with ``nested="immediate"`` delivers them depth-first instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final, cast
+
+from ._chain import owner_counter
+from ._context import CONTEXT
+from ._errors import release_frames
+from ._event import _SEQ_SET as _set_seq
+from ._event import EMPTY_METADATA, Event, EventType, copy_event, trusted_event
+from ._ids import _SOURCE as _ids
+from ._logging import log_extra
+from ._receivers import entry_name, handler_returned
+from ._registry import Route
+from ._release import KEPT as _KEPT
+from ._release import release_kept
+from ._scoped import Node
+from ._stats import HandlerFailure
+from .exceptions import HandlerError, InvalidMiddlewareResultError, MiddlewareError
+
+__all__ = ["emit", "prepare", "replaced", "report_async_failure", "resume", "run_middleware"]
+
+log = logging.getLogger("atlas_events")
+
+_time = time.time
+_get_ident = threading.get_ident
+_HANDLER_ERROR: Final = EventType.HANDLER_ERROR
+
+Queue = list[Any]
+"""The queue of nested publishes of one thread's outermost dispatch (queued mode).
+
+``queue[0]`` is the owning thread's ident (0 once drained); the rest are
+calls waiting to be made, in order.
+"""
+
+
+Plan = list[tuple[Node, Event[Any]]]
+"""Where a published event goes after its own bus: each ancestor and the event it records."""
+
+
+def emit(
+    node: Node, ev: Event[Any], route: Route, depth: int, queue: Queue | None, plan: Plan | None
+) -> str:
+    """Record, dispatch and forward ``ev``, published on ``node``; return its id.
+
+    ``ev`` has passed ``node``'s middleware and belongs to this publish
+    (``seq`` still -1): it is recorded in place. ``plan`` (from
+    :func:`prepare`, run by the caller before anything is recorded) says
+    where it goes next. The hot path
+    (docs/performance.md "Core split: hot path"): recording is inlined --
+    the same steps as :func:`record`, which serves forwarded, queued and
+    deferred deliveries -- saving a call per publish.
+
+    Raises:
+        ExceptionGroup: Handlers failed and the bus re-raises handler errors.
+    """
+    rec = node.recorder
+    lock = rec.lock
+    raw = lock.raw
+    if not raw.acquire(False):
+        lock.wait()
+    elif lock.busy:  # re-entered: a finalizer run inside the locked section published
+        raw.release()
+        node.deferred.add(functools.partial(resume, node, ev, route, depth, None, False, plan))
+        return ev.id
+    lock.busy = True
+    try:
+        seq = rec.seq = rec.seq + 1
+        _set_seq(ev, seq)
+        events = rec.events
+        # Held until unlocked: an evicted payload's finalizer may publish.
+        evicted: object = events[0] if len(events) == rec.full else None
+        events.append(ev)
+        if ev.correlation_id is not None:
+            evicted = (evicted, rec.history.record_run(ev.correlation_id, ev))
+        rec.delivered += len(route)
+        if rec.sinks:  # no iterator when there is none (the common case)
+            for sink in rec.sinks:
+                sink.push(ev)
+    finally:
+        lock.busy = False
+        raw.release()
+    errors: list[HandlerError] | None = None
+    mine = None
+    if route:
+        if queue is None and node.nested == "queued":
+            queue = mine = [_get_ident()]
+        errors = dispatch(node, ev, route, depth, queue)
+        if mine is not None and len(mine) == 1:
+            mine[0] = 0  # closed (see drain)
+            mine = None
+    # Released after the handlers: a finalizer's publish then follows this event.
+    del evicted
+    if errors is None and mine is None and not rec.more and not rec.deferred and not _KEPT:
+        return ev.id
+    return finish(node, ev, depth, queue, mine, plan, errors)
+
+
+def replaced(
+    node: Node, mw: Any, ev: Event[Any], res: object, route: Route
+) -> tuple[Event[Any], Route] | None:
+    """A middleware returned ``res``, not ``ev``: ``None`` if dropped (counted), else the new event.
+
+    Raises:
+        InvalidMiddlewareResultError: ``res`` is neither ``None`` nor an event.
+    """
+    chain = node.chain
+    if res is None:
+        (owner_counter(chain.here, chain.here_counters, mw) or chain.count_drop)()
+        return None
+    if not isinstance(res, Event):
+        raise InvalidMiddlewareResultError(mw, ev.id, res)
+    if res.type is not ev.type:
+        route = node.registry.route_for(res.type)
+    # The bus's own copy (the middleware may keep ``res``); its seq is set when recorded.
+    return copy_event(res, -1), route
+
+
+def finish(
+    node: Node,
+    ev: Event[Any],
+    depth: int,
+    queue: Queue | None,
+    mine: Queue | None,
+    plan: Plan | None,
+    errors: list[HandlerError] | None,
+) -> str:
+    """After the handlers: forward, wait for blocking sinks, drain the queue, raise errors.
+
+    Raises:
+        ExceptionGroup: Handlers failed and the bus re-raises handler errors.
+    """
+    if plan:
+        errors = forward(plan, depth, queue, errors)
+    for sink in node.recorder.blocking_sinks:
+        sink.wait_for_room()
+    if mine is not None:
+        if len(mine) > 1:
+            errors = drain(mine, errors)
+        else:
+            mine[0] = 0  # closed (see drain)
+    if node.recorder.deferred:  # work left by finalizers that ran in the locked section
+        run_deferred(node)
+    if _KEPT:  # what sinks evicted under the lock (see _release)
+        release_kept()
+    if errors:
+        raise ExceptionGroup(f"{len(errors)} handler(s) failed on event {ev.id}", errors)
+    return ev.id
+
+
+def run_middleware(
+    mws: tuple[Callable[[Event[Any]], Event[Any] | None], ...],
+    counters: tuple[Callable[[], None], ...],
+    ev: Event[Any],
+    fallback: Callable[[], None],
+) -> Event[Any] | None:
+    """Pass ``ev`` through ``mws``; ``None`` if one dropped it (counted for its bus).
+
+    Raises:
+        MiddlewareError: A middleware raised.
+        InvalidMiddlewareResultError: A middleware returned a non-event.
+    """
+    for mw in mws:
+        try:
+            res = mw(ev)
+        except Exception as exc:
+            raise MiddlewareError(mw, ev.id, exc) from exc
+        if res is ev:
+            continue
+        if res is None:
+            (owner_counter(mws, counters, mw) or fallback)()
+            return None
+        if not isinstance(res, Event):
+            raise InvalidMiddlewareResultError(mw, ev.id, res)
+        ev = res
+    return ev
+
+
+def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object] | None:
+    """Give a copy of ``ev`` this bus's next ``seq``, keep it in history, push it to the sinks.
+
+    Returns the recorded copy and what history evicted for it (drop that
+    after the handlers ran: a payload's finalizer may publish), or ``None``
+    when this thread already holds the recording lock (a finalizer run
+    inside the locked section published): the caller then defers with
+    :func:`resume`.
+    """
+    rec = node.recorder
+    lock = rec.lock
+    raw = lock.raw
+    if not raw.acquire(False):
+        lock.wait()
+    elif lock.busy:  # re-entered (see emit)
+        raw.release()
+        return None
+    lock.busy = True
+    try:
+        rec.seq += 1
+        ev = copy_event(ev, rec.seq)
+        events = rec.events
+        evicted: object = events[0] if len(events) == rec.full else None
+        events.append(ev)
+        if ev.correlation_id is not None:
+            evicted = (evicted, rec.history.record_run(ev.correlation_id, ev))
+        rec.delivered += len(route)
+        for sink in rec.sinks:
+            sink.push(ev)
+    finally:
+        lock.busy = False
+        raw.release()
+    return ev, evicted
+
+
+def resume(
+    node: Node,
+    ev: Event[Any],
+    route: Route,
+    depth: int,
+    queue: Queue | None,
+    propagate: bool,
+    plan: Plan | None = None,
+) -> None:
+    """Record, dispatch and forward ``ev`` on ``node``, its middleware done (queued or deferred).
+
+    Raises:
+        ExceptionGroup: Handlers failed and the bus re-raises handler errors.
+    """
+    if plan is None:
+        plan = prepare(node, ev, propagate)
+    done = record(node, ev, route)
+    if done is None:
+        node.deferred.add(functools.partial(resume, node, ev, route, depth, None, False, plan))
+        return
+    recorded, evicted = done
+    del done
+    errors = dispatch(node, recorded, route, depth, queue) if route else None
+    del evicted  # finalizers run here, after the handlers
+    if node.recorder.deferred:
+        run_deferred(node)
+    if plan:
+        errors = forward(plan, depth, queue, errors)
+    for sink in node.recorder.blocking_sinks:
+        sink.wait_for_room()
+    if errors:
+        raise ExceptionGroup(f"{len(errors)} handler(s) failed on event {ev.id}", errors)
+
+
+def run_deferred(node: Node) -> None:
+    """Run work finalizers left on ``node``, unless this thread still holds one of its locks."""
+    if not node.recorder.lock.held_here() and not node.registry.must_defer():
+        node.deferred.run()
+
+
+def dispatch(
+    node: Node, ev: Event[Any], route: Route, depth: int, queue: Queue | None
+) -> list[HandlerError] | None:
+    """Call each handler of ``route`` with ``ev``, outside every lock."""
+    errors: list[HandlerError] | None = None
+    token = CONTEXT.set((ev.id, depth + 1, ev.correlation_id, queue))
+    try:
+        for fn, ref in route:
+            try:
+                if ref is None:
+                    res = fn(ev)
+                else:
+                    obj = ref()
+                    if obj is None:
+                        node.registry.count_skip()
+                        continue
+                    res = fn(obj, ev)
+                if res is not None:  # an awaitable is scheduled, never dropped
+                    handler_returned(node.registry, ev, fn, ref, res)
+            except Exception as exc:
+                errors = handler_failed(node, ev, entry_name(fn, ref), exc, depth, errors)
+    finally:
+        CONTEXT.reset(token)
+    return errors
+
+
+def prepare(node: Node, ev: Event[Any], propagate: bool) -> Plan | None:
+    """Run each ancestor's own (not inherited) middleware on ``ev``, before anything is recorded.
+
+    So a middleware error raised anywhere up the chain leaves the event
+    recorded nowhere. Stops at a closed ancestor or at a drop.
+
+    Raises:
+        MiddlewareError: An ancestor's middleware raised or returned a non-event.
+    """
+    if not propagate:
+        return None
+    plan: Plan = []
+    level = node.parent
+    while level is not None and not level.closed:
+        chain = level.chain
+        if chain.forwarded:
+            res = run_middleware(chain.forwarded, chain.forwarded_counters, ev, chain.count_drop)
+            if res is None:
+                break
+            ev = res
+        plan.append((level, ev))
+        level = level.parent
+    return plan
+
+
+def forward(
+    plan: Plan,
+    depth: int,
+    queue: Queue | None,
+    errors: list[HandlerError] | None,
+) -> list[HandlerError] | None:
+    """Record and dispatch the event at each ancestor of ``plan`` in turn."""
+    for level, planned in plan:
+        if level.closed:
+            break
+        route = level.registry.route_for(planned.type)
+        done = record(level, planned, route)
+        if done is None:  # this thread holds that level's lock: finish later
+            rest = plan[plan.index((level, planned)) + 1 :]
+            level.deferred.add(
+                functools.partial(resume, level, planned, route, depth, None, True, rest)
+            )
+            break
+        ev, evicted = done
+        del done
+        if route:
+            more = dispatch(level, ev, route, depth, queue)
+            if more:
+                errors = [*(errors or ()), *more]
+        del evicted  # finalizers run here, after that level's handlers
+        if level.recorder.deferred:
+            run_deferred(level)
+        for sink in level.recorder.blocking_sinks:
+            sink.wait_for_room()
+    return errors
+
+
+def drain(queue: Queue, errors: list[HandlerError] | None) -> list[HandlerError] | None:
+    """Deliver the nested publishes queued during this thread's outermost dispatch, in order."""
+    try:
+        i = 1
+        while i < len(queue):
+            call = queue[i]
+            queue[i] = None  # release as we go
+            i += 1
+            try:
+                call()
+            except ExceptionGroup as group:
+                errors = [*(errors or ()), *cast("tuple[HandlerError, ...]", group.exceptions)]
+    finally:
+        queue[0] = 0  # closed: a copied context (an async task) publishes immediately
+    return errors
+
+
+# ------------------------------------------------------------------ handler errors
+
+
+def handler_failed(
+    node: Node,
+    ev: Event[Any],
+    name: str,
+    exc: Exception,
+    depth: int,
+    errors: list[HandlerError] | None,
+) -> list[HandlerError] | None:
+    """Count a failed handler; collect it (``raise_handler_errors``) or report it."""
+    node.recorder.count("handler_errors")
+    if node.raise_handler_errors:
+        err = HandlerError(ev.id, name, exc)
+        err.__cause__ = exc
+        return [*(errors or ()), err]
+    report(node, ev, name, exc, depth, is_async=False)
+    return errors
+
+
+def report_async_failure(node: Node, ev: Event[Any], name: str, exc: Exception) -> None:
+    """Report a failed async handler (called on its loop)."""
+    node.recorder.count("handler_errors")
+    node.recorder.count("async_errors")
+    ctx = CONTEXT.get()
+    report(node, ev, name, exc, 0 if ctx is None else ctx[1], is_async=True)
+
+
+def report(
+    node: Node, ev: Event[Any], name: str, exc: Exception, depth: int, *, is_async: bool
+) -> None:
+    """Publish ``HANDLER_ERROR`` for a failure (or log it if that is impossible)."""
+    if ev.type is _HANDLER_ERROR or node.closed:
+        log.error(
+            "handler %s failed on %s %s",
+            name,
+            ev.type_name,
+            ev.id,
+            exc_info=exc,
+            extra=log_extra(ev, handler=name, bus=node.name),
+        )
+        return
+    if not any(n.registry.route_for(_HANDLER_ERROR) for n in (node, *node.ancestors())):
+        log.error(
+            "handler %s failed on %s %s (no HANDLER_ERROR subscriber)",
+            name,
+            ev.type_name,
+            ev.id,
+            exc_info=exc,
+            extra=log_extra(ev, handler=name, bus=node.name),
+        )
+    failure = HandlerFailure(ev.id, ev.type, name, exc, is_async)
+    err_ev = trusted_event(
+        _ids.prefix + str(next(_ids.counter)),
+        _HANDLER_ERROR,
+        failure,
+        _time(),
+        "atlas_events",
+        EMPTY_METADATA,
+        node.path,
+        ev.id,
+        -1,
+        ev.correlation_id,
+        None,
+    )
+    ctx = CONTEXT.get()
+    queue = None if ctx is None else ctx[3]
+    if queue is not None and queue[0] == _get_ident():  # queued mode: after the current event
+        queue.append(functools.partial(_publish_failure, node, err_ev, depth, queue, exc))
+    else:
+        _publish_failure(node, err_ev, depth, queue, exc)
+
+
+def _publish_failure(
+    node: Node, err_ev: Event[Any], depth: int, queue: Queue | None, exc: Exception
+) -> None:
+    try:
+        chain = node.chain
+        ev2 = run_middleware(chain.here, chain.here_counters, err_ev, chain.count_drop)
+        if ev2 is not None:
+            route = node.registry.route_for(ev2.type)
+            resume(node, ev2, route, depth, queue, True)
+    except Exception:  # a middleware failed on the error report: log, never recurse
+        log.exception(
+            "could not publish HANDLER_ERROR for %s",
+            err_ev.parent_id,
+            extra=log_extra(err_ev, bus=node.name),
+        )
+    finally:
+        release_frames(exc)

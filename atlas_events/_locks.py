@@ -1,0 +1,170 @@
+"""The bus's two locks: the recording lock (short, hot) and the registry read/write lock.
+
+Both know whether the current thread holds them, so that code the garbage
+collector runs inside a locked section (a finalizer, a weakref callback) can
+leave its bus work for later instead of waiting for a lock its own thread
+holds (see :class:`Deferred`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from readerwriterlock.rwlock import RWLockWrite
+
+__all__ = ["Deferred", "RecordingLock", "RegistryLock", "RegistryLocks"]
+
+_sleep = time.sleep
+_SPINS = 3  # yields before a blocking acquire; docs/performance.md "Core split: two threads"
+
+
+class RecordingLock:
+    """The recording lock: entered once per thread, aware of re-entry, free of lock convoys.
+
+    ``raw`` is an ``RLock`` used as a plain lock plus a ``busy`` flag: a
+    non-blocking acquire that succeeds while ``busy`` is set means this very
+    thread is inside the locked section (code the garbage collector ran
+    there, e.g. a finalizer that publishes); the caller then releases and
+    defers its work instead of entering twice. This needs no owner
+    bookkeeping per publish (an owner ident would cost a call and an int
+    allocation; docs/performance.md "Core split: hot path").
+
+    When another thread holds the lock, :meth:`wait` yields the GIL a few
+    times (``sleep(0)``) before it blocks. The holder of a short critical
+    section is then usually done by the time the waiter retries, so two
+    publishing threads do not hand the lock (and the GIL) back and forth on
+    every event (a lock convoy: two threads got 0.15-0.25x of one thread's
+    throughput with a blocking acquire; a prototype of this acquire reached
+    0.98-1.02x, issue 13). This package's figures: docs/performance.md
+    "Core split: two threads".
+    """
+
+    __slots__ = ("busy", "raw")
+
+    def __init__(self) -> None:
+        self.raw = threading.RLock()  # the publish loop inlines raw.acquire(False) + busy
+        self.busy = False
+
+    def wait(self) -> None:
+        """The contended path: another thread holds the lock; yield, then block."""
+        raw = self.raw
+        for _ in range(_SPINS):
+            _sleep(0)
+            if raw.acquire(False):
+                return
+        raw.acquire()
+
+    def acquire(self) -> None:
+        """Take the lock.
+
+        Raises:
+            RuntimeError: This thread holds it already (code run by the
+                garbage collector inside the locked section); entering
+                twice would break the section's invariants.
+        """
+        if not self.raw.acquire(False):
+            self.wait()
+        elif self.busy:
+            self.raw.release()
+            raise RuntimeError("the bus's recording lock is held by this thread")
+        self.busy = True
+
+    def release(self) -> None:
+        self.busy = False
+        self.raw.release()
+
+    def held_here(self) -> bool:
+        """Whether the current thread holds the lock (is inside the locked section)."""
+        raw = self.raw
+        if not raw.acquire(False):
+            return False  # another thread holds it
+        try:
+            return self.busy  # re-entered: busy means this thread was already inside
+        finally:
+            raw.release()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+class Deferred(deque[Callable[[], object]]):
+    """Bus work left by code that ran while its thread held a bus lock.
+
+    A finalizer that publishes, subscribes, unsubscribes or closes while its
+    own thread is inside a bus's locked section appends its work here; the
+    bus runs it, in order, right after that thread leaves the section. A
+    ``deque`` subclass so the publish loop's emptiness check costs no call
+    (docs/performance.md "Core split: hot path").
+    """
+
+    __slots__ = ()
+
+    def add(self, work: Callable[[], object]) -> None:
+        self.append(work)
+
+    def run(self) -> None:
+        """Run the queued work in order (work queued meanwhile included)."""
+        while self:
+            try:
+                work = self.popleft()
+            except IndexError:  # another thread emptied it
+                return
+            work()
+
+
+class RegistryLock:
+    """One side of the registry's read/write lock; knows if this thread holds the lock."""
+
+    __slots__ = ("_after", "_local", "_lock", "write")
+
+    def __init__(
+        self, lock: Any, local: threading.local, write: bool, after: Callable[[bool], None]
+    ) -> None:
+        self._lock = lock
+        self._local = local
+        self.write = write
+        self._after = after
+
+    @property
+    def held(self) -> bool:
+        """Whether this thread holds the registry lock (either side)."""
+        return bool(getattr(self._local, "depth", 0))
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            if self.write:
+                self._after(True)  # purge while still holding the write lock
+        finally:
+            self._local.depth -= 1
+            self._lock.release()
+        if not self.held:
+            self._after(False)
+
+
+class RegistryLocks:
+    """The read and write sides of one registry lock, sharing one "held" record.
+
+    Args:
+        after: Called as ``after(True)`` before the write side is released
+            and ``after(False)`` once this thread holds neither side: the
+            owner purges dead receivers and runs deferred work there.
+    """
+
+    __slots__ = ("read", "write")
+
+    def __init__(self, after: Callable[[bool], None]) -> None:
+        rw = RWLockWrite()
+        holders = threading.local()
+        self.read = RegistryLock(rw.gen_rlock(), holders, False, after)
+        self.write = RegistryLock(rw.gen_wlock(), holders, True, after)

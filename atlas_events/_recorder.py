@@ -1,0 +1,174 @@
+"""The recorder: ``seq``, history, sinks and counters, all behind the recording lock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ._event import Event
+from ._history import History, Query, select
+from ._locks import Deferred, RecordingLock
+from ._stats import SinkStats
+
+__all__ = ["Recorder", "Registration", "Sink"]
+
+
+class Sink(Protocol):
+    """Something fed every recorded event: an async stream, a bridge outbox.
+
+    ``push`` is called while the bus holds its recording lock, in ``seq``
+    order; it must be quick, must not block and must not publish. It must
+    not drop the last reference to an event either (a payload's finalizer
+    may publish): keep what it evicts until it has released its own lock;
+    the bus defers any publish made while its lock is held.
+    """
+
+    kind: str
+    blocks: bool
+
+    def push(self, event: Event[Any]) -> None: ...
+
+    def wait_for_room(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def stats(self) -> SinkStats: ...
+
+
+class Registration:
+    """A registered middleware or sink: the target of its :class:`Subscription`."""
+
+    __slots__ = ("_remove", "active", "item")
+
+    def __init__(self, item: Any, remove: Callable[[Registration], bool]) -> None:
+        self.item = item
+        self.active = True
+        self._remove = remove
+
+    def cancel(self) -> bool:
+        return self._remove(self)
+
+
+class Recorder:
+    """Gives events their ``seq``, keeps history, feeds sinks, counts outcomes.
+
+    Every attribute is read and written under :attr:`lock` (a
+    :class:`RecordingLock`); the publish loop in ``_dispatch`` inlines the
+    recording step and reads the attributes directly.
+
+    Args:
+        history: The bounded history.
+        deferred: The bus's queue for work left by finalizers.
+    """
+
+    __slots__ = (
+        "async_errors",
+        "async_timeouts",
+        "blocking_sinks",
+        "deferred",
+        "delivered",
+        "dropped",
+        "events",
+        "forwards",
+        "full",
+        "handler_errors",
+        "history",
+        "lock",
+        "loop_closed",
+        "more",
+        "seq",
+        "sink_records",
+        "sinks",
+        "skipped",
+    )
+
+    def __init__(self, history: History, deferred: Deferred) -> None:
+        self.lock = RecordingLock()
+        self.deferred = deferred
+        self.history = history
+        self.events = history.recent  # the deque, appended to inline by the publish loop
+        # len(events) at which an append evicts; -1 when nothing is kept (then
+        # the appended event is the one discarded, and the publisher holds it).
+        self.full = history.limit or -1
+        self.seq = 0
+        self.sinks: tuple[Sink, ...] = ()
+        self.blocking_sinks: tuple[Sink, ...] = ()
+        self.sink_records: list[Registration] = []
+        # Whether a publish has work after its handlers (forward to a parent,
+        # wait for a blocking sink): one flag for the publish loop to test.
+        self.forwards = False
+        self.more = False
+        self.delivered = 0
+        self.skipped = 0
+        self.dropped = 0
+        self.handler_errors = 0
+        self.async_errors = 0
+        self.async_timeouts = 0
+        self.loop_closed = 0
+
+    # -- counters (each a short locked section) -----------------------------
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the counter ``name`` (also from code run inside the locked section)."""
+        if self.lock.held_here():  # code run inside the locked section: already exclusive
+            setattr(self, name, getattr(self, name) + n)
+            return
+        with self.lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    # -- sinks ----------------------------------------------------------------
+
+    def add_sink(
+        self, rec: Registration, replay_from: Callable[[History], list[Event[Any]]] | None
+    ) -> list[Event[Any]]:
+        """Attach ``rec.item``; return the events ``replay_from`` picks, atomically."""
+        with self.lock:
+            self.sink_records.append(rec)
+            self._resnapshot()
+            return replay_from(self.history) if replay_from is not None else []
+
+    def remove_sink(self, rec: Registration) -> None:
+        with self.lock:
+            if rec in self.sink_records:
+                self.sink_records.remove(rec)
+                self._resnapshot()
+
+    def take_sinks(self) -> tuple[Sink, ...]:
+        """Detach every sink (at close); return them to be closed unlocked."""
+        with self.lock:
+            sinks = self.sinks
+            for rec in self.sink_records:
+                rec.active = False
+            self.sink_records = []
+            self._resnapshot()
+        return sinks
+
+    def _resnapshot(self) -> None:
+        self.sinks = tuple(r.item for r in self.sink_records)
+        self.blocking_sinks = tuple(s for s in self.sinks if s.blocks)
+        self.more = self.forwards or bool(self.blocking_sinks)
+
+    # -- history queries --------------------------------------------------------
+
+    def query(self, query: Query, correlation_id: str | None) -> list[Event[Any]]:
+        """The events ``query`` selects, oldest first.
+
+        A query with a ``limit`` scans from the newest end under the lock
+        (its cost follows the limit, not the history size); others copy the
+        retained events under the lock and filter after releasing it.
+        """
+        if query.limit is not None:
+            with self.lock:
+                return self.history.newest(
+                    query.limit, query.matches, correlation_id, query.since_seq
+                )
+        with self.lock:
+            events = self.history.events(correlation_id)
+        return select(events, query)
+
+    def clear(self) -> None:
+        """Forget every recorded event; the old contents are dropped after unlocking."""
+        with self.lock:
+            old = self.history.take_all()
+            self.events = self.history.recent
+        del old  # the payloads' finalizers (if any) run here, unlocked

@@ -1,0 +1,218 @@
+"""Finalizers that call back into the bus while it holds a lock, and GC run anywhere.
+
+A finalizer (``__del__``, a weakref callback) runs when the garbage
+collector decides, or when the bus drops a last reference: history
+eviction, a route rebuild, ``clear_history``. Whatever it does on the bus
+-- publish, subscribe, unsubscribe, close -- must neither deadlock nor
+break ``seq`` order: the bus drops no user object while it holds a lock,
+and defers bus calls made from inside one of its locked sections until the
+thread leaves it.
+"""
+
+from __future__ import annotations
+
+import enum
+import gc
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from atlas_events import ANY, Event, EventBus, EventType, SinkStats, Subscription
+
+from .conftest import Workers
+
+ET = EventType
+
+
+class Released(enum.Enum):
+    """Events announced by finalizers."""
+
+    GONE = "gone"
+
+
+class SeqSink:
+    """A sink that records the seqs it is pushed, and can run a hook inside the lock."""
+
+    kind = "test"
+    blocks = False
+
+    def __init__(self) -> None:
+        self.seqs: list[int] = []
+        self.during_push: Callable[[], None] | None = None
+
+    def push(self, event: Event[Any]) -> None:
+        self.seqs.append(event.seq)
+        hook, self.during_push = self.during_push, None
+        if hook is not None:
+            hook()
+
+    def wait_for_room(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def stats(self) -> SinkStats:
+        return {"kind": self.kind}
+
+
+class Announcer:
+    """Publishes ``Released.GONE`` (its tag as data) from ``__del__``; optionally cyclic."""
+
+    def __init__(self, bus: EventBus, tag: object, cyclic: bool = False) -> None:
+        self.bus = bus
+        self.tag = tag
+        self.me = self if cyclic else None
+
+    def __del__(self) -> None:
+        self.bus.publish(Released.GONE, self.tag)
+
+
+@pytest.fixture
+def low_gc_thresholds() -> Iterator[None]:
+    """The cyclic GC runs every few allocations, i.e. inside every bus operation."""
+    old = gc.get_threshold()
+    gc.set_threshold(3, 2, 2)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
+def _run_with_deadline(fn: Callable[[], None], seconds: float = 60) -> None:
+    workers = Workers()
+    workers.start(fn, name="bus-user")
+    workers.join(timeout=seconds)  # a deadlock fails here with the stuck stack
+
+
+def test_history_eviction_finalizer_publishes_after_the_recording_step() -> None:
+    """A payload evicted from history publishes in __del__: recorded after, sinks see seq order."""
+    bus = EventBus(history_limit=1)
+    sink = SeqSink()
+    bus.attach_sink(sink)
+    bus.publish(ET.AGENT_STARTED, Announcer(bus, "a"))
+    bus.publish(ET.TASK_STARTED)  # evicts the Announcer's event -> __del__ publishes
+    assert sink.seqs == [1, 2, 3]
+    assert [e.type for e in bus.history()] == [Released.GONE]
+
+
+def test_run_history_eviction_finalizer_publishes_after_the_recording_step() -> None:
+    """Same for the per-run history: a run's evicted payload publishes after unlocking."""
+    bus = EventBus(history_limit=0, run_history_limit=1, max_runs=1)
+    sink = SeqSink()
+    bus.attach_sink(sink)
+    bus.publish(ET.AGENT_STARTED, Announcer(bus, "r"), correlation_id="run-1")
+    bus.publish(ET.TASK_STARTED, correlation_id="run-2")  # evicts run-1 whole
+    assert sink.seqs == [1, 2, 3]
+
+
+def test_a_finalizer_run_inside_the_recording_lock_is_deferred_in_order() -> None:
+    """GC inside the locked section (forced from a sink): the publish is deferred, no deadlock."""
+    bus = EventBus()
+    sink = SeqSink()
+    bus.attach_sink(sink)
+    seen: list[Any] = []
+    bus.subscribe(ANY, lambda e: seen.append(e.data))
+
+    def collect_garbage() -> None:
+        Announcer(bus, "from-gc", cyclic=True)
+        gc.collect()  # runs __del__ here, while the bus holds its recording lock
+
+    sink.during_push = collect_garbage
+
+    def work() -> None:
+        bus.publish(ET.TASK_STARTED, "outer")
+
+    _run_with_deadline(work)
+    assert sink.seqs == [1, 2]
+    assert [e.data for e in bus.history()] == ["outer", "from-gc"]
+    assert seen == ["outer", "from-gc"]
+
+
+def test_finalizers_inside_the_registry_lock_subscribe_publish_and_close() -> None:
+    """GC inside a registry operation: subscribe, publish and close from __del__ all complete."""
+    bus = EventBus()
+    scope = bus.scope("doomed")
+    tokens: list[Subscription] = []
+    got: list[Any] = []
+
+    class Busy:
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:
+            tokens.append(bus.subscribe(Released.GONE, lambda e: got.append(e.data)))
+            bus.publish(Released.GONE, "while-locked")
+            scope.close()
+
+    def replay_from(history: Any) -> list[Event[Any]]:
+        Busy()
+        gc.collect()  # inside attach_sink's write-locked section
+        return []
+
+    def work() -> None:
+        bus.attach_sink(SeqSink(), replay_from=replay_from)
+        bus.publish(Released.GONE, "after")
+
+    _run_with_deadline(work)
+    assert tokens
+    assert tokens[0].active
+    assert scope.closed
+    assert [e.data for e in bus.history(Released.GONE)] == ["while-locked", "after"]
+    assert got[-1] == "after"
+
+
+def test_dropping_a_receiver_under_the_registry_lock_defers_its_finalizer() -> None:
+    """Closing a scope releases the last reference to a handler's closure after unlocking."""
+    bus = EventBus()
+    scope = bus.scope("s")
+    holder = Announcer(bus, "closure")
+
+    def handler(event: Event[Any], h: Announcer = holder) -> None:
+        return None
+
+    scope.subscribe(ET.TASK_STARTED, handler)  # token not kept
+    del holder, handler
+
+    _run_with_deadline(scope.close)  # disconnects the receiver under the write lock
+    assert [e.data for e in bus.history(Released.GONE)] == ["closure"]
+
+
+def test_clear_history_releases_payloads_after_unlocking() -> None:
+    """clear_history() drops the events outside the lock: their finalizers may publish."""
+    bus = EventBus()
+    for i in range(3):
+        bus.publish(ET.AGENT_STARTED, Announcer(bus, i))
+
+    _run_with_deadline(bus.clear_history)
+    assert sorted(e.data for e in bus.history()) == [0, 1, 2]
+    assert [e.seq for e in bus.history()] == [4, 5, 6]
+
+
+@pytest.mark.usefixtures("low_gc_thresholds")
+def test_cyclic_garbage_that_publishes_during_every_bus_operation() -> None:
+    """GC thresholds lowered; cyclic garbage announces itself during subscribe/publish/close."""
+    bus = EventBus(history_limit=100_000)
+    sink = SeqSink()
+    bus.attach_sink(sink)
+    n = 400
+
+    def work() -> None:
+        for i in range(n):
+            Announcer(bus, i, cyclic=True)
+            token = bus.subscribe(ET.TASK_STARTED, lambda e: None)
+            bus.publish(ET.TASK_STARTED, i)
+            scope = bus.scope(f"s{i}")
+            scope.publish(ET.TASK_COMPLETED, i)
+            token()
+            scope.close()
+        gc.collect()
+        bus.publish(ET.TASK_FAILED)  # runs anything still deferred
+
+    _run_with_deadline(work, seconds=120)
+    gone = sorted(e.data for e in bus.history(Released.GONE))
+    assert gone == list(range(n))
+    seqs = [e.seq for e in bus.history()]
+    assert seqs == sorted(seqs) == list(range(1, len(seqs) + 1))
+    assert sink.seqs == seqs

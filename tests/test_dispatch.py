@@ -1,0 +1,197 @@
+"""The publish loop: nested-publish ordering (queued and immediate), errors, deep scope chains."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+
+from atlas_events import ANY, Event, EventBus, EventType, HandlerError, RecursionDepthError
+
+ET = EventType
+MODES = ["queued", "immediate"]
+
+
+def _observe(bus: EventBus, into: list[tuple[str, int]]) -> None:
+    bus.subscribe(ANY, lambda e: into.append((e.type.name, e.seq)))
+
+
+def test_queued_mode_every_handler_sees_seq_order() -> None:
+    """Default (queued): handlers before and after a republishing handler agree with history."""
+    bus = EventBus()
+    assert bus.nested == "queued"
+    early: list[tuple[str, int]] = []
+    late: list[tuple[str, int]] = []
+    _observe(bus, early)
+    bus.subscribe(ET.TASK_STARTED, lambda e: bus.publish(ET.TASK_COMPLETED))
+    bus.subscribe(ET.TASK_COMPLETED, lambda e: bus.publish(ET.TASK_FAILED))
+    _observe(bus, late)
+    bus.publish(ET.TASK_STARTED)
+    hist = [(e.type.name, e.seq) for e in bus.history()]
+    assert hist == [("TASK_STARTED", 1), ("TASK_COMPLETED", 2), ("TASK_FAILED", 3)]
+    assert early == hist
+    assert late == hist
+
+
+def test_immediate_mode_is_depth_first() -> None:
+    """nested='immediate': the nested event is delivered before the outer one's later handlers."""
+    bus = EventBus(nested="immediate")
+    late: list[str] = []
+    bus.subscribe(ET.TASK_STARTED, lambda e: bus.publish(ET.TASK_COMPLETED))
+    bus.subscribe(ANY, lambda e: late.append(e.type.name))
+    bus.publish(ET.TASK_STARTED)
+    assert late == ["TASK_COMPLETED", "TASK_STARTED"]
+    assert [e.type.name for e in bus.history()] == ["TASK_STARTED", "TASK_COMPLETED"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_history_and_streams_are_in_seq_order_in_both_modes(mode: str) -> None:
+    """Whatever the mode, history is in seq order and each seq is recorded once."""
+    bus = EventBus(nested=mode)  # type: ignore[arg-type]
+
+    def fan(e: Event[Any]) -> None:
+        if e.data < 3:
+            bus.publish(ET.TASK_STARTED, e.data + 1)
+            bus.publish(ET.TASK_STARTED, e.data + 1)
+
+    bus.subscribe(ET.TASK_STARTED, fan)
+    bus.publish(ET.TASK_STARTED, 0)
+    seqs = [e.seq for e in bus.history()]
+    assert seqs == list(range(1, 16))  # 1 + 2 + 4 + 8 events
+
+
+def test_queued_nested_publish_returns_the_id_before_delivery() -> None:
+    """In queued mode a nested publish returns its id; the event is recorded after the outer one."""
+    bus = EventBus()
+    ids: list[str] = []
+    seen_in_history: list[int] = []
+
+    def outer(e: Event[Any]) -> None:
+        ids.append(bus.publish(ET.TASK_COMPLETED))
+        seen_in_history.append(len(bus.history()))
+
+    bus.subscribe(ET.TASK_STARTED, outer)
+    first = bus.publish(ET.TASK_STARTED)
+    assert seen_in_history == [1]  # only the outer event, while its handlers run
+    (nested,) = bus.history(ET.TASK_COMPLETED)
+    assert nested.id == ids[0]
+    assert nested.parent_id == first  # causation kept
+
+
+def test_queued_nested_publishes_reach_the_parent_after_the_outer_event() -> None:
+    """A scope's nested event is forwarded after the outer one: the root records both in order."""
+    root = EventBus()
+    scope = root.scope("a").scope("b")
+    scope.subscribe(ET.TASK_STARTED, lambda e: scope.publish(ET.TASK_COMPLETED))
+    root_seen: list[str] = []
+    root.subscribe(ANY, lambda e: root_seen.append(e.type.name))
+    scope.publish(ET.TASK_STARTED)
+    assert root_seen == ["TASK_STARTED", "TASK_COMPLETED"]
+    assert [e.type.name for e in root.history()] == root_seen
+    assert [e.type.name for e in scope.history()] == root_seen
+
+
+def test_queued_runaway_recursion_still_stops_at_max_depth() -> None:
+    """Queued delivery keeps the causation depth: a handler re-publishing forever stops."""
+    bus = EventBus(max_depth=6)
+    failures: list[Event[Any]] = []
+    bus.subscribe(ET.HANDLER_ERROR, failures.append)
+    bus.subscribe(ET.TASK_STARTED, lambda e: bus.publish(ET.TASK_STARTED))
+    bus.publish(ET.TASK_STARTED)
+    assert bus.stats()["published"] == 6 + 1  # 6 levels, then the error report
+    (failure,) = failures
+    assert isinstance(failure.data.exception, RecursionDepthError)
+
+
+def test_queued_handler_errors_surface_from_the_outermost_publish() -> None:
+    """With raise_handler_errors, a queued event's handler error is raised by the outer publish."""
+    bus = EventBus(raise_handler_errors=True)
+
+    def boom(e: Event[Any]) -> None:
+        raise ValueError("nested failed")
+
+    bus.subscribe(ET.TASK_STARTED, lambda e: bus.publish(ET.TASK_COMPLETED))
+    bus.subscribe(ET.TASK_COMPLETED, boom)
+    with pytest.raises(ExceptionGroup) as info:
+        bus.publish(ET.TASK_STARTED)
+    (err,) = info.value.exceptions
+    assert isinstance(err, HandlerError)
+    assert isinstance(err.exception, ValueError)
+    assert [e.type for e in bus.history()] == [ET.TASK_STARTED, ET.TASK_COMPLETED]
+
+
+def test_handler_error_reports_follow_the_failing_event_in_queued_mode() -> None:
+    """HANDLER_ERROR is queued like any nested event: ANY handlers see it after the failed event."""
+    bus = EventBus()
+    seen: list[str] = []
+
+    def boom(e: Event[Any]) -> None:
+        raise ValueError("x")
+
+    bus.subscribe(ET.TASK_STARTED, boom)
+    bus.subscribe(ANY, lambda e: seen.append(e.type.name))
+    bus.publish(ET.TASK_STARTED)
+    assert seen == ["TASK_STARTED", "HANDLER_ERROR"]
+    (report,) = bus.history(ET.HANDLER_ERROR)
+    assert report.data.exception.__traceback__ is None  # released after delivery
+
+
+def test_nested_mode_is_inherited_by_scopes_and_validated() -> None:
+    """Scopes take their parent's mode unless given one; a bad mode is refused."""
+    root = EventBus(nested="immediate")
+    assert root.scope("a").nested == "immediate"
+    assert root.scope("b", nested="queued").nested == "queued"
+    with pytest.raises(ValueError, match="nested"):
+        EventBus(nested="later")  # type: ignore[arg-type]
+
+
+def test_publish_options_may_be_passed_positionally() -> None:
+    """publish(type, data, source, metadata, correlation_id, propagate) works positionally."""
+    bus = EventBus()
+    bus.publish(ET.TASK_STARTED, 1, "src", {"k": "v"}, "run-1", True)
+    (ev,) = bus.history()
+    assert (ev.source, dict(ev.metadata), ev.correlation_id) == ("src", {"k": "v"}, "run-1")
+
+
+def test_a_scope_chain_deeper_than_the_recursion_limit_forwards_and_closes() -> None:
+    """Forwarding and closing walk the scope chain without recursion (depth > recursion limit)."""
+    depth = sys.getrecursionlimit() + 200
+    root = EventBus(history_limit=10)
+    node: EventBus = root
+    for i in range(depth):
+        node = node.scope(f"s{i}", history_limit=1)
+    node.publish(ET.TASK_STARTED)
+    (ev,) = root.history()
+    assert len(ev.scope) == depth
+    root.close()
+    assert node.closed
+
+
+def test_an_ancestors_middleware_error_leaves_the_event_recorded_nowhere() -> None:
+    """Every level's middleware runs before any level records: an error records nothing."""
+    from atlas_events import MiddlewareError
+
+    root = EventBus()
+    child = root.scope("a").scope("b")
+    seen: list[Event[Any]] = []
+    child.subscribe(ANY, seen.append)
+
+    def broken(e: Event[Any]) -> Event[Any]:
+        raise RuntimeError("policy down")
+
+    root.add_middleware(broken)
+    with pytest.raises(MiddlewareError):
+        child.publish(ET.TASK_STARTED)
+    assert child.history() == root.history() == seen == []
+    assert child.last_seq == root.last_seq == 0
+
+
+def test_ancestor_middleware_sees_unrecorded_events() -> None:
+    """A parent's middleware sees seq == -1, like the publishing bus's own."""
+    root = EventBus()
+    child = root.scope("c")
+    seqs: list[int] = []
+    root.add_middleware(lambda e: seqs.append(e.seq) or e)
+    child.publish(ET.TASK_STARTED)
+    assert seqs == [-1]

@@ -1,0 +1,116 @@
+"""History: bounded retention, per-run history, and queries that scan from the newest end."""
+
+from __future__ import annotations
+
+import enum
+import gc
+import weakref
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from atlas_events import ANY, EventBus, EventType
+from atlas_events._history import History, Query, select
+
+ET = EventType
+TYPES = [ET.TASK_STARTED, ET.TASK_COMPLETED, ET.AGENT_STARTED]
+
+
+def _filled(n: int, limit: int) -> EventBus:
+    bus = EventBus(history_limit=limit)
+    root_types = TYPES
+    for i in range(n):
+        bus.publish(root_types[i % 3], i, source=f"s{i % 2}")
+    return bus
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 60),
+    limit=st.integers(0, 40),
+    query_limit=st.integers(0, 70),
+    et=st.sampled_from([None, ANY, *TYPES]),
+    source=st.sampled_from([None, "s0", "s1"]),
+    since_seq=st.one_of(st.none(), st.integers(0, 70)),
+)
+def test_limit_queries_match_a_full_scan(
+    n: int,
+    limit: int,
+    query_limit: int,
+    et: enum.Enum | None,
+    source: str | None,
+    since_seq: int | None,
+) -> None:
+    """history(limit=N) (a scan from the newest end) returns what filtering everything returns."""
+    bus = _filled(n, limit)
+    fast = bus.history(et, source=source, since_seq=since_seq, limit=query_limit)
+    query = Query(et, source, None, since_seq, None, query_limit)
+    full = select(bus.history(), query)
+    assert fast == full
+
+
+def test_newest_scan_stops_after_the_limit() -> None:
+    """History.newest touches only the events it needs (here: the last 3 of 100,000)."""
+    history = History(100_000, 0, 0)
+    bus = EventBus(history_limit=100_000)
+    for i in range(100_000):
+        bus.publish(ET.TASK_STARTED, i)
+    history.recent.extend(bus.history())
+    calls = 0
+
+    def match(ev: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        return True
+
+    assert [e.data for e in history.newest(3, match)] == [99_997, 99_998, 99_999]
+    assert calls == 3
+
+
+def test_stream_replay_of_the_last_n_matches_a_full_scan() -> None:
+    """stream(replay=N) picks the newest N matching events (selected from the newest end)."""
+    import asyncio
+
+    bus = _filled(50, 1000)
+
+    async def main() -> list[int]:
+        s = bus.stream(ET.TASK_COMPLETED, replay=4)
+        out = [s.get_nowait() for _ in range(4)]
+        s.close()
+        return [e.data for e in out if e is not None]
+
+    want = [e.data for e in bus.history(ET.TASK_COMPLETED)][-4:]
+    assert asyncio.run(main()) == want
+
+
+def test_clear_history_drops_the_events_and_keeps_counting() -> None:
+    """clear_history() forgets every event (payloads freed), seq keeps counting."""
+
+    class Payload:
+        pass
+
+    bus = EventBus()
+    p = Payload()
+    ref = weakref.ref(p)
+    bus.publish(ET.TASK_STARTED, p, correlation_id="run")
+    del p
+    bus.clear_history()
+    gc.collect()
+    assert ref() is None
+    assert bus.history() == bus.history(correlation_id="run") == []
+    bus.publish(ET.TASK_STARTED)
+    assert bus.history()[0].seq == 2
+
+
+def test_subscribing_to_any_with_many_types_keeps_routes_right() -> None:
+    """ANY subscribed after 2,000 types were routed reaches all of them (routes rebuilt lazily)."""
+    Many = enum.Enum("Many", [f"T{i}" for i in range(2000)])  # type: ignore[misc]
+    bus = EventBus()
+    for t in Many:
+        bus.publish(t)
+    seen: list[Any] = []
+    bus.subscribe(ANY, lambda e: seen.append(e.type))
+    for t in Many:
+        bus.publish(t)
+    assert seen == list(Many)

@@ -1,0 +1,87 @@
+"""The recording lock (re-entry detection, contended path) and deferred finalizer work."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from atlas_events import EventBus, EventType
+from atlas_events._locks import Deferred, RecordingLock
+
+
+def test_recording_lock_knows_when_this_thread_is_inside() -> None:
+    """held_here() is true only inside the section, and only on the holding thread."""
+    lock = RecordingLock()
+    assert not lock.held_here()
+    seen_from_other: list[bool] = []
+    with lock:
+        assert lock.held_here()
+        t = threading.Thread(target=lambda: seen_from_other.append(lock.held_here()))
+        t.start()
+        t.join(10)
+    assert seen_from_other == [False]
+    assert not lock.held_here()
+
+
+def test_entering_the_recording_lock_twice_is_refused() -> None:
+    """Re-entry (code the GC runs inside the section) raises instead of corrupting it."""
+    lock = RecordingLock()
+    with lock, pytest.raises(RuntimeError, match="held by this thread"):
+        lock.acquire()
+    assert not lock.held_here()  # released once, completely
+    with lock:
+        pass
+
+
+def test_a_waiter_gets_the_lock_after_the_holder_leaves() -> None:
+    """The contended path yields, then blocks, then enters."""
+    lock = RecordingLock()
+    entered = threading.Event()
+    order: list[str] = []
+    lock.acquire()
+
+    def waiter() -> None:
+        with lock:
+            order.append("waiter")
+            entered.set()
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    order.append("holder")
+    lock.release()
+    assert entered.wait(10)
+    t.join(10)
+    assert order == ["holder", "waiter"]
+
+
+def test_deferred_work_runs_in_order_including_work_added_meanwhile() -> None:
+    """Deferred.run() runs FIFO, also what the work itself defers."""
+    deferred = Deferred()
+    ran: list[int] = []
+    deferred.add(lambda: ran.append(1))
+    deferred.add(lambda: (ran.append(2), deferred.add(lambda: ran.append(4))))
+    deferred.add(lambda: ran.append(3))
+    deferred.run()
+    assert ran == [1, 2, 3, 4]
+    assert not deferred
+
+
+def test_two_threads_publishing_on_one_bus_lose_nothing() -> None:
+    """Two publishers on one bus: every event recorded once, seq order gap-free."""
+    bus = EventBus(history_limit=20_000)
+    got: list[int] = []
+    bus.subscribe(EventType.TASK_STARTED, lambda e: got.append(e.data))
+    n = 5_000
+
+    def publisher(base: int) -> None:
+        for i in range(n):
+            bus.publish(EventType.TASK_STARTED, base + i)
+
+    threads = [threading.Thread(target=publisher, args=(k * n,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(got) == list(range(2 * n))
+    assert [e.seq for e in bus.history()] == list(range(1, 2 * n + 1))
