@@ -258,6 +258,22 @@ def test_handler_failures_sees_reports_a_middleware_drops(bus: EventBus) -> None
     assert bus.subscriber_count(ET.HANDLER_ERROR) == 0
 
 
+def test_handler_failures_sees_reports_a_child_scope_middleware_drops(bus: EventBus) -> None:
+    """A grandchild scope's own allow-list middleware does not hide its handlers' failures.
+
+    The watch's tap is inherited middleware: it runs where the report is
+    published, before the scope's own middleware.
+    """
+    watch = HandlerFailures(bus)
+    grandchild = bus.scope("a").scope("b")
+    grandchild.add_middleware(lambda e: e if e.type is ET.TASK_STARTED else None)
+    grandchild.subscribe(ET.TASK_STARTED, lambda e: 1 / 0)
+    grandchild.publish(ET.TASK_STARTED)
+    (failure,) = watch.take()
+    assert isinstance(failure.failure.exception, ZeroDivisionError)
+    watch.close()
+
+
 # ------------------------------------------------------------- pytest plugin
 
 _PLUGIN_TESTS = """
