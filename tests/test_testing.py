@@ -241,37 +241,26 @@ async def test_handler_failures_collects_async_failures(bus: EventBus) -> None:
     watch.close()
 
 
-def test_handler_failures_sees_reports_a_middleware_drops(bus: EventBus) -> None:
+@pytest.mark.parametrize("depth", [0, 2], ids=["on-the-bus", "on-a-grandchild"])
+def test_handler_failures_sees_reports_a_middleware_drops(bus: EventBus, depth: int) -> None:
     """A middleware that drops HANDLER_ERROR (an allow-list, say) does not hide failures.
 
-    The watch sees each report before the bus's other middleware, so a
-    failing handler still fails the test, once.
+    The watch's tap is inherited middleware added first: it sees each report
+    where it is published, before the bus's (or the scope's) own middleware,
+    so a failing handler still fails the test, once.
     """
     watch = HandlerFailures(bus)
-    bus.add_middleware(lambda e: e if e.type is ET.TASK_STARTED else None)
-    bus.subscribe(ET.TASK_STARTED, lambda e: 1 / 0)
-    bus.publish(ET.TASK_STARTED)
+    where: EventBus = bus
+    for name in ("a", "b")[:depth]:
+        where = where.scope(name)
+    where.add_middleware(lambda e: e if e.type is ET.TASK_STARTED else None)
+    where.subscribe(ET.TASK_STARTED, lambda e: 1 / 0)
+    where.publish(ET.TASK_STARTED)
     (failure,) = watch.take()
     assert isinstance(failure.failure.exception, ZeroDivisionError)
     watch.close()
-    assert bus.stats()["middleware"] == 1  # the watch's own tap is gone
+    assert bus.stats()["middleware"] == (1 if depth == 0 else 0)  # the watch's tap is gone
     assert bus.subscriber_count(ET.HANDLER_ERROR) == 0
-
-
-def test_handler_failures_sees_reports_a_child_scope_middleware_drops(bus: EventBus) -> None:
-    """A grandchild scope's own allow-list middleware does not hide its handlers' failures.
-
-    The watch's tap is inherited middleware: it runs where the report is
-    published, before the scope's own middleware.
-    """
-    watch = HandlerFailures(bus)
-    grandchild = bus.scope("a").scope("b")
-    grandchild.add_middleware(lambda e: e if e.type is ET.TASK_STARTED else None)
-    grandchild.subscribe(ET.TASK_STARTED, lambda e: 1 / 0)
-    grandchild.publish(ET.TASK_STARTED)
-    (failure,) = watch.take()
-    assert isinstance(failure.failure.exception, ZeroDivisionError)
-    watch.close()
 
 
 # ------------------------------------------------------------- pytest plugin
