@@ -166,6 +166,11 @@ class Recorder:
             events = self.history.events(correlation_id)
         return select(events, query)
 
+    def run_trimmed_upto(self, correlation_id: str) -> int | None:
+        """The newest ``seq`` this run lost (see :meth:`History.run_trimmed_upto`)."""
+        with self.lock:
+            return self.history.run_trimmed_upto(correlation_id)
+
     def clear(self) -> None:
         """Forget every recorded event; the old contents are dropped after unlocking."""
         with self.lock:

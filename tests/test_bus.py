@@ -739,3 +739,14 @@ def test_middleware_returned_event_is_never_mutated(bus: EventBus) -> None:
     assert cached.seq == -1
     assert [e.seq for e in bus.history()] == [1, 2]
     assert all(e.id == cached.id for e in bus.history())
+
+
+def test_run_trimmed_upto_names_what_a_run_lost() -> None:
+    """run_trimmed_upto: None for a complete run, the newest lost seq for a trimmed one."""
+    bus = EventBus(run_history_limit=3)
+    with correlate("r"):
+        for _ in range(5):
+            bus.publish(EventType.TASK_STARTED)
+    assert bus.run_trimmed_upto("r") == 2
+    assert [e.seq for e in bus.history(correlation_id="r")] == [3, 4, 5]
+    assert bus.run_trimmed_upto("other") is None
