@@ -101,8 +101,10 @@ class HandlerPolicy:
         counters: Where to count (the bus's counters).
 
     Raises:
-        ValueError: A limit is not a positive number (``max_failures``: an
-            int >= 1).
+        TypeError: A time limit is not a number (a bool is not one).
+        ValueError: A time limit is not a finite number of seconds > 0 (and
+            at most ``threading.TIMEOUT_MAX``), or ``max_failures`` is not
+            an int >= 1.
     """
 
     timeout: float | None = attrs.field(default=None, validator=_positive_seconds)
@@ -197,9 +199,15 @@ class HandlerPolicy:
         def failed(event: Event[Any], exc: Exception) -> None:
             with lock:
                 streak[0] += 1
-                reached = streak[0] == limit
-            if reached:
-                self._remove(info, event, limit, exc)
+                failures = streak[0]
+            # >=, not ==: a limit reached before bind() removes at the next
+            # failure; _remove acts only once (the token's first call).
+            if failures >= limit:
+                self._remove(info, event, failures, exc)
+
+        def succeeded() -> None:
+            with lock:
+                streak[0] = 0
 
         if info.is_async:
 
@@ -209,7 +217,7 @@ class HandlerPolicy:
                 except Exception as exc:
                     failed(event, exc)
                     raise
-                streak[0] = 0
+                succeeded()
                 return result
 
             return counted_async
@@ -220,7 +228,7 @@ class HandlerPolicy:
             except Exception as exc:
                 failed(event, exc)
                 raise
-            streak[0] = 0
+            succeeded()
             return result
 
         return counted
