@@ -95,7 +95,10 @@ def emit(
         rec.delivered += len(route)
         if rec.sinks:  # no iterator when there is none (the common case)
             for sink in rec.sinks:
-                sink.push(ev)
+                try:  # free unless it raises (3.11 zero-cost try)
+                    sink.push(ev)
+                except Exception:
+                    sink_failed(sink, ev)
     finally:
         lock.busy = False
         raw.release()
@@ -223,11 +226,30 @@ def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object
             evicted = (evicted, rec.history.record_run(ev.correlation_id, ev))
         rec.delivered += len(route)
         for sink in rec.sinks:
-            sink.push(ev)
+            try:
+                sink.push(ev)
+            except Exception:
+                sink_failed(sink, ev)
     finally:
         lock.busy = False
         raw.release()
     return ev, evicted
+
+
+def sink_failed(sink: object, ev: Event[Any]) -> None:
+    """Log a sink whose ``push`` raised: the event stays recorded and is delivered on.
+
+    One consumer's bug must not cost the publisher, the handlers or the
+    other sinks their event (nor leave it recorded on some levels only).
+    """
+    log.exception(
+        "%s sink %s raised on event %s (seq %d); the event is recorded and delivered anyway",
+        getattr(sink, "kind", "?"),
+        type(sink).__qualname__,
+        ev.id,
+        ev.seq,
+        extra=log_extra(ev),
+    )
 
 
 def resume(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 import weakref
 from typing import Any
@@ -21,6 +22,7 @@ from atlas_events import (
 )
 from atlas_events._policies import HandlerPolicy
 from atlas_events._wrappers import HandlerInfo
+from atlas_events.exceptions import InvalidOptionError
 
 from .conftest import collect
 
@@ -242,6 +244,25 @@ def test_no_policy_means_no_wrapper(bus: EventBus) -> None:
     bus.subscribe(EventType.TASK_STARTED, plain)
     [rec] = bus.get_signal(EventType.TASK_STARTED).receivers.values()
     assert rec.resolve() is plain  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("option", ["timeout", "slow_threshold"])
+@pytest.mark.parametrize("value", [math.inf, math.nan, 10**100, 2**63, 0, -1.5, True, "1"])
+def test_policy_seconds_must_be_finite_and_in_range(option: str, value: object) -> None:
+    """``subscribe(timeout=, slow_threshold=)`` refuse non-finite or huge seconds (named).
+
+    The same rule as every other seconds option (``check_seconds``):
+    nothing is subscribed.
+    """
+    bus = EventBus(name="policies")
+
+    async def handler(event: Event[Any]) -> None:
+        pass
+
+    with pytest.raises(InvalidOptionError, match=option):
+        bus.subscribe(EventType.TASK_STARTED, handler, **{option: value})
+    assert bus.subscriber_count() == 0
+    bus.close()
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 import warnings
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from atlas_events import Event, EventBus, EventType, declare
-from atlas_events.exceptions import BusClosedError, InvalidEventTypeError
+from atlas_events.exceptions import BusClosedError, InvalidEventTypeError, InvalidOptionError
 
 from .conftest import collect
 
@@ -216,6 +217,28 @@ def test_many_threads_each_get_exactly_one_event(bus: EventBus) -> None:
     assert errors == []
     assert sorted(results) == list(range(n))
     assert bus.subscriber_count() == 0
+
+
+@pytest.mark.parametrize(
+    "timeout", [math.inf, math.nan, -math.inf, 10**100, 2**63, 0, -1, True, "5"]
+)
+def test_wait_timeouts_that_are_not_finite_seconds_are_refused_up_front(timeout: object) -> None:
+    """inf, NaN, huge, zero, negative, bool or str timeouts raise InvalidOptionError (named).
+
+    Never an ``OverflowError`` from the wait primitive later, and no waiter
+    is left subscribed.
+    """
+    bus = EventBus(name="waits")
+    with pytest.raises(InvalidOptionError, match="timeout"):
+        bus.wait_for_sync(EventType.TASK_STARTED, timeout=timeout)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        with pytest.raises(InvalidOptionError, match="timeout"):
+            await bus.wait_for(EventType.TASK_STARTED, timeout=timeout)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    assert bus.subscriber_count() == 0
+    bus.close()
 
 
 @pytest.mark.parametrize("timeout", [float("inf"), 1e300, 10**400], ids=["inf", "1e300", "10**400"])
