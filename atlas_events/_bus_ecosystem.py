@@ -184,14 +184,24 @@ class Ecosystem:
             cast(Any, self), event_type, handler, weak, policy, self._handler_wrappers
         )
 
-    def _add_handler_wrapper(self, wrapper: HandlerWrapper) -> Subscription:
-        """Wrap every handler subscribed from now on (package-internal: instrumentation)."""
+    def _add_handler_wrapper(
+        self, wrapper: HandlerWrapper
+    ) -> tuple[HandlerWrapper, Subscription | None]:
+        """Wrap every handler subscribed from now on (package-internal: instrumentation).
+
+        At most one wrapper of a class is active: while one is, ``wrapper``
+        is not added. Returns the active wrapper of that class and, if it is
+        ``wrapper``, the token that removes it (else ``None``).
+        """
         rec = Registration(wrapper, self._remove_handler_wrapper)
         with self._wlock:
             if self._closed:
                 raise BusClosedError(self.name, "instrument")
+            for active in self._handler_wrappers:
+                if type(active) is type(wrapper):
+                    return active, None
             self._handler_wrappers = (*self._handler_wrappers, wrapper)
-        return Subscription(rec, f"handler wrapper {callable_name(wrapper)}")
+        return wrapper, Subscription(rec, f"handler wrapper {callable_name(wrapper)}")
 
     def _remove_handler_wrapper(self, rec: Registration) -> bool:
         if not rec.active:

@@ -29,6 +29,7 @@ def log_extra(
     *,
     handler: str | None = None,
     bus: str | None = None,
+    **context: object,
 ) -> dict[str, Any]:
     """The ``extra`` mapping of a log call about ``event`` (and ``handler``, on ``bus``).
 
@@ -36,14 +37,25 @@ def log_extra(
         event: The event the record is about, if any.
         handler: The qualified name of the handler involved, if any.
         bus: The name of the bus involved, if any.
+        **context: Further fields of one component's records (the bridges'
+            ``atlas_node``, ``atlas_entry_id``...); each name starts with
+            ``atlas_`` and is not one of :data:`LOG_FIELDS`.
 
     Returns:
         A dict with every key of :data:`LOG_FIELDS`: the event's id, its type
         as ``Enum.MEMBER``, its scope path joined with ``"/"`` (``""`` at the
-        root) and its correlation id.
+        root) and its correlation id; then the ``context`` fields.
+
+    Raises:
+        ValueError: A ``context`` name lacks the ``atlas_`` prefix or is one
+            of :data:`LOG_FIELDS`.
     """
+    for name in context:
+        if not name.startswith("atlas_") or name in LOG_FIELDS:
+            raise ValueError(f"log context field {name!r}: use an atlas_ name not in LOG_FIELDS")
     if event is None:
-        return dict.fromkeys(LOG_FIELDS[1:], None) | {"atlas_bus": bus, "atlas_handler": handler}
+        fields = dict.fromkeys(LOG_FIELDS[1:], None)
+        return fields | {"atlas_bus": bus, "atlas_handler": handler} | context
     return {
         "atlas_bus": bus,
         "atlas_event_id": event.id,
@@ -51,4 +63,4 @@ def log_extra(
         "atlas_scope": "/".join(event.scope),
         "atlas_correlation_id": event.correlation_id,
         "atlas_handler": handler,
-    }
+    } | context

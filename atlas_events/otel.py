@@ -22,7 +22,7 @@ handler spans are wrappers built when a handler is subscribed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 from opentelemetry import trace
@@ -95,12 +95,17 @@ class _PublishSpans:
 
 
 class _ProcessSpans:
-    """Handler wrapper: a consumer span around each call of the handler."""
+    """Handler wrapper: a consumer span around each call of the handler.
 
-    __slots__ = ("_tracer",)
+    ``token`` is the token :func:`instrument` returned for this bus (the
+    one a repeated call returns too).
+    """
 
-    def __init__(self, tracer: trace.Tracer) -> None:
+    __slots__ = ("_tracer", "token")
+
+    def __init__(self, tracer: trace.Tracer, token: Subscription) -> None:
         self._tracer = tracer
+        self.token = token
 
     def __call__(self, call: Call, info: HandlerInfo) -> Call:
         tracer = self._tracer
@@ -142,22 +147,34 @@ def instrument(
     the first instrumented bus it passes through and keeps that context on
     its way up.
 
+    Idempotent: while ``bus`` is instrumented, calling this again changes
+    nothing (no second publish span, no handler wrapped twice) and returns
+    the token of the instrumentation in force, whose ``tracer_provider``
+    stays. To switch providers, call that token first, then instrument again.
+
     Args:
         bus: The bus (or scope) to instrument.
         tracer_provider: Where spans go; default: the global provider.
 
     Returns:
         A token that removes the instrumentation (handlers already wrapped
-        keep their spans until they are unsubscribed).
+        keep their spans until they are unsubscribed); the same token for
+        every call while the instrumentation is in force.
 
     Raises:
         BusClosedError: The bus is closed.
     """
     tracer = trace.get_tracer(_SCOPE_NAME, tracer_provider=tracer_provider)
-    publish = bus.add_middleware(_PublishSpans(tracer))
+    parts: list[Subscription] = []
+    token = Subscription(SubscriptionGroup(parts), f"OpenTelemetry on {bus.name}")
+    # The wrapper goes first: the bus adds it atomically unless one is active.
+    active, process = bus._add_handler_wrapper(_ProcessSpans(tracer, token))
+    if process is None:
+        return cast(_ProcessSpans, active).token
     try:
-        process = bus._add_handler_wrapper(_ProcessSpans(tracer))
+        parts.append(bus.add_middleware(_PublishSpans(tracer)))
     except BaseException:
-        publish()
+        process()
         raise
-    return Subscription(SubscriptionGroup([publish, process]), f"OpenTelemetry on {bus.name}")
+    parts.append(process)
+    return token

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
 from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
 
 from atlas_events import Event, EventBus, EventType  # noqa: E402
+from atlas_events.exceptions import BusClosedError  # noqa: E402
 from atlas_events.otel import instrument  # noqa: E402
 
 from .conftest import collect  # noqa: E402
@@ -168,6 +170,74 @@ def test_uninstrument_stops_new_spans(
         bus.publish(EventType.TASK_STARTED)
         assert exporter.get_finished_spans() == ()
         assert bus.history()[0].metadata == {}
+
+
+def test_instrument_twice_is_idempotent(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A second instrument() adds nothing (one span per publish and handler call), same token."""
+    other = TracerProvider()
+    other_exporter = InMemorySpanExporter()
+    other.add_span_processor(SimpleSpanProcessor(other_exporter))
+    with EventBus() as bus:
+        token = instrument(bus, tracer_provider=provider)
+        assert instrument(bus, tracer_provider=provider) is token
+        assert instrument(bus, tracer_provider=other) is token
+        bus.subscribe(EventType.TASK_STARTED, lambda e: None)
+        bus.publish(EventType.TASK_STARTED)
+        assert len(_spans(exporter, SpanKind.PRODUCER)) == 1
+        assert len(_spans(exporter, SpanKind.CONSUMER)) == 1
+        assert other_exporter.get_finished_spans() == ()
+        # Once removed, the bus can be instrumented again, with another provider.
+        assert token() is True
+        again = instrument(bus, tracer_provider=other)
+        assert again is not token
+        assert again.active
+        bus.subscribe(EventType.TASK_STARTED, lambda e: None)
+        bus.publish(EventType.TASK_STARTED)
+    assert len(_spans(other_exporter, SpanKind.PRODUCER)) == 1
+    assert len(_spans(other_exporter, SpanKind.CONSUMER)) == 1  # only the handler subscribed after
+    # The first handler keeps its wrapper (and provider) until unsubscribed.
+    assert len(_spans(exporter, SpanKind.PRODUCER)) == 1
+    assert len(_spans(exporter, SpanKind.CONSUMER)) == 2
+
+
+def test_instrument_from_threads_at_once_instruments_once(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """Eight threads instrumenting one bus together: one instrumentation, one token."""
+    with EventBus() as bus:
+        barrier = threading.Barrier(8)
+        tokens: list[Any] = []
+        errors: list[BaseException] = []
+
+        def worker() -> None:
+            try:
+                barrier.wait(timeout=30)
+                tokens.append(instrument(bus, tracer_provider=provider))
+            except BaseException as exc:  # collected, asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert errors == []
+        assert len(tokens) == 8
+        assert len({id(t) for t in tokens}) == 1
+        bus.subscribe(EventType.TASK_STARTED, lambda e: None)
+        bus.publish(EventType.TASK_STARTED)
+    assert len(_spans(exporter, SpanKind.PRODUCER)) == 1
+    assert len(_spans(exporter, SpanKind.CONSUMER)) == 1
+
+
+def test_instrument_on_a_closed_bus_leaves_nothing_behind(provider: TracerProvider) -> None:
+    """instrument() on a closed bus raises BusClosedError."""
+    bus = EventBus()
+    bus.close()
+    with pytest.raises(BusClosedError):
+        instrument(bus, tracer_provider=provider)
 
 
 def test_scope_and_root_share_one_trace(

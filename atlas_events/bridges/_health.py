@@ -10,7 +10,8 @@ from typing import Any, Final, Literal, TypeAlias, TypedDict
 
 import attrs
 
-from .. import EventBus, EventType, SinkStats
+from .. import Event, EventBus, EventType, SinkStats
+from .._logging import log_extra
 from ..exceptions import BusClosedError
 
 __all__ = [
@@ -215,11 +216,18 @@ class Announcer:
             pass
         except Exception:
             self.counters["dispatch_errors"] += 1
-            log.exception("bridge %s: a handler of %s failed", self.node_id, event_type)
+            log.exception(
+                "bridge %s: a handler of %s failed",
+                self.node_id,
+                event_type,
+                extra=log_extra(bus=self.bus.name, atlas_node=self.node_id),
+            )
         except BaseException as exc:
             self.contain_exit(exc, f"<{event_type.value}>")
 
-    def contain_exit(self, exc: BaseException, event_id: str) -> None:
+    def contain_exit(
+        self, exc: BaseException, event_id: str, *, event: Event[Any] | None = None
+    ) -> None:
         """Record a ``BaseException`` a handler raised on a bridge thread.
 
         It is counted (``dispatch_errors``, ``handler_exits``), logged at
@@ -227,6 +235,12 @@ class Announcer:
         the thread goes on. (It cannot reach the thread that owns the
         bridge, and ending the bridge thread would only stop the node from
         receiving; subscribe to ``BRIDGE_HANDLER_EXIT`` to act on it.)
+
+        Args:
+            exc: What the handler raised.
+            event_id: The event's id (``<type>`` for an announcement).
+            event: The remote event being handled, if any (its fields go
+                into the log record).
         """
         self.counters["dispatch_errors"] += 1
         self.counters["handler_exits"] += 1
@@ -236,12 +250,17 @@ class Announcer:
             event_id,
             exc,
             exc_info=exc,
+            extra=log_extra(event, bus=self.bus.name, atlas_node=self.node_id),
         )
         payload = HandlerExit(self.node_id, event_id, repr(exc))
         try:
             self.bus.publish(EventType.BRIDGE_HANDLER_EXIT, payload, source=_SOURCE)
         except BaseException:
-            log.exception("bridge %s: a handler of bridge.handler_exit failed", self.node_id)
+            log.exception(
+                "bridge %s: a handler of bridge.handler_exit failed",
+                self.node_id,
+                extra=log_extra(event, bus=self.bus.name, atlas_node=self.node_id),
+            )
 
 
 class LinkState:
@@ -281,6 +300,11 @@ class LinkState:
     def node_id(self) -> str:
         return self._announcer.node_id
 
+    @property
+    def bus_name(self) -> str:
+        """The name of the bus the bridge serves (for log records)."""
+        return self._announcer.bus.name
+
     def status(self, error: str | None = None, downtime: float | None = None) -> BridgeStatus:
         return BridgeStatus(self.node_id, self.namespace, self.url, error, downtime)
 
@@ -302,7 +326,12 @@ class LinkState:
             self.state = "disconnected"
             self.down_since = time.monotonic()
             self.counters["disconnects"] += 1
-        log.warning("bridge %s: lost the broker (%s); reconnecting", self.node_id, error)
+        log.warning(
+            "bridge %s: lost the broker (%s); reconnecting",
+            self.node_id,
+            error,
+            extra=log_extra(bus=self.bus_name, atlas_node=self.node_id),
+        )
         self._announcer.announce(EventType.BRIDGE_DISCONNECTED, self.status(error=error))
 
     def lost_quietly(self) -> None:
@@ -325,10 +354,20 @@ class LinkState:
             if not first:
                 self.counters["reconnects"] += 1
         if first:
-            log.info("bridge %s: connected to %s", self.node_id, self.url)
+            log.info(
+                "bridge %s: connected to %s",
+                self.node_id,
+                self.url,
+                extra=log_extra(bus=self.bus_name, atlas_node=self.node_id),
+            )
             self._announcer.announce(EventType.BRIDGE_CONNECTED, self.status())
         else:
-            log.warning("bridge %s: reconnected after %.2fs", self.node_id, downtime or 0.0)
+            log.warning(
+                "bridge %s: reconnected after %.2fs",
+                self.node_id,
+                downtime or 0.0,
+                extra=log_extra(bus=self.bus_name, atlas_node=self.node_id),
+            )
             self._announcer.announce(EventType.BRIDGE_RECONNECTED, self.status(downtime=downtime))
 
     def fail(self, thread: str, exc: BaseException) -> None:
@@ -339,7 +378,13 @@ class LinkState:
             self.failure = error
             self.last_error = error
             self.down_since = None
-        log.critical("bridge %s: %s", self.node_id, error, exc_info=exc)
+        log.critical(
+            "bridge %s: %s",
+            self.node_id,
+            error,
+            exc_info=exc,
+            extra=log_extra(bus=self.bus_name, atlas_node=self.node_id),
+        )
         self._announcer.announce(EventType.BRIDGE_FAILED, self.status(error=error))
 
     def guard(self, thread: str, target: Callable[[], None]) -> Callable[[], None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from .. import EventBus
+from .._logging import log_extra
 from ..exceptions import BusClosedError, CodecError
 from ._dedup import DedupWindow
 from ._health import Announcer
@@ -80,10 +81,14 @@ class Inbound:
         except Exception as exc:  # middleware refusal, raise_handler_errors...
             counters["dispatch_errors"] += 1
             log.warning(
-                "bridge %s: remote event %s failed locally: %r", self._node_id, event.id, exc
+                "bridge %s: remote event %s failed locally: %r",
+                self._node_id,
+                event.id,
+                exc,
+                extra=log_extra(event, bus=self._bus.name, atlas_node=self._node_id),
             )
         except BaseException as exc:
-            self._announcer.contain_exit(exc, event.id)
+            self._announcer.contain_exit(exc, event.id, event=event)
         else:
             counters["delivered"] += 1
         return None

@@ -38,6 +38,8 @@ from ._transport import LINK_ERRORS, close, command, interrupt, make_backoff, op
 
 __all__ = ["RedisBridge", "attach"]
 
+from ..._logging import log_extra
+
 log = logging.getLogger("atlas_events.bridges.redis")
 
 _POLL: Final = 0.005  # seconds between readiness checks of the async lifecycle
@@ -347,12 +349,22 @@ class RedisBridge:
         try:
             admin = open_client(self.config, reader=False)
         except (*LINK_ERRORS, ResponseError) as exc:
-            log.info("bridge %s: could not delete its group: %s", self.node_id, exc)
+            log.info(
+                "bridge %s: could not delete its group: %s",
+                self.node_id,
+                exc,
+                extra=log_extra(bus=self.bus.name, atlas_node=self.node_id),
+            )
             return
         try:
             command(admin, "XGROUP", "DESTROY", self.config.stream_key, self.node_id)
         except (*LINK_ERRORS, ResponseError) as exc:
-            log.info("bridge %s: could not delete its group: %s", self.node_id, exc)
+            log.info(
+                "bridge %s: could not delete its group: %s",
+                self.node_id,
+                exc,
+                extra=log_extra(bus=self.bus.name, atlas_node=self.node_id),
+            )
         finally:
             close(admin)
 
@@ -404,7 +416,11 @@ class RedisBridge:
             try:
                 self.stop(0)
             except Exception:  # pragma: no cover - a bug: say it, the caller's error goes on
-                log.exception("bridge %s: could not undo a cancelled start", self.node_id)
+                log.exception(
+                    "bridge %s: could not undo a cancelled start",
+                    self.node_id,
+                    extra=log_extra(bus=self.bus.name, atlas_node=self.node_id),
+                )
 
     async def stop_async(
         self,

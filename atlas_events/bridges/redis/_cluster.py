@@ -30,6 +30,8 @@ __all__ = [
     "wait_replicas",
 ]
 
+from ..._logging import log_extra
+
 log = logging.getLogger("atlas_events.bridges.redis")
 
 
@@ -147,5 +149,6 @@ def wait_replicas(client: Any, config: RedisBridgeConfig, node_id: str) -> int:
         log.warning(
             "bridge %s: %d of %d replicas confirmed a batch within %.1fs",
             node_id, confirmed, wanted, config.replica_timeout,
+            extra=log_extra(atlas_node=node_id),
         )  # fmt: skip
     return confirmed

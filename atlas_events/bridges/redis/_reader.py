@@ -21,6 +21,8 @@ from ._transport import LINK_ERRORS, Client, close, command, open_client
 
 __all__ = ["Reader"]
 
+from ..._logging import log_extra
+
 log = logging.getLogger("atlas_events.bridges.redis")
 
 _ACCOUNT_EVERY: Final = 1.0  # seconds between trimming-loss counts while running
@@ -119,11 +121,24 @@ class Reader:
             return
         self.link.last_error = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP"):
-            log.warning("bridge %s: consumer group vanished; re-creating it", self.node_id)
+            log.warning(
+                "bridge %s: consumer group vanished; re-creating it",
+                self.node_id,
+                extra=log_extra(bus=self.bus.name, atlas_node=self.node_id),
+            )
         elif isinstance(exc, ResponseError):
-            log.error("bridge %s: the broker refused a read: %s", self.node_id, exc)
+            log.error(
+                "bridge %s: the broker refused a read: %s",
+                self.node_id,
+                exc,
+                extra=log_extra(bus=self.bus.name, atlas_node=self.node_id),
+            )
         else:
-            log.exception("bridge %s: reader failed; retrying", self.node_id)
+            log.exception(
+                "bridge %s: reader failed; retrying",
+                self.node_id,
+                extra=log_extra(bus=self.bus.name, atlas_node=self.node_id),
+            )
 
     def _start_session(self, client: Client) -> None:
         """Group, trimming count, pending entries: what every (re)connection does first."""
@@ -133,7 +148,11 @@ class Reader:
         resume = None if self.last_handled is None else self.last_handled.decode()
         replaying = self.config.replay_last or self.config.replay_from
         if not group.create(client, resume) and resume is None and replaying:
-            log.info("bridge %s: group exists, resuming its cursor (replay ignored)", self.node_id)
+            log.info(
+                "bridge %s: group exists, resuming its cursor (replay ignored)",
+                self.node_id,
+                extra=log_extra(bus=self.bus.name, atlas_node=self.node_id),
+            )
         self._count_trimmed(group.account(client))
         self.ready.set()
         self.link.up()
@@ -283,7 +302,12 @@ class Reader:
         """Count and announce ``reply`` entries lost to trimming (an account reply or a count)."""
         self._next_account = time.monotonic() + _ACCOUNT_EVERY
         if isinstance(reply, Exception):
-            log.warning("bridge %s: could not count trimmed entries: %s", self.node_id, reply)
+            log.warning(
+                "bridge %s: could not count trimmed entries: %s",
+                self.node_id,
+                reply,
+                extra=log_extra(bus=self.bus.name, atlas_node=self.node_id),
+            )
             return
         lost = int(reply)
         if lost == NO_GROUP:
@@ -300,6 +324,7 @@ class Reader:
             self.key,
             where,
             self.config.maxlen,
+            extra=log_extra(bus=self.bus.name, atlas_node=self.node_id),
         )
         self.announcer.announce(
             EventType.BRIDGE_EVENTS_LOST, EventsLost(self.node_id, self.key, lost, total)
@@ -331,6 +356,7 @@ class Reader:
                 self.node_id,
                 len(errors),
                 errors[0],
+                extra=log_extra(bus=self.bus.name, atlas_node=self.node_id),
             )
         for entry_id, _fields, reason, error, deliveries in dead:
             self.counters["dead_lettered"] += 1
@@ -342,6 +368,7 @@ class Reader:
                 reason,
                 deliveries,
                 error,
+                extra=log_extra(bus=self.bus.name, atlas_node=self.node_id, atlas_entry_id=text),
             )
             self.announcer.announce(
                 EventType.BRIDGE_DEAD_LETTERED,
@@ -358,4 +385,9 @@ class Reader:
             self._queue_finish(pipe)
             self._check_finish(pipe.execute(raise_on_error=False))
         except (*LINK_ERRORS, ResponseError) as exc:
-            log.info("bridge %s: could not acknowledge the last entries: %s", self.node_id, exc)
+            log.info(
+                "bridge %s: could not acknowledge the last entries: %s",
+                self.node_id,
+                exc,
+                extra=log_extra(bus=self.bus.name, atlas_node=self.node_id),
+            )

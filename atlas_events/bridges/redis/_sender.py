@@ -19,6 +19,8 @@ from ._transport import LINK_ERRORS, Client, close, open_client
 
 __all__ = ["ENTRY_FIELD", "Sender"]
 
+from ..._logging import log_extra
+
 log = logging.getLogger("atlas_events.bridges.redis")
 
 ENTRY_FIELD = b"e"
@@ -183,7 +185,13 @@ class Sender:
 
     def _reject(self, ev: Event[object], exc: CodecError) -> None:
         self.counters["rejected"] += 1
-        log.error("bridge %s: event %s not sent: %s", self.node_id, ev.id, exc)
+        log.error(
+            "bridge %s: event %s not sent: %s",
+            self.node_id,
+            ev.id,
+            exc,
+            extra=log_extra(ev, bus=self.link.bus_name, atlas_node=self.node_id),
+        )
 
     def _write(self, client: Client, batch: list[bytes]) -> bool:
         """Append a batch with one ``EVALSHA``; ``False`` if the link failed (nothing counted)."""
@@ -210,6 +218,7 @@ class Sender:
                 len(batch) - added,
                 len(batch),
                 error,
+                extra=log_extra(bus=self.link.bus_name, atlas_node=self.node_id),
             )
         return True
 
@@ -218,6 +227,11 @@ class Sender:
         left = len(batch) + self.outbox.clear()
         if left:
             self.counters["abandoned"] += left
-            log.warning("bridge %s: stopped with %d events unsent", self.node_id, left)
+            log.warning(
+                "bridge %s: stopped with %d events unsent",
+                self.node_id,
+                left,
+                extra=log_extra(bus=self.link.bus_name, atlas_node=self.node_id),
+            )
         self.in_flight = 0
         close(self.client)

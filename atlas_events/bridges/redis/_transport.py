@@ -35,6 +35,8 @@ __all__ = [
     "raw_replies",
 ]
 
+from ..._logging import log_extra
+
 log = logging.getLogger("atlas_events.bridges.redis")
 
 Client: TypeAlias = redis.Redis
@@ -167,7 +169,7 @@ def interrupt(client: Client | None) -> None:
         else:
             client.connection_pool.disconnect()
     except (*LINK_ERRORS, ResponseError) as exc:  # pragma: no cover - closing a dead socket
-        log.debug("closing a bridge connection: %s", exc)
+        log.debug("closing a bridge connection: %s", exc, extra=log_extra())
 
 
 def close(client: Client | None) -> None:
@@ -177,4 +179,4 @@ def close(client: Client | None) -> None:
     try:
         client.close()
     except (*LINK_ERRORS, ResponseError) as exc:  # pragma: no cover - closing a dead socket
-        log.debug("closing a bridge client: %s", exc)
+        log.debug("closing a bridge client: %s", exc, extra=log_extra())
