@@ -30,6 +30,7 @@ from ._event import EMPTY_METADATA, Event, EventType, copy_event, trusted_event
 from ._ids import _SOURCE as _ids
 from ._logging import log_extra
 from ._receivers import entry_name, handler_returned
+from ._recorder import Sink
 from ._registry import Route
 from ._release import KEPT as _KEPT
 from ._release import release_kept
@@ -51,6 +52,10 @@ Queue = list[Any]
 ``queue[0]`` is the owning thread's ident (0 once drained); the rest are
 calls waiting to be made, in order.
 """
+
+
+_NO_QUEUE: Final[Queue] = [0]
+"""``emit``'s stand-in for "owns no queue": always closed (0), never appended to."""
 
 
 Plan = list[tuple[Node, Event[Any]]]
@@ -97,25 +102,48 @@ def emit(
             evicted = (evicted, rec.history.record_run(ev.correlation_id, ev))
         rec.delivered += len(route)
         if rec.sinks:  # no iterator when there is none (the common case)
-            for sink in rec.sinks:
-                sink.push(ev)
+            push(rec.sinks, ev)
     finally:
         lock.busy = False
         raw.release()
     errors: list[HandlerError] | None = None
-    mine = None
+    mine: Queue = _NO_QUEUE
     if route:
-        if queue is None and node.nested == "queued":
+        if queue is None and node.queued:
             queue = mine = [_get_ident()]
-        errors = dispatch(node, ev, route, depth, queue)
-        if mine is not None and len(mine) == 1:
-            mine[0] = 0  # closed (see drain)
-            mine = None
+        # dispatch(), inlined: saves a frame per publish (docs/performance.md "Hot path").
+        token = CONTEXT.set((ev.id, depth + 1, ev.correlation_id, queue))
+        try:
+            for fn, ref in route:
+                try:
+                    if ref is None:
+                        res = fn(ev)
+                    else:
+                        obj = ref()
+                        if obj is None:
+                            node.registry.count_skip()
+                            continue
+                        res = fn(obj, ev)
+                    if res is not None:  # an awaitable is scheduled, never dropped
+                        handler_returned(node.registry, ev, fn, ref, res)
+                except Exception as exc:
+                    errors = handler_failed(node, ev, entry_name(fn, ref), exc, depth, errors)
+        finally:
+            CONTEXT.reset(token)
+    if len(mine) == 1:  # nothing queued (or not the outermost dispatch)
+        mine[0] = 0  # closed (see drain)
+        mine = _NO_QUEUE
     # Released after the handlers: a finalizer's publish then follows this event.
     del evicted
-    if errors is None and mine is None and not rec.more and not rec.deferred and not _KEPT:
+    if errors is None and mine is _NO_QUEUE and not rec.more and not rec.deferred and not _KEPT:
         return ev.id
     return finish(node, ev, depth, queue, mine, plan, errors)
+
+
+def push(sinks: tuple[Sink, ...], ev: Event[Any]) -> None:
+    """Hand ``ev`` to each sink (under the recording lock)."""
+    for sink in sinks:
+        sink.push(ev)
 
 
 def replaced(
@@ -226,8 +254,7 @@ def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object
         if ev.correlation_id is not None:
             evicted = (evicted, rec.history.record_run(ev.correlation_id, ev))
         rec.delivered += len(route)
-        for sink in rec.sinks:
-            sink.push(ev)
+        push(rec.sinks, ev)
     finally:
         lock.busy = False
         raw.release()
