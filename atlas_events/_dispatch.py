@@ -182,8 +182,9 @@ def finish(
     """
     if plan:
         errors = forward(plan, depth, queue, errors)
-    for sink in node.recorder.blocking_sinks:
-        sink.wait_for_room()
+    if node.recorder.blocking_sinks:  # no iterator when there is none
+        for sink in node.recorder.blocking_sinks:
+            sink.wait_for_room()
     if mine is not None:
         if len(mine) > 1:
             errors = drain(mine, errors)
@@ -254,7 +255,8 @@ def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object
         if ev.correlation_id is not None:
             evicted = (evicted, rec.history.record_run(ev.correlation_id, ev))
         rec.delivered += len(route)
-        push(rec.sinks, ev)
+        if rec.sinks:  # no call when there is none
+            push(rec.sinks, ev)
     finally:
         lock.busy = False
         raw.release()
@@ -362,7 +364,11 @@ def forward(
     for level, planned in plan:
         if level.closed:
             break
-        route = level.registry.route_for(planned.type)
+        # Identity-checked lookup first: saves route_for's frame per level
+        # (docs/performance.md "Hot path").
+        route = level.registry.routes.get(id(planned.type))
+        if route is None:
+            route = level.registry.route_for(planned.type)
         done = record(level, planned, route)
         if done is None:  # this thread holds that level's lock: finish later
             rest = plan[plan.index((level, planned)) + 1 :]
@@ -379,8 +385,9 @@ def forward(
         del evicted  # finalizers run here, after that level's handlers
         if level.recorder.deferred:
             run_deferred(level)
-        for sink in level.recorder.blocking_sinks:
-            sink.wait_for_room()
+        if level.recorder.blocking_sinks:  # no iterator when there is none
+            for sink in level.recorder.blocking_sinks:
+                sink.wait_for_room()
     return errors
 
 
