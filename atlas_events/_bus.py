@@ -35,6 +35,7 @@ from ._recorder import Sink
 from ._registry import Registry
 from ._scoped import Nested, Node, close_tree
 from ._validate import check_event, checked_metadata
+from ._waiting import Waits
 from .exceptions import (
     BusClosedError,
     MiddlewareError,
@@ -149,6 +150,7 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         self.terminal_types: frozenset[enum.Enum] = node.terminal_types
         self.terminal_ids: frozenset[int] = node.terminal_ids
         self._handler_wrappers: tuple[HandlerWrapper, ...] = ()  # see _add_handler_wrapper
+        self._waits = Waits()  # wait_for calls in progress, ended by close()
         self._policy_counters = PolicyCounters()
 
     # ------------------------------------------------------------------ info
@@ -178,6 +180,7 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
 
     def _mark_closed(self) -> None:
         self._closed = True
+        self._waits.end_all(self.name)  # no user code: wakes the waiters only
 
     def _count_loop_closed(self) -> None:
         """A receiver unsubscribed itself because its event loop closed."""

@@ -20,6 +20,8 @@ from .exceptions import BusClosedError
 
 if TYPE_CHECKING:
     from ._locks import RegistryLock
+    from ._registration import KeyDecorator
+    from ._waiting import Waits
     from ._wrappers import HandlerWrapper
 
 __all__ = ["Ecosystem"]
@@ -37,6 +39,7 @@ class Ecosystem:
 
     name: str
     _closed: bool
+    _waits: Waits
     _wlock: RegistryLock
     _handler_wrappers: tuple[HandlerWrapper, ...]
     _policy_counters: PolicyCounters
@@ -90,10 +93,14 @@ class Ecosystem:
 
         Raises:
             TimeoutError: (when awaited) No matching event within ``timeout``.
-            InvalidEventTypeError, InvalidHandlerError, BusClosedError,
-            ValueError: Bad arguments or a closed bus (raised by the call).
+            BusClosedError: (when awaited) The bus (or an ancestor) closed
+                during the wait; raised by the call if it is closed already.
+            InvalidEventTypeError, InvalidHandlerError, InvalidOptionError:
+                Bad arguments (raised by the call).
         """
-        return _waiting.wait_for(cast(Any, self), event_type, where=where, timeout=timeout)
+        return _waiting.wait_for(
+            cast(Any, self), self._waits, event_type, where=where, timeout=timeout
+        )
 
     @overload
     def wait_for_sync(
@@ -128,12 +135,22 @@ class Ecosystem:
 
         Raises:
             TimeoutError: No matching event within ``timeout`` seconds.
+            BusClosedError: The bus (or an ancestor) is closed, or closed
+                during the wait.
         """
-        return _waiting.wait_for_sync(cast(Any, self), event_type, where=where, timeout=timeout)
+        return _waiting.wait_for_sync(
+            cast(Any, self), self._waits, event_type, where=where, timeout=timeout
+        )
+
+    @overload
+    def on(self, event_type: EventKey[T], **subscribe_options: Any) -> KeyDecorator[T]: ...
+
+    @overload
+    def on(self, event_type: enum.Enum, **subscribe_options: Any) -> Callable[[_F], _F]: ...
 
     def on(
         self, event_type: enum.Enum | EventKey[Any], **subscribe_options: Any
-    ) -> Callable[[_F], _F]:
+    ) -> Callable[[_F], _F] | KeyDecorator[Any]:
         """Decorator form of :meth:`subscribe`; returns the function unchanged.
 
         Unsubscribe later with ``bus.off(event_type, function)``.

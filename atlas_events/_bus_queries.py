@@ -121,6 +121,20 @@ class Queries:
         """The ``seq`` of the most recently recorded event (0 before any)."""
         return self._recorder.seq
 
+    def run_trimmed_upto(self, correlation_id: str) -> int | None:
+        """The ``seq`` of the newest event of this run the history has lost, or ``None``.
+
+        A run loses events to ``run_history_limit``, to ``max_runs`` evicting
+        it, or to :meth:`clear_history`; ``history(correlation_id=...)`` then
+        starts after this ``seq``. For a run lost so long ago that its record
+        was forgotten, the newest ``seq`` any forgotten run lost.
+
+        Raises:
+            TypeError: ``correlation_id`` is not a ``str``.
+        """
+        check_str("correlation_id", correlation_id)
+        return self._recorder.run_trimmed_upto(correlation_id)
+
     # ------------------------------------------------------------------ stats
 
     def subscriber_count(self, event_type: enum.Enum | EventKey[Any] | None = None) -> int:

@@ -127,8 +127,9 @@ class Subscriptions:
             InvalidHandlerError: ``handler`` or ``filter`` is not a one-argument
                 callable.
             TypeError: ``loop`` is not an event loop.
-            ValueError: A policy limit is not positive, or ``timeout`` was
-                given for a synchronous handler.
+            ValueError: A policy limit is out of range (seconds: finite,
+                ``> 0`` and ``<= threading.TIMEOUT_MAX``; ``max_failures``: an
+                int ``>= 1``), or ``timeout`` was given for a synchronous handler.
             BusClosedError: The bus is closed.
         """
         et = check_event_type(event_type, allow_any=True)

@@ -61,8 +61,9 @@ def check_seconds(name: str, value: object, *, allow_none: bool = False) -> floa
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or not math.isfinite(value)
+        # The range before isfinite: isfinite raises OverflowError on an int beyond a float.
         or not 0 < value <= _MAX_SECONDS
+        or not math.isfinite(value)
     ):
         raise InvalidOptionError(
             name, value, f"a finite number of seconds > 0 and <= {_MAX_SECONDS:g}"

@@ -141,9 +141,12 @@ def emit(
 
 
 def push(sinks: tuple[Sink, ...], ev: Event[Any]) -> None:
-    """Hand ``ev`` to each sink (under the recording lock)."""
+    """Hand ``ev`` to each sink (under the recording lock); a failing sink is reported."""
     for sink in sinks:
-        sink.push(ev)
+        try:  # free unless it raises (3.11 zero-cost try)
+            sink.push(ev)
+        except Exception:
+            sink_failed(sink, ev)
 
 
 def replaced(
@@ -280,6 +283,22 @@ def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object
         lock.busy = False
         raw.release()
     return ev, evicted
+
+
+def sink_failed(sink: object, ev: Event[Any]) -> None:
+    """Log a sink whose ``push`` raised: the event stays recorded and is delivered on.
+
+    One consumer's bug must not cost the publisher, the handlers or the
+    other sinks their event (nor leave it recorded on some levels only).
+    """
+    log.exception(
+        "%s sink %s raised on event %s (seq %d); the event is recorded and delivered anyway",
+        getattr(sink, "kind", "?"),
+        type(sink).__qualname__,
+        ev.id,
+        ev.seq,
+        extra=log_extra(ev),
+    )
 
 
 def resume(

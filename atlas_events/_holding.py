@@ -22,6 +22,9 @@ __all__ = ["MethodParts", "method_parts", "pins"]
 # How deep pins() follows references (method -> partial -> closure -> ...):
 # deep enough for decorators and partials of closures, cheap at subscribe.
 _PIN_DEPTH = 4
+# How many objects pins() looks at in all: a companion that reaches a huge
+# structure is given up on (no warning) rather than walked at subscribe time.
+_PIN_BUDGET = 5_000
 
 
 class MethodParts(NamedTuple):
@@ -66,19 +69,21 @@ def pins(companion: object, owner: object) -> bool:
 
     Follows a bound method's ``__self__`` and function, a partial's
     function, arguments and keywords, a function's closure cells and
-    defaults, up to a small depth. A ``True`` means: keeping ``companion``
-    strongly keeps ``owner`` alive.
+    defaults, an object's attributes (``__dict__`` and slots) and the items
+    of lists, tuples, sets and dicts, up to a small depth and a budget of
+    objects (not into classes or modules). A ``True`` means: keeping
+    ``companion`` strongly keeps ``owner`` alive.
     """
     seen: set[int] = set()
     todo: list[tuple[object, int]] = [(companion, 0)]
-    while todo:
+    while todo and len(seen) < _PIN_BUDGET:
         obj, depth = todo.pop()
         if obj is owner:
             return True
         if depth >= _PIN_DEPTH or id(obj) in seen:
             continue
         seen.add(id(obj))
-        todo.extend((ref, depth + 1) for ref in _references(obj))
+        todo.extend((ref, depth + 1) for ref in _references(obj)[:_PIN_BUDGET])
     return False
 
 
@@ -99,4 +104,31 @@ def _references(obj: object) -> list[object]:
         if wrapped is not None:
             refs.append(wrapped)
         return refs
-    return []
+    if isinstance(obj, list | tuple | set | frozenset):
+        return list(obj)
+    if isinstance(obj, dict):
+        return [*obj.keys(), *obj.values()]
+    if isinstance(obj, type | types.ModuleType | str | bytes | int | float):
+        return []
+    return _attributes(obj)
+
+
+def _attributes(obj: object) -> list[object]:
+    """An object's instance attributes: its ``__dict__`` values and filled slots."""
+    refs: list[object] = []
+    try:
+        state = object.__getattribute__(obj, "__dict__")
+    except AttributeError:
+        state = None
+    if isinstance(state, dict):
+        refs.extend(state.values())
+    for cls in type(obj).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            try:
+                refs.append(object.__getattribute__(obj, name))
+            except AttributeError:  # an unset slot
+                continue
+    return refs

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._checks import check_seconds
 from ._event import EventType
 from ._logging import log_extra
 from ._receivers import check_one_arg_callable
@@ -36,10 +37,7 @@ _perf = time.perf_counter
 
 
 def _positive_seconds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a number of seconds > 0 or None, got {value!r}")
+    check_seconds(attribute.name, value, allow_none=True)
 
 
 def _failure_limit(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -103,8 +101,10 @@ class HandlerPolicy:
         counters: Where to count (the bus's counters).
 
     Raises:
-        ValueError: A limit is not a positive number (``max_failures``: an
-            int >= 1).
+        TypeError: A time limit is not a number (a bool is not one).
+        ValueError: A time limit is not a finite number of seconds > 0 (and
+            at most ``threading.TIMEOUT_MAX``), or ``max_failures`` is not
+            an int >= 1.
     """
 
     timeout: float | None = attrs.field(default=None, validator=_positive_seconds)
@@ -199,9 +199,15 @@ class HandlerPolicy:
         def failed(event: Event[Any], exc: Exception) -> None:
             with lock:
                 streak[0] += 1
-                reached = streak[0] == limit
-            if reached:
-                self._remove(info, event, limit, exc)
+                failures = streak[0]
+            # >=, not ==: a limit reached before bind() removes at the next
+            # failure; _remove acts only once (the token's first call).
+            if failures >= limit:
+                self._remove(info, event, failures, exc)
+
+        def succeeded() -> None:
+            with lock:
+                streak[0] = 0
 
         if info.is_async:
 
@@ -211,7 +217,7 @@ class HandlerPolicy:
                 except Exception as exc:
                     failed(event, exc)
                     raise
-                streak[0] = 0
+                succeeded()
                 return result
 
             return counted_async
@@ -222,7 +228,7 @@ class HandlerPolicy:
             except Exception as exc:
                 failed(event, exc)
                 raise
-            streak[0] = 0
+            succeeded()
             return result
 
         return counted

@@ -129,6 +129,10 @@ def check_one_arg_callable(fn: object, role: str) -> None:
         raise InvalidHandlerError(
             fn, role, f"it is a coroutine function; a {role} runs inside publish and must be sync"
         )
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise InvalidHandlerError(
+            fn, role, "it is a generator function: calling it would not run its body"
+        )
     if _one_arg_code(fn):
         return
     try:
@@ -198,6 +202,7 @@ class Receiver:
         "_claims",
         "_extra",
         "_filter_fn",
+        "_rebinds",
         "_ref",
         "_strong",
         "_tasks",
@@ -243,6 +248,9 @@ class Receiver:
         # The loop async work of this handler runs on: explicit, else the
         # loop running at subscribe time, else bound at first dispatch.
         self.loop = loop if loop is not None else _running_loop()
+        # Bound at first dispatch (module-level registration): such a handler
+        # follows the application to its next loop when this one closes.
+        self._rebinds = self.loop is None
         self._tasks: set[asyncio.Future[Any]] = set()
 
         parts = method_parts(handler)
@@ -372,9 +380,14 @@ class Receiver:
     # -- async ---------------------------------------------------------------
 
     def _target_loop(self) -> asyncio.AbstractEventLoop | None:
-        """This handler's loop; bound to the running loop at first dispatch if unset."""
+        """This handler's loop; bound to the running loop at first dispatch if unset.
+
+        A handler bound that way is bound again, the same way, once its loop
+        has closed (``asyncio.run()`` called again, a loop per test); a
+        handler given ``loop=`` or subscribed on a running loop is not.
+        """
         loop = self.loop
-        if loop is None:
+        if loop is None or (self._rebinds and loop.is_closed()):
             loop = self.loop = _running_loop()
         return loop
 
@@ -402,7 +415,7 @@ class Receiver:
                 "async code first",
             )
         if loop.is_closed():
-            self._loop_closed()
+            self._loop_closed(event)
             return
         ctx = contextvars.copy_context()
         if _running_loop() is loop:
@@ -411,9 +424,9 @@ class Receiver:
         try:
             loop.call_soon_threadsafe(self._start, start, event, ctx)
         except RuntimeError:  # closed between the check and the call
-            self._loop_closed()
+            self._loop_closed(event)
 
-    def _loop_closed(self) -> None:
+    def _loop_closed(self, event: Event[Any]) -> None:
         """The handler's loop is closed: it can never run again, so unsubscribe it."""
         self.bus.count_skip()
         # A once handler was unsubscribed by this very delivery: count it too.
@@ -422,7 +435,7 @@ class Receiver:
             log.warning(
                 "async handler %s unsubscribed: its event loop is closed",
                 self.name,
-                extra=log_extra(handler=self.name, bus=self.bus.name),
+                extra=log_extra(event, handler=self.name, bus=self.bus.name),
             )
 
     def _start(

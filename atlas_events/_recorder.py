@@ -17,7 +17,9 @@ class Sink(Protocol):
     """Something fed every recorded event: an async stream, a bridge outbox.
 
     ``push`` is called while the bus holds its recording lock, in ``seq``
-    order; it must be quick, must not block and must not publish. It must
+    order; it must be quick, must not block and must not publish. If it
+    raises, the error is logged (``atlas_events`` logger) and the event is
+    still recorded, delivered, forwarded and pushed to the other sinks. It must
     not drop the last reference to an event either (a payload's finalizer
     may publish): keep what it evicts until it has released its own lock;
     the bus defers any publish made while its lock is held.
@@ -165,6 +167,11 @@ class Recorder:
         with self.lock:
             events = self.history.events(correlation_id)
         return select(events, query)
+
+    def run_trimmed_upto(self, correlation_id: str) -> int | None:
+        """The newest ``seq`` this run lost (see :meth:`History.run_trimmed_upto`)."""
+        with self.lock:
+            return self.history.run_trimmed_upto(correlation_id)
 
     def clear(self) -> None:
         """Forget every recorded event; the old contents are dropped after unlocking."""

@@ -7,7 +7,14 @@ shows). Keys are compared as *normalized words*: ``"X-Api-Key"``,
 ``"Authorization"`` are split on case changes and on every non-alphanumeric
 character, lower-cased, and a key matches when a run of its consecutive words
 spells one of the configured names (``"api_key"`` and ``"apikey"`` both spell
-``apikey``). Whole words only: ``"tokens"`` does not match ``"token"``.
+``apikey``). Whole words only: ``"tokens"`` does not match ``"token"``; but a
+name of six or more letters also matches at either end of a run-together word,
+as environment variables spell them (``"PGPASSWORD"``, ``"SECRETKEY"``).
+``bytes`` keys (decoded as Latin-1) and enum members (by name) are keys too,
+and a ``(key, value)`` pair -- a 2-item tuple or list whose first item is a
+``str`` or ``bytes`` key, as HTTP headers are often carried
+(``[("Authorization", "Bearer ...")]``) -- has its value masked when the key
+matches.
 
 Structured payloads are walked by kind -- mappings, lists/tuples/sets,
 ``NamedTuple``, dataclasses, attrs classes, ``msgspec.Struct`` and pydantic
@@ -16,12 +23,22 @@ as the *same* type: a ``NamedTuple`` stays that ``NamedTuple``, a
 ``defaultdict`` stays a ``defaultdict``. Field values are set without running
 the class's ``__init__`` or validators (a mask is a ``str`` where the field
 may declare another type).
+
+A ``str`` value that holds a URL with a password
+(``postgres://app:hunter2@db/prod``) has the password masked wherever it
+sits: connection strings carry their secret in the value.
+
+The walk fails closed: a container nested deeper than 64 levels is replaced
+by the mask (it could not be checked), and a reference that closes a cycle
+back to a container that held a secret is replaced by the mask (the copy
+cannot point back at the unmasked original).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import enum
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
@@ -33,7 +50,10 @@ import attrs
 __all__ = [
     "DEFAULT_REDACTED_KEYS",
     "KeyMatcher",
+    "key_text",
     "key_words",
+    "mask_url_credentials",
+    "pair_key",
     "scrub",
     "structured_fields",
 ]
@@ -63,6 +83,7 @@ DEFAULT_REDACTED_KEYS: Final = frozenset(
 
 _MAX_DEPTH: Final = 64
 _MEMO_SIZE: Final = 4096
+_AFFIX_MIN: Final = 6  # names this long also match at either end of one word ("PGPASSWORD")
 # "apiKey" -> "api Key", "HTTPHeader" -> "HTTP Header", then split on non-alphanumerics.
 _CAMEL: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _SEPARATORS: Final = re.compile(r"[^a-z0-9]+")
@@ -92,7 +113,7 @@ class KeyMatcher:
         ValueError: ``keys`` is empty or a name has no letters or digits.
     """
 
-    __slots__ = ("_memo", "names")
+    __slots__ = ("_affixes", "_memo", "names")
 
     def __init__(self, keys: Iterable[str]) -> None:
         if isinstance(keys, str):
@@ -108,6 +129,7 @@ class KeyMatcher:
         if not names:
             raise ValueError("Redact needs at least one key")
         self.names: frozenset[str] = frozenset(names)
+        self._affixes = tuple(sorted(n for n in names if len(n) >= _AFFIX_MIN))
         self._memo: dict[str, bool] = {}
 
     def __call__(self, key: str) -> bool:
@@ -123,6 +145,9 @@ class KeyMatcher:
     def _match(self, key: str) -> bool:
         words = key_words(key)
         names = self.names
+        affixes = self._affixes
+        if any(w.startswith(affixes) or w.endswith(affixes) for w in words):
+            return True
         for start in range(len(words)):
             run = ""
             for word in words[start:]:
@@ -130,6 +155,46 @@ class KeyMatcher:
                 if run in names:
                     return True
         return False
+
+
+# scheme://user:password@host -- the password part (RFC 3986 userinfo).
+_URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*):([^/?#@\s]+)@")
+
+
+def mask_url_credentials(text: str, mask: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` URL masked.
+
+    Connection strings (``postgres://app:hunter2@db/prod``,
+    ``redis://:hunter2@cache:6379``) carry their secret in the value, under
+    keys like ``dsn`` or ``url`` that name no secret.
+    """
+    if "@" not in text or "://" not in text:  # the common case: no regex
+        return text
+    return _URL_PASSWORD.sub(lambda m: f"{m[1]}:{mask}@", text)
+
+
+def key_text(key: object) -> str | None:
+    """The text a mapping key is matched by: a ``str`` as is, ``bytes`` decoded as
+    Latin-1 (never fails), an enum member's name; ``None`` for other keys."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bytes | bytearray):
+        return bytes(key).decode("latin-1")
+    if isinstance(key, enum.Enum):
+        return key.name
+    return None
+
+
+def pair_key(value: object) -> str | None:
+    """The key of a ``(key, value)`` pair (a 2-item ``tuple`` or ``list`` whose first
+    item is a ``str`` or ``bytes`` and whose second is text), else ``None``."""
+    if not (type(value) is tuple or type(value) is list) or len(value) != 2:
+        return None
+    first: object = value[0]
+    second: object = value[1]
+    if not isinstance(second, str | bytes | bytearray):
+        return None
+    return key_text(first) if isinstance(first, str | bytes | bytearray) else None
 
 
 # ----------------------------------------------------------- structured kinds
@@ -228,24 +293,41 @@ def _rebuild_sequence(value: Any, items: list[Any]) -> Any:
 class _Scrubber:
     """One walk over a payload: the matcher, the mask and the cycle guard."""
 
-    __slots__ = ("active", "mask", "matches")
+    __slots__ = ("active", "backrefs", "leaky", "mask", "matches")
 
     def __init__(self, matches: Callable[[str], bool], mask: Any) -> None:
         self.matches = matches
         self.mask = mask
         self.active: set[int] = set()
+        self.backrefs: set[int] = set()  # containers a cycle pointed back to
+        self.leaky: set[int] = set()  # ... that held a secret: masked on the second walk
 
     def scrub(self, value: Any, depth: int) -> tuple[Any, bool]:
         t = type(value)
-        if t is str or t is int or t is float or t is bool or value is None:
+        if t is str:
+            masked = mask_url_credentials(value, self.mask)
+            return masked, masked is not value
+        if t is int or t is float or t is bool or value is None:
             return value, False
-        if depth >= _MAX_DEPTH or id(value) in self.active:
+        ident = id(value)
+        if ident in self.active:
+            if ident in self.leaky:
+                return self.mask, True
+            self.backrefs.add(ident)
             return value, False
-        self.active.add(id(value))
+        if depth >= _MAX_DEPTH:
+            return (self.mask, True) if _is_container(value) else (value, False)
+        self.active.add(ident)
         try:
-            return self._walk(value, depth + 1)
+            new, changed = self._walk(value, depth + 1)
+            if changed and ident in self.backrefs:
+                # A cycle pointed back at the unmasked original: walk again,
+                # masking that reference.
+                self.leaky.add(ident)
+                new, changed = self._walk(value, depth + 1)
+            return new, changed
         finally:
-            self.active.discard(id(value))
+            self.active.discard(ident)
 
     def _walk(self, value: Any, depth: int) -> tuple[Any, bool]:
         if isinstance(value, Mapping):
@@ -256,6 +338,9 @@ class _Scrubber:
             changes = self._changes(fields, depth)
             return (_rebuild_record(value, changes), True) if changes else (value, False)
         if isinstance(value, list | tuple | set | frozenset):
+            pair = pair_key(value)
+            if pair is not None and self.matches(pair):
+                return _rebuild_sequence(value, [next(iter(value)), self.mask]), True
             items = [self.scrub(v, depth) for v in value]
             if any(changed for _, changed in items):
                 return _rebuild_sequence(value, [v for v, _ in items]), True
@@ -264,13 +349,21 @@ class _Scrubber:
     def _changes(self, items: Iterable[tuple[Any, Any]], depth: int) -> dict[Any, Any]:
         changes: dict[Any, Any] = {}
         for key, item in items:
-            if isinstance(key, str) and self.matches(key):
+            text = key_text(key)
+            if text is not None and self.matches(text):
                 changes[key] = self.mask
                 continue
             new, changed = self.scrub(item, depth)
             if changed:
                 changes[key] = new
         return changes
+
+
+def _is_container(value: object) -> bool:
+    return (
+        isinstance(value, Mapping | list | tuple | set | frozenset)
+        or structured_fields(value) is not None
+    )
 
 
 def scrub(value: Any, matches: Callable[[str], bool], mask: Any) -> tuple[Any, bool]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import enum
 import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ._event import EventKey
+from ._event import Event, EventKey
+from ._holding import method_parts
 from ._subscription import Subscription
 from ._wrappers import original_handler
 from .exceptions import InvalidEventTypeError
@@ -15,9 +16,22 @@ from .exceptions import InvalidEventTypeError
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["SubscriptionGroup", "handles", "off", "on", "subscribe_component"]
+__all__ = ["KeyDecorator", "SubscriptionGroup", "handles", "off", "on", "subscribe_component"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class KeyDecorator(Protocol[T]):
+    """What ``bus.on(key)`` returns for a typed key: it checks the handler's event type.
+
+    mypy keeps the decorated function's name and signature, so a later
+    misuse still names it.
+    """
+
+    def __call__(self, fn: Callable[[Event[T]], R], /) -> Callable[[Event[T]], R]: ...
+
 
 _MARK = "__atlas_events_handles__"
 
@@ -47,12 +61,31 @@ def on(bus: EventBus, event_type: Any, options: dict[str, Any]) -> Callable[[F],
     return decorator
 
 
+def _same_handler(subscribed: object, handler: object) -> bool:
+    """Whether ``subscribed`` (rebuilt by the bus) is ``handler``.
+
+    A partial binding a method is rebuilt from its parts (the bus holds its
+    owner weakly), so it is compared by its parts: owner, function, arguments.
+    """
+    if subscribed == handler:
+        return True
+    ours, theirs = method_parts(subscribed), method_parts(handler)
+    return (
+        ours is not None
+        and theirs is not None
+        and ours.owner is theirs.owner
+        and ours.func == theirs.func
+        and ours.args == theirs.args
+        and ours.keywords == theirs.keywords
+    )
+
+
 def off(bus: EventBus, event_type: Any, handler: Callable[..., Any]) -> int:
     """Unsubscribe ``handler`` from ``event_type`` on ``bus``; return how many ended."""
     removed = 0
     receivers: list[Any] = list(bus.get_signal(event_type).receivers.values())  # Receivers
     for rec in receivers:
-        if rec.active and original_handler(rec.resolve()) == handler and rec.cancel():
+        if rec.active and _same_handler(original_handler(rec.resolve()), handler) and rec.cancel():
             removed += 1
     return removed
 
@@ -69,7 +102,8 @@ def handles(*event_types: enum.Enum | EventKey[Any], **subscribe_options: Any) -
     Raises:
         InvalidEventTypeError: An event type is not an enum member or key.
         TypeError: No event type, or an option ``subscribe`` does not take
-            (or ``weak``).
+            (or ``weak``); or (when applied) the target is a ``staticmethod``
+            or ``classmethod``, which no component instance could hold.
     """
     if not event_types:
         raise TypeError("handles() needs at least one event type")
@@ -79,6 +113,11 @@ def handles(*event_types: enum.Enum | EventKey[Any], **subscribe_options: Any) -
         raise TypeError("handles() takes no weak=: components are always held weakly")
 
     def mark(fn: F) -> F:
+        if isinstance(fn, staticmethod | classmethod):
+            raise TypeError(
+                f"@handles marks instance methods (held weakly with their component), "
+                f"not a {type(fn).__name__}"
+            )
         marks = getattr(fn, _MARK, None)
         if marks is None:
             marks = []
@@ -96,7 +135,14 @@ def _marked(cls: type[Any]) -> list[tuple[str, enum.Enum | EventKey[Any], dict[s
         attrs.update(vars(klass))
     found = []
     for name, attr in attrs.items():
-        for t, options in getattr(getattr(attr, "__func__", attr), _MARK, ()):
+        marks = getattr(getattr(attr, "__func__", attr), _MARK, ())
+        if marks and isinstance(attr, staticmethod | classmethod):
+            # Its subscription could not end with the component: refuse it.
+            raise TypeError(
+                f"{cls.__qualname__}.{name} is a {type(attr).__name__}: @handles marks "
+                "instance methods, held weakly with their component"
+            )
+        for t, options in marks:
             found.append((name, t, options))
     return found
 
@@ -124,6 +170,7 @@ def subscribe_component(bus: EventBus, component: object) -> Subscription:
     undone before the error propagates.
 
     Raises:
+        TypeError: A marked method is a ``staticmethod`` or ``classmethod``.
         ValueError: ``component`` has no method marked with ``@handles``.
         InvalidHandlerError: A marked method is not a one-argument callable,
             or the component cannot be weakly referenced.

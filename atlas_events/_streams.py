@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, get_args
 
 import attrs
 
-from ._checks import at_least, check_seconds
+from ._checks import at_least, check_seconds, check_str
 from ._event import ANY, Event
 from ._history import History
 from ._receivers import check_one_arg_callable
@@ -385,8 +385,8 @@ class EventStream:
         StreamOptions(max_queue, policy, replay, since_seq, block_timeout)
         if filter is not None:
             check_one_arg_callable(filter, "filter")
-        if correlation_id is not None and not isinstance(correlation_id, str):
-            raise TypeError(f"correlation_id must be a str, got {type(correlation_id).__name__}")
+        check_str("correlation_id", correlation_id, allow_none=True)
+        check_str("name", name, allow_none=True)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

@@ -12,12 +12,14 @@ the handler itself otherwise.
 from __future__ import annotations
 
 import enum
+import functools
 import types
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import attrs
 
+from ._holding import MethodParts, method_parts
 from ._receivers import _is_async, callable_name
 
 if TYPE_CHECKING:
@@ -67,6 +69,31 @@ def _call_target(target: Callable[[Event[Any]], Any], event: Event[Any]) -> Any:
     return target(event)
 
 
+@attrs.frozen
+class _PartialOrigin:
+    """What a weakly held ``partial(Cls.method, obj, *args, **kw)`` was, minus ``obj``."""
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    keywords: dict[str, Any]
+
+    def call(self) -> Call:
+        func, args, keywords = self.func, self.args, self.keywords
+
+        def call(target: Any, event: Event[Any]) -> Any:
+            return func(target, *args, event, **keywords)
+
+        return call
+
+
+def _weak_base(parts: MethodParts) -> tuple[Call, object]:
+    """The call for a weakly held method-like handler, and what stands for it in ``off()``."""
+    if not (parts.args or parts.keywords):
+        return parts.func, parts.func
+    origin = _PartialOrigin(parts.func, parts.args, parts.keywords)
+    return origin.call(), origin
+
+
 def wrap_handler(
     bus: EventBus,
     event_type: enum.Enum,
@@ -76,19 +103,21 @@ def wrap_handler(
 ) -> Wrapped:
     """Apply ``wrappers`` (innermost first) to ``handler``, keeping its weak semantics.
 
-    A weak bound method ``obj.m`` becomes another bound method of ``obj``
-    whose function is the wrapped call, so the bus holds ``obj`` weakly
-    exactly as before; a strong handler becomes a closure over it.
+    A weak bound method ``obj.m`` (or a partial binding a method to ``obj``)
+    becomes another bound method of ``obj`` whose function is the wrapped
+    call, so the bus holds ``obj`` weakly exactly as before; a strong
+    handler becomes a closure over it.
     """
-    is_method = isinstance(handler, types.MethodType)
+    parts = method_parts(handler)
     if weak is None:
-        weak = is_method
+        weak = parts is not None  # as the bus decides for an unwrapped handler
     info = HandlerInfo(bus, event_type, callable_name(handler), _is_async(handler))
-    if weak and is_method:
-        base: Call = handler.__func__  # type: ignore[attr-defined]
-        target: Any = handler.__self__  # type: ignore[attr-defined]
+    origin: object
+    if weak and parts is not None:
+        base, origin = _weak_base(parts)
+        target: Any = parts.owner
     else:
-        base = _call_target
+        base = origin = _call_target
         target = handler
     call = base
     for wrapper in wrappers:
@@ -96,10 +125,10 @@ def wrap_handler(
     if call is base:
         return Wrapped(handler, weak)
     if weak:
-        if base is not _call_target:  # the bus names a bound method after its function
-            call.__module__ = getattr(base, "__module__", None)  # type: ignore[assignment]
-            call.__qualname__ = base.__qualname__
-        setattr(call, _ORIGINAL, base)
+        if parts is not None:  # the bus names a bound method after its function
+            call.__module__ = getattr(parts.func, "__module__", None)  # type: ignore[assignment]
+            call.__qualname__ = parts.func.__qualname__
+        setattr(call, _ORIGINAL, origin)
         return Wrapped(types.MethodType(call, target), True)
     return Wrapped(_strong_entry(call, target, info), False)
 
@@ -133,6 +162,8 @@ def original_handler(resolved: object) -> object:
         base = getattr(resolved.__func__, _ORIGINAL, None)
         if base is _call_target:
             return resolved.__self__
+        if isinstance(base, _PartialOrigin):
+            return functools.partial(base.func, resolved.__self__, *base.args, **base.keywords)
         if base is not None:
             return types.MethodType(base, resolved.__self__)
         return resolved

@@ -288,7 +288,13 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event | None =
         if runner is not None:
             runner.start()
         what = "demo mesh" if mesh is not None else f"bus {bus.name!r} ({args.app})"
-        out.write(f"atlas-events dashboard for the {what}\n  {server.url}\nPress Ctrl+C to stop.\n")
+        out.write(f"atlas-events dashboard for the {what}\n  {server.url}\n")
+        if server.wildcard:
+            out.write(
+                f"  (listening on every interface: from other machines use this machine's "
+                f"name or address instead of {server.base_url.split('//')[1].rsplit(':', 1)[0]})\n"
+            )
+        out.write("Press Ctrl+C to stop.\n")
         out.flush()
         stop.wait()
     finally:

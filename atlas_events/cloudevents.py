@@ -86,13 +86,38 @@ def type_name(member: enum.Enum) -> str:
     )
 
 
-def _format_time(timestamp: float) -> str:
+def _unencodable(event: Event[Any], field: str, why: str) -> CodecError:
+    return CodecError(
+        "unencodable",
+        f"event {event.id} ({event.type!r}) cannot be a CloudEvent: {field}: {why}",
+        event_id=event.id,
+    )
+
+
+def _encode_metadata(event: Event[Any], rest: dict[str, Any]) -> str:
+    """The ``atlasmetadata`` JSON string; only what JSON keeps exactly (str keys, no NaN)."""
+    if not all(isinstance(key, str) for key in rest):
+        raise _unencodable(event, "metadata", "keys must be str (JSON would turn them into str)")
+    try:
+        return json.dumps(rest, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise _unencodable(event, "metadata", str(exc)) from exc
+
+
+def _format_time(event: Event[Any]) -> str:
     """RFC 3339 in UTC with the float's shortest exact digits (so it parses back equal)."""
-    exact = Decimal(repr(timestamp))
+    exact = Decimal(repr(event.timestamp))
     seconds = int(exact.to_integral_value(rounding="ROUND_FLOOR"))
     with localcontext(prec=_DIGITS):  # a float's exact decimal has up to ~770 digits
         fraction = exact - seconds
-    text = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    try:
+        whole = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    except (ValueError, OverflowError, OSError):  # datetime's years are RFC 3339's: 1-9999
+        raise _unencodable(
+            event, "time", f"timestamp {event.timestamp!r} is outside the years 0001-9999"
+        ) from None
+    # isoformat pads the year to four digits (strftime's %Y does not, below 1000).
+    text = whole.replace(tzinfo=None).isoformat(timespec="seconds")
     if fraction:
         text += "." + format(fraction, "f").split(".")[1]
     return text + "Z"
@@ -132,12 +157,15 @@ def to_cloudevent(
     Returns:
         The structured-mode CloudEvent (a dict; :func:`to_json` serialises it).
     """
+    source = default_source if event.source is None else event.source
+    if not source:
+        raise _unencodable(event, "source", "CloudEvents needs a non-empty source")
     ce: dict[str, Any] = {
         "specversion": "1.0",
         "id": event.id,
-        "source": default_source if event.source is None else event.source,
+        "source": source,
         "type": type_name(event.type),
-        "time": _format_time(event.timestamp),
+        "time": _format_time(event),
         "datacontenttype": "application/json",
     }
     if event.scope:
@@ -151,7 +179,7 @@ def to_cloudevent(
         if isinstance(rest.get(key), str):
             ce[key] = rest.pop(key)
     if rest:
-        ce["atlasmetadata"] = json.dumps(rest, separators=(",", ":"), sort_keys=True)
+        ce["atlasmetadata"] = _encode_metadata(event, rest)
     ce["data"] = event.data if encode_data is None else encode_data(event.data)
     return ce
 
@@ -204,6 +232,25 @@ def _optional_str(ce: Mapping[str, Any], key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise CodecError("malformed", f"CloudEvent {key!r} must be a str, got {value!r}")
     return value
+
+
+def _optional_id(ce: Mapping[str, Any], key: str) -> str | None:
+    value = _optional_str(ce, key)
+    if value == "":
+        raise CodecError("malformed", f"CloudEvent {key!r} must not be empty")
+    return value
+
+
+def _scope(subject: str | None) -> tuple[str, ...]:
+    """The scope path in ``subject`` (``"a/b"``); every name non-empty."""
+    if not subject:
+        return ()
+    names = tuple(subject.split("/"))
+    if "" in names:
+        raise CodecError(
+            "malformed", f"CloudEvent subject {subject!r} is not a scope path (an empty name)"
+        )
+    return names
 
 
 def _metadata(ce: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -262,7 +309,9 @@ def from_cloudevent(
     if "data_base64" in ce or (content_type is not None and not _JSON_TYPE.match(content_type)):
         raise CodecError("malformed", f"only JSON data is supported, got {content_type!r}")
     source = _required_str(ce, "source")
-    subject = _optional_str(ce, "subject")
+    scope = _scope(_optional_str(ce, "subject"))
+    correlation_id = _optional_id(ce, "correlationid")
+    causation_id = _optional_id(ce, "causationid")
     data = ce.get("data")
     return trusted_event(
         _required_str(ce, "id"),
@@ -271,10 +320,10 @@ def from_cloudevent(
         _parse_time(ce["time"]) if "time" in ce else time.time(),
         None if source == default_source else source,
         _metadata(ce),
-        tuple(subject.split("/")) if subject else (),
-        _optional_str(ce, "causationid"),
+        scope,
+        causation_id,
         -1,
-        _optional_str(ce, "correlationid"),
+        correlation_id,
         None,
     )
 

@@ -81,12 +81,13 @@ class InvalidEventTypeError(AtlasEventsError, TypeError):
         value: The rejected value.
     """
 
-    def __init__(self, value: object, *, allow_any: bool = True) -> None:
-        hint = "an Enum member (EventType.X or a member of your own Enum)"
+    def __init__(self, value: object, *, allow_any: bool = True, hint: str | None = None) -> None:
+        expected = "an Enum member (EventType.X or a member of your own Enum)"
         if allow_any:
-            hint += " or atlas_events.ANY"
+            expected += " or atlas_events.ANY"
         super().__init__(
-            f"event type must be {hint}, got {_describe(value)} ({type(value).__name__})"
+            f"event type must be {expected}, got {_describe(value)} ({type(value).__name__})"
+            + (f"; {hint}" if hint else "")
         )
         self.value = value
 
@@ -148,6 +149,8 @@ class MiddlewareError(AtlasEventsError, RuntimeError):
 class InvalidMiddlewareResultError(MiddlewareError, TypeError):
     """A middleware returned something other than an ``Event`` or ``None``.
 
+    Its ``__cause__`` is a ``TypeError`` naming the type returned.
+
     Attributes:
         result: The value the middleware returned.
     """
@@ -156,6 +159,8 @@ class InvalidMiddlewareResultError(MiddlewareError, TypeError):
         cause = TypeError(f"expected Event or None, got {type(result).__name__}")
         super().__init__(middleware, event_id, cause)
         self.result = result
+        # Set here, not by ``raise ... from``: every path that raises it carries it.
+        self.__cause__ = cause
 
 
 class HandlerError(AtlasEventsError, RuntimeError):

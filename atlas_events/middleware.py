@@ -19,8 +19,10 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
+from ._checks import check_bool, check_event_type
 from ._event import Event
 from ._redact import DEFAULT_REDACTED_KEYS, KeyMatcher, scrub
+from .exceptions import InvalidEventTypeError, InvalidOptionError
 
 __all__ = [
     "DEFAULT_REDACTED_KEYS",
@@ -97,11 +99,18 @@ class SetMetadata:
             and its result stored (e.g. ``{"host": socket.gethostname}`` is
             fixed, ``{"received_at": lambda e: time.time()}`` is computed).
         overwrite: Replace keys the event already has (default ``False``).
+
+    Raises:
+        InvalidOptionError: ``values`` is not a mapping with ``str`` keys, or
+            ``overwrite`` is not a bool.
     """
 
     __slots__ = ("_computed", "_fixed", "overwrite")
 
     def __init__(self, values: Mapping[str, Any], *, overwrite: bool = False) -> None:
+        if not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values):
+            raise InvalidOptionError("values", values, "a mapping with str keys")
+        check_bool("overwrite", overwrite)
         self._fixed = {k: v for k, v in values.items() if not callable(v)}
         self._computed = {k: v for k, v in values.items() if callable(v)}
         self.overwrite = overwrite
@@ -121,11 +130,25 @@ class SetMetadata:
 
 
 class DropTypes:
-    """Drop events of the given types (e.g. noisy debug events in production)."""
+    """Drop events of the given types (e.g. noisy debug events in production).
+
+    Args:
+        types: The enum members to drop, as separate arguments
+            (``DropTypes(*noisy)`` for a collection).
+
+    Raises:
+        InvalidEventTypeError: A type is not an enum member, or is ``ANY``.
+    """
 
     __slots__ = ("_ids", "types")
 
     def __init__(self, *types: enum.Enum) -> None:
+        for t in types:
+            if isinstance(t, list | set | frozenset | tuple):
+                raise InvalidEventTypeError(
+                    t, allow_any=False, hint="pass members as DropTypes(*types)"
+                )
+            check_event_type(t, allow_any=False)
         self.types = tuple(types)
         # By identity: IntEnum / StrEnum members of other enums may be equal.
         self._ids = frozenset(map(id, self.types))

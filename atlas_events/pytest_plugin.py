@@ -19,7 +19,6 @@ issue a :class:`DeprecationWarning`. Disable the plugin with
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Generator, Iterator
 
 import pytest
@@ -73,23 +72,22 @@ def atlas_recorder(atlas_bus: EventBus) -> Iterator[EventRecorder]:
         yield rec
 
 
+def _deprecated(request: pytest.FixtureRequest, old: str, new: str) -> None:
+    """Warn at the test that asked for ``old`` (a stack level would point into pytest)."""
+    request.node.warn(DeprecationWarning(f"the {old} fixture is deprecated; use {new}"))
+
+
 @pytest.fixture
-def event_bus(atlas_bus: EventBus) -> EventBus:
+def event_bus(atlas_bus: EventBus, request: pytest.FixtureRequest) -> EventBus:
     """Deprecated name of ``atlas_bus``."""
-    warnings.warn(
-        "the event_bus fixture is deprecated; use atlas_bus", DeprecationWarning, stacklevel=2
-    )
+    _deprecated(request, "event_bus", "atlas_bus")
     return atlas_bus
 
 
 @pytest.fixture
-def event_recorder(atlas_recorder: EventRecorder) -> EventRecorder:
+def event_recorder(atlas_recorder: EventRecorder, request: pytest.FixtureRequest) -> EventRecorder:
     """Deprecated name of ``atlas_recorder``."""
-    warnings.warn(
-        "the event_recorder fixture is deprecated; use atlas_recorder",
-        DeprecationWarning,
-        stacklevel=2,
-    )
+    _deprecated(request, "event_recorder", "atlas_recorder")
     return atlas_recorder
 
 

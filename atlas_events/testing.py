@@ -33,6 +33,8 @@ import attrs
 from ._bus import EventBus
 from ._checks import check_int, check_seconds
 from ._event import ANY, Event, EventKey, EventType
+from ._receivers import check_one_arg_callable
+from ._registration import SubscriptionGroup
 from ._stats import HandlerFailure
 from ._subscription import Subscription
 
@@ -121,9 +123,11 @@ class EventRecorder:
         Raises:
             AssertionError: With a listing of what was recorded instead.
             TypeError, ValueError: ``count`` is not an int >= 0.
+            InvalidHandlerError: ``where`` is not a sync one-argument callable.
         """
         if count is not None:
             check_int("count", count, 0)
+        _check_where(where)
         matches = [
             e
             for e in self.of_type(event_type)
@@ -188,9 +192,11 @@ class EventRecorder:
         Raises:
             TimeoutError: They did not arrive within ``timeout`` seconds.
             TypeError, ValueError: ``count`` or ``timeout`` is invalid.
+            InvalidHandlerError: ``where`` is not a sync one-argument callable.
         """
         check_int("count", count, 1)
         check_seconds("timeout", timeout)
+        _check_where(where)
         et = _member(event_type)
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -221,6 +227,7 @@ class EventRecorder:
         """
         check_int("count", count, 1)
         check_seconds("timeout", timeout)
+        _check_where(where)
         et = _member(event_type)
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
@@ -261,6 +268,11 @@ class EventRecorder:
 
     def _summary_locked(self) -> str:
         return ", ".join(f"{e.type_name}#{e.seq}" for e in self._events) or "nothing"
+
+
+def _check_where(where: object) -> None:
+    if where is not None:
+        check_one_arg_callable(where, "where predicate")
 
 
 def _member(event_type: enum.Enum | EventKey[Any]) -> enum.Enum:
@@ -332,13 +344,38 @@ class HandlerFailuresError(AssertionError):
         self.failures = failures
 
 
+class _FailureTap:
+    """Middleware that sees each ``HANDLER_ERROR`` report before later middleware can drop it."""
+
+    __slots__ = ("_record",)
+
+    # Also run where a report is published in a scope below (inherited
+    # middleware runs first there), before that scope's own middleware.
+    inherit = True
+
+    def __init__(self, record: Callable[[Event[Any]], None]) -> None:
+        self._record = record
+
+    def __call__(self, event: Event[Any]) -> Event[Any]:
+        if event.type is EventType.HANDLER_ERROR:
+            self._record(event)
+        return event
+
+
+def _consume(_event: Event[Any]) -> None:
+    """The watch's ``HANDLER_ERROR`` subscriber: the tap recorded the report already."""
+
+
 class HandlerFailures:
     """Collects every handler failure reported on a bus and its scopes.
 
-    Subscribes to ``HANDLER_ERROR``, so it sees failures wherever they
-    happen: sync handlers on any thread, async handlers on their loops,
-    child scopes (which forward their reports). The bus must report
-    failures (``raise_handler_errors=False``, the default).
+    Watches ``HANDLER_ERROR`` reports from a middleware added when it is
+    created, so it sees failures wherever they happen -- sync handlers on
+    any thread, async handlers on their loops, child scopes (which forward
+    their reports) -- even where middleware added later drops the reports.
+    It also subscribes to ``HANDLER_ERROR``: the reports are consumed, so the
+    bus does not log them as unhandled. The bus must report failures
+    (``raise_handler_errors=False``, the default).
 
     Call :meth:`check` to raise them, :meth:`take` to claim the ones a test
     expected.
@@ -347,7 +384,13 @@ class HandlerFailures:
     def __init__(self, bus: EventBus) -> None:
         self._lock = threading.Lock()
         self._failures: list[CapturedFailure] = []
-        self.subscription = bus.subscribe(EventType.HANDLER_ERROR, self._record, weak=False)
+        tap = bus.add_middleware(_FailureTap(self._record))
+        try:
+            listen = bus.subscribe(EventType.HANDLER_ERROR, _consume, weak=False)
+        except BaseException:
+            tap()
+            raise
+        self.subscription = Subscription(SubscriptionGroup([tap, listen]), "handler failure watch")
 
     def _record(self, event: Event[Any]) -> None:
         failure = event.data

@@ -47,6 +47,36 @@ def test_async_handler_subscribed_before_the_loop_binds_at_first_dispatch(bus: E
     assert token.active
 
 
+def test_module_level_async_handler_follows_each_new_loop(bus: EventBus) -> None:
+    """Subscribed before any loop: after its loop closes it rebinds to the next running loop.
+
+    As with several ``asyncio.run()`` calls, or pytest-asyncio's loop per test:
+    the handler runs in each, stays subscribed and is not counted as lost.
+    Dispatched in between with no running loop, it is reported, not dropped.
+    """
+    ran: list[tuple[int, asyncio.AbstractEventLoop]] = []
+    errors: list[Event[Any]] = []
+
+    async def handler(e: Event[Any]) -> None:
+        ran.append((e.data, asyncio.get_running_loop()))
+
+    token = bus.subscribe(ET.TASK_STARTED, handler)  # no loop is running here
+
+    async def main(n: int) -> asyncio.AbstractEventLoop:
+        await bus.publish_async(ET.TASK_STARTED, n)
+        return asyncio.get_running_loop()
+
+    first = asyncio.run(main(1))
+    bus.subscribe(ET.HANDLER_ERROR, errors.append)
+    bus.publish(ET.TASK_STARTED, 0)  # its loop is closed and none runs here
+    second = asyncio.run(main(2))
+    assert ran == [(1, first), (2, second)]
+    assert token.active
+    assert bus.stats()["async_handlers_loop_closed"] == 0
+    (error,) = errors
+    assert isinstance(error.data.exception, HandlerLoopError)
+
+
 def test_async_handler_dispatched_with_no_loop_anywhere_is_reported(bus: EventBus) -> None:
     """Before any loop could bind it, an async handler's event is a HANDLER_ERROR, not lost."""
     errors: list[Event[Any]] = []

@@ -21,15 +21,13 @@ from atlas_events import (
     HandlerFailure,
     InvalidEventTypeError,
     InvalidHandlerError,
-    MiddlewareError,
     PayloadTypeError,
     RecursionDepthError,
     correlate,
     current_correlation_id,
     declare,
 )
-from atlas_events.exceptions import InvalidMiddlewareResultError
-from atlas_events.middleware import DropTypes, Redact, SetMetadata
+from atlas_events.middleware import DropTypes
 
 from .conftest import Color
 
@@ -217,148 +215,6 @@ def test_raise_handler_errors_mode(strict_bus: EventBus) -> None:
     assert [type(e.__cause__) for e in errors] == [ZeroDivisionError, IndexError]
     assert all(isinstance(e, HandlerError) for e in errors)
     assert len(strict_bus.history()) == 1  # recorded, no HANDLER_ERROR event
-
-
-# --------------------------------------------------------------- middleware
-
-
-def test_middleware_transforms_in_order_and_token_removes(bus: EventBus) -> None:
-    """Middlewares run in the order added; their token removes them."""
-    order: list[str] = []
-
-    def first(e: Event[Any]) -> Event[Any]:
-        order.append("first")
-        return attrs.evolve(e, data=e.data + 1)
-
-    def second(e: Event[Any]) -> Event[Any]:
-        order.append("second")
-        return attrs.evolve(e, data=e.data * 10)
-
-    got: list[int] = []
-    bus.subscribe(ET.TASK_STARTED, lambda e: got.append(e.data))
-    t1 = bus.add_middleware(first)
-    bus.add_middleware(second)
-    bus.publish(ET.TASK_STARTED, 1)
-    assert got == [20]
-    assert order == ["first", "second"]
-    assert t1() is True
-    assert t1() is False
-    bus.publish(ET.TASK_STARTED, 1)
-    assert got == [20, 10]
-    assert bus.stats()["middleware"] == 1
-
-
-def test_middleware_drop_is_counted_not_recorded(bus: EventBus) -> None:
-    """A middleware returning None drops the event: not recorded, not delivered."""
-    got: list[Any] = []
-    bus.subscribe(ANY, got.append)
-    bus.add_middleware(DropTypes(ET.STREAM_STARTED))
-    bus.publish(ET.STREAM_STARTED)
-    bus.publish(ET.STREAM_FINISHED)
-    assert [e.type for e in got] == [ET.STREAM_FINISHED]
-    assert [e.type for e in bus.history()] == [ET.STREAM_FINISHED]
-    assert bus.stats()["dropped_by_middleware"] == 1
-    assert bus.history()[0].seq == 1  # dropped events consume no seq
-
-
-def test_middleware_can_change_the_type(bus: EventBus) -> None:
-    """Routing follows the type of the event a middleware returns."""
-    got: list[Any] = []
-    bus.subscribe(Color.GREEN, got.append)
-    bus.add_middleware(lambda e: attrs.evolve(e, type=Color.GREEN) if e.type is Color.RED else e)
-    bus.publish(Color.RED, "x")
-    assert [e.type for e in got] == [Color.GREEN]
-
-
-def test_middleware_that_raises(bus: EventBus) -> None:
-    """publish raises MiddlewareError naming the middleware; nothing recorded; bus usable."""
-    got: list[Any] = []
-    bus.subscribe(ANY, got.append)
-
-    def broken(e: Event[Any]) -> Event[Any]:
-        raise KeyError("nope")
-
-    tok = bus.add_middleware(broken)
-    with pytest.raises(MiddlewareError, match="broken") as info:
-        bus.publish(ET.TASK_STARTED)
-    assert isinstance(info.value.__cause__, KeyError)
-    assert info.value.middleware is broken
-    assert got == []
-    assert bus.history() == []
-    tok()
-    bus.publish(ET.TASK_STARTED)
-    assert len(got) == 1
-
-
-def test_middleware_returning_non_event(bus: EventBus) -> None:
-    """A middleware returning a non-Event raises a clear error; nothing recorded."""
-    bus.add_middleware(lambda e: "oops")  # type: ignore[arg-type,return-value]
-    with pytest.raises(InvalidMiddlewareResultError, match="str") as info:
-        bus.publish(ET.TASK_STARTED)
-    assert isinstance(info.value, TypeError)
-    assert bus.history() == []
-
-
-def test_builtin_middlewares(bus: EventBus) -> None:
-    """Redact masks secret keys (by word), SetMetadata stamps fixed and computed values."""
-    bus.add_middleware(Redact())
-    bus.add_middleware(SetMetadata({"host": "h1", "len": lambda e: len(e.data)}))
-    bus.publish(
-        ET.PROVIDER_CONNECTED,
-        {"api_key": "k", "nested": [{"X-Auth-Token": "t"}], "tokens": 5},
-        metadata={"Authorization": "Bearer x"},
-    )
-    ev = bus.history()[0]
-    assert ev.data == {"api_key": "***", "nested": [{"X-Auth-Token": "***"}], "tokens": 5}
-    assert dict(ev.metadata) == {"Authorization": "***", "host": "h1", "len": 3}
-
-
-def test_redact_passes_clean_events_through_unchanged() -> None:
-    """Redact returns the very same event when there is nothing to mask."""
-    ev = Event.create(ET.TASK_STARTED, {"a": 1})
-    assert Redact()(ev) is ev
-    with pytest.raises(ValueError, match="at least one key"):
-        Redact(keys=())
-
-
-# ------------------------------------------------------------------ history
-
-
-def test_history_is_bounded_and_filtered(bus: EventBus) -> None:
-    """History keeps the newest history_limit events, oldest first, with filters."""
-    small = EventBus(history_limit=3)
-    for i in range(5):
-        small.publish(ET.TASK_STARTED if i % 2 else Color.RED, i, source=f"s{i % 2}")
-    assert [e.data for e in small.history()] == [2, 3, 4]
-    assert [e.data for e in small.history(Color.RED)] == [2, 4]
-    assert [e.data for e in small.history(source="s1")] == [3]
-    assert [e.data for e in small.history(limit=2)] == [3, 4]
-    assert small.history(limit=0) == []
-    assert [e.data for e in small.history(limit=5)] == [2, 3, 4]  # more than retained
-    assert [e.data for e in small.history(since_seq=4)] == [4]
-    ts = small.history()[1].timestamp
-    assert [e.data for e in small.history(since=ts)] == [3, 4]
-    small.clear_history()
-    assert small.history() == []
-    small.publish(ET.TASK_STARTED)
-    assert small.history()[0].seq == 6  # seq keeps counting
-    with pytest.raises(ValueError, match="limit"):
-        small.history(limit=-1)
-
-
-def test_history_limit_zero_keeps_nothing() -> None:
-    """history_limit=0 disables history but still counts events."""
-    b = EventBus(history_limit=0)
-    b.publish(ET.TASK_STARTED)
-    assert b.history() == []
-    assert b.stats()["published"] == 1
-
-
-@pytest.mark.parametrize("bad", [-1, "10", 1.5, True])
-def test_bad_history_limit(bad: Any) -> None:
-    """A negative or non-int history limit is refused with a clear error."""
-    with pytest.raises((ValueError, TypeError), match="history_limit"):
-        EventBus(history_limit=bad)
 
 
 # ---------------------------------------------------------------- signals
@@ -739,3 +595,14 @@ def test_middleware_returned_event_is_never_mutated(bus: EventBus) -> None:
     assert cached.seq == -1
     assert [e.seq for e in bus.history()] == [1, 2]
     assert all(e.id == cached.id for e in bus.history())
+
+
+def test_run_trimmed_upto_names_what_a_run_lost() -> None:
+    """run_trimmed_upto: None for a complete run, the newest lost seq for a trimmed one."""
+    bus = EventBus(run_history_limit=3)
+    with correlate("r"):
+        for _ in range(5):
+            bus.publish(EventType.TASK_STARTED)
+    assert bus.run_trimmed_upto("r") == 2
+    assert [e.seq for e in bus.history(correlation_id="r")] == [3, 4, 5]
+    assert bus.run_trimmed_upto("other") is None

@@ -62,3 +62,9 @@ def test_check_seconds_allows_none_when_asked_and_caps_huge_waits() -> None:
         check_seconds("timeout", None)
     with pytest.raises(ValueError, match="timeout"):
         check_seconds("timeout", 1e300)
+
+
+def test_check_seconds_refuses_an_int_too_large_for_a_float() -> None:
+    """An int beyond any float (10**400) is a ValueError naming the option, not OverflowError."""
+    with pytest.raises(ValueError, match="timeout"):
+        check_seconds("timeout", 10**400)

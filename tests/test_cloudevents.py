@@ -236,3 +236,62 @@ def test_we_read_what_the_official_sdk_writes() -> None:
     assert ev.correlation_id == "run-1"
     assert ev.data == {"amount": 3}
     assert json.loads(to_json(ev))["subject"] == "shop/eu"
+
+
+@pytest.mark.parametrize(
+    ("event", "fragment"),
+    [
+        (Event.create(EventType.TASK_STARTED, source=""), "source"),
+        (Event.create(EventType.TASK_STARTED, metadata={1: "a"}), "metadata"),
+        (Event.create(EventType.TASK_STARTED, metadata={"a": float("nan")}), "metadata"),
+        (Event.create(EventType.TASK_STARTED, metadata={"a": {1, 2}}), "metadata"),
+        (attrs.evolve(Event.create(EventType.TASK_STARTED), timestamp=1e12), "time"),
+        (attrs.evolve(Event.create(EventType.TASK_STARTED), timestamp=-1e12), "time"),
+    ],
+    ids=["empty-source", "int-key", "nan", "set", "year-33658", "year-before-1"],
+)
+def test_what_cloudevents_cannot_carry_is_a_codec_error_not_a_bad_document(
+    event: Event[Any], fragment: str
+) -> None:
+    """The encoder never writes a document its decoder (or the spec) refuses, nor a raw error.
+
+    An empty source (the spec needs a non-empty URI-reference), metadata that
+    JSON would change (int keys) or cannot hold (NaN, sets), and a time
+    outside RFC 3339's years 0001-9999 raise CodecError naming the field.
+    """
+    for encode in (to_json, to_cloudevent):
+        with pytest.raises(CodecError, match=fragment):
+            encode(event)
+
+
+@pytest.mark.parametrize("timestamp", [-46_800_000_000.25, -62_135_596_800.0, 253_402_300_799.5])
+def test_times_of_early_and_late_years_round_trip(timestamp: float) -> None:
+    """Years 486, 0001 and 9999 are written with four digits and read back exactly."""
+    event = attrs.evolve(Event.create(EventType.TASK_STARTED), timestamp=timestamp)
+    doc = json.loads(to_json(event))
+    assert doc["time"][:5] in {"0486-", "0001-", "9999-"}
+    assert from_json(json.dumps(doc)).timestamp == timestamp
+
+
+_CE = {"specversion": "1.0", "id": "x", "source": "s", "type": "task.started"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"subject": "a//b"}, "subject"),
+        ({"subject": "/a"}, "subject"),
+        ({"subject": "a/"}, "subject"),
+        ({"correlationid": ""}, "correlationid"),
+        ({"causationid": ""}, "causationid"),
+    ],
+    ids=["empty-middle-scope", "leading-slash", "trailing-slash", "empty-corr", "empty-cause"],
+)
+def test_decoder_refuses_what_no_event_can_hold(extra: dict[str, Any], fragment: str) -> None:
+    """A subject with an empty scope name, or an empty correlation/causation id: CodecError.
+
+    Before, they decoded into events that the bus could never produce (a
+    scope named "", a correlation id Event.create refuses).
+    """
+    with pytest.raises(CodecError, match=fragment):
+        from_cloudevent({**_CE, **extra})

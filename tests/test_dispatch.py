@@ -195,3 +195,57 @@ def test_ancestor_middleware_sees_unrecorded_events() -> None:
     root.add_middleware(lambda e: seqs.append(e.seq) or e)
     child.publish(ET.TASK_STARTED)
     assert seqs == [-1]
+
+
+class _FailingSink:
+    """A user sink whose ``push`` raises on every event."""
+
+    kind = "failing"
+    blocks = False
+
+    def __init__(self) -> None:
+        self.pushed = 0
+
+    def push(self, event: Event[Any]) -> None:
+        self.pushed += 1
+        raise RuntimeError("sink push failed")
+
+    def wait_for_room(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def stats(self) -> Any:
+        return {"kind": self.kind}
+
+
+@pytest.mark.parametrize("where", ["root", "child"])
+def test_a_failing_sink_leaves_the_event_recorded_and_delivered_on_every_level(
+    where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sink whose ``push`` raises is logged; publish still records and delivers everywhere.
+
+    Before, the error escaped ``publish`` from inside the recording step:
+    the event was recorded on the child but never delivered or forwarded
+    (or recorded at the root without reaching the root's handlers).
+    """
+    root = EventBus(name="root")
+    child = root.scope("child")
+    root_seen: list[Any] = []
+    child_seen: list[Any] = []
+    root.subscribe(ANY, root_seen.append)
+    child.subscribe(ANY, child_seen.append)
+    failing = _FailingSink()
+    (root if where == "root" else child).attach_sink(failing)
+    other = _FailingSink()
+    other.push = lambda event: None  # type: ignore[method-assign]
+    (root if where == "root" else child).attach_sink(other)
+    with caplog.at_level("ERROR", logger="atlas_events"):
+        event_id = child.publish(ET.TASK_STARTED)
+    assert [e.id for e in child.history()] == [event_id]
+    assert [e.id for e in root.history()] == [event_id]
+    assert [e.id for e in child_seen] == [e.id for e in root_seen] == [event_id]
+    assert failing.pushed == 1
+    assert any("failing sink" in r.getMessage() for r in caplog.records)
+    root.close()

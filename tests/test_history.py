@@ -7,11 +7,14 @@ import gc
 import weakref
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from atlas_events import ANY, EventBus, EventType
 from atlas_events._history import History, Query, select
+
+from .conftest import Color
 
 ET = EventType
 TYPES = [ET.TASK_STARTED, ET.TASK_COMPLETED, ET.AGENT_STARTED]
@@ -114,3 +117,43 @@ def test_subscribing_to_any_with_many_types_keeps_routes_right() -> None:
     for t in Many:
         bus.publish(t)
     assert seen == list(Many)
+
+
+# ---------------------------------------------- moved from test_bus.py (unchanged)
+
+
+def test_history_is_bounded_and_filtered(bus: EventBus) -> None:
+    """History keeps the newest history_limit events, oldest first, with filters."""
+    small = EventBus(history_limit=3)
+    for i in range(5):
+        small.publish(ET.TASK_STARTED if i % 2 else Color.RED, i, source=f"s{i % 2}")
+    assert [e.data for e in small.history()] == [2, 3, 4]
+    assert [e.data for e in small.history(Color.RED)] == [2, 4]
+    assert [e.data for e in small.history(source="s1")] == [3]
+    assert [e.data for e in small.history(limit=2)] == [3, 4]
+    assert small.history(limit=0) == []
+    assert [e.data for e in small.history(limit=5)] == [2, 3, 4]  # more than retained
+    assert [e.data for e in small.history(since_seq=4)] == [4]
+    ts = small.history()[1].timestamp
+    assert [e.data for e in small.history(since=ts)] == [3, 4]
+    small.clear_history()
+    assert small.history() == []
+    small.publish(ET.TASK_STARTED)
+    assert small.history()[0].seq == 6  # seq keeps counting
+    with pytest.raises(ValueError, match="limit"):
+        small.history(limit=-1)
+
+
+def test_history_limit_zero_keeps_nothing() -> None:
+    """history_limit=0 disables history but still counts events."""
+    b = EventBus(history_limit=0)
+    b.publish(ET.TASK_STARTED)
+    assert b.history() == []
+    assert b.stats()["published"] == 1
+
+
+@pytest.mark.parametrize("bad", [-1, "10", 1.5, True])
+def test_bad_history_limit(bad: Any) -> None:
+    """A negative or non-int history limit is refused with a clear error."""
+    with pytest.raises((ValueError, TypeError), match="history_limit"):
+        EventBus(history_limit=bad)

@@ -94,3 +94,52 @@ def test_pins_stops_at_its_depth_and_survives_cycles_and_empty_cells() -> None:
         return cyclic
 
     assert not pins(cyclic, owner)
+
+
+class Helper:
+    """An object the owner hands out, keeping a reference back to it."""
+
+    def __init__(self, owner: object) -> None:
+        self.owner = owner
+
+    def wants(self, e: Any) -> bool:
+        return True
+
+
+class SlottedHelper:
+    """The same, with __slots__ instead of a __dict__."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: object) -> None:
+        self.owner = owner
+
+    def wants(self, e: Any) -> bool:
+        return True
+
+
+def test_pins_follows_attributes_and_containers() -> None:
+    """A helper's attribute, a slot, or a list/dict/tuple captured by a filter pins the owner.
+
+    Before, only methods, partials, closures and defaults were followed, so
+    these companions kept a "weak" subscription's owner alive silently.
+    """
+    owner = Owner()
+    assert pins(Helper(owner).wants, owner)
+    assert pins(SlottedHelper(owner).wants, owner)
+    box = [owner]
+    assert pins(lambda e, box=box: True, owner)
+    table = {"me": owner}
+    assert pins(lambda e: table["me"] is e, owner)
+    assert pins(functools.partial(print, ("a", (owner,))), owner)
+    keyed = {owner: 1}
+    assert pins(lambda e, keyed=keyed: True, owner)
+
+
+def test_pins_is_bounded_on_large_structures() -> None:
+    """A companion reaching a huge unrelated structure is checked quickly, without a warning."""
+    owner = Owner()
+    big = [[i] for i in range(200_000)]
+    assert not pins(lambda e, big=big: True, owner)
+    assert not pins(Helper(big).wants, owner)
+    assert not pins(Helper(Owner).wants, owner)  # a class is not followed into

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import math
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -17,6 +20,9 @@ from atlas_events import (
     HandlerRemoved,
     HandlerTimeoutError,
 )
+from atlas_events._policies import HandlerPolicy
+from atlas_events._wrappers import HandlerInfo
+from atlas_events.exceptions import InvalidOptionError
 
 from .conftest import collect
 
@@ -87,7 +93,7 @@ def test_bad_policy_values_are_refused_before_subscribing(bus: EventBus) -> None
     bad: list[dict[str, Any]] = [
         {"timeout": 0},
         {"slow_threshold": -1},
-        {"slow_threshold": True},
+        {"slow_threshold": float("nan")},
         {"max_failures": 0},
         {"max_failures": 1.5},
         {"timeout": 1.0},  # a sync handler
@@ -95,6 +101,23 @@ def test_bad_policy_values_are_refused_before_subscribing(bus: EventBus) -> None
     for options in bad:
         with pytest.raises(ValueError, match=next(iter(options))):
             bus.subscribe(EventType.TASK_STARTED, print, **options)
+    with pytest.raises(TypeError, match="slow_threshold"):
+        bus.subscribe(EventType.TASK_STARTED, print, slow_threshold=True)
+    assert bus.subscriber_count() == 0
+
+
+@pytest.mark.parametrize("option", ["timeout", "slow_threshold"])
+@pytest.mark.parametrize("seconds", [float("inf"), 1e300, 10**400], ids=["inf", "1e300", "10**400"])
+def test_policy_seconds_beyond_what_a_wait_can_take_are_refused(
+    bus: EventBus, option: str, seconds: float
+) -> None:
+    """An infinite or huge limit raises ValueError naming it, not an OverflowError per event."""
+
+    async def handler(event: Event[Any]) -> None:
+        pass
+
+    with pytest.raises(ValueError, match=option):
+        bus.subscribe(EventType.TASK_STARTED, handler, **{option: seconds})
     assert bus.subscriber_count() == 0
 
 
@@ -221,3 +244,88 @@ def test_no_policy_means_no_wrapper(bus: EventBus) -> None:
     bus.subscribe(EventType.TASK_STARTED, plain)
     [rec] = bus.get_signal(EventType.TASK_STARTED).receivers.values()
     assert rec.resolve() is plain  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("option", ["timeout", "slow_threshold"])
+@pytest.mark.parametrize("value", [math.inf, math.nan, 10**100, 2**63, 0, -1.5, True, "1"])
+def test_policy_seconds_must_be_finite_and_in_range(option: str, value: object) -> None:
+    """``subscribe(timeout=, slow_threshold=)`` refuse non-finite or huge seconds (named).
+
+    The same rule as every other seconds option (``check_seconds``):
+    nothing is subscribed.
+    """
+    bus = EventBus(name="policies")
+
+    async def handler(event: Event[Any]) -> None:
+        pass
+
+    with pytest.raises(InvalidOptionError, match=option):
+        bus.subscribe(EventType.TASK_STARTED, handler, **{option: value})
+    assert bus.subscriber_count() == 0
+    bus.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"slow_threshold": 5.0}, {"max_failures": 2}, {"timeout": 5.0}],
+    ids=["slow_threshold", "max_failures", "timeout"],
+)
+def test_policy_on_a_partial_binding_a_method_does_not_pin_its_owner(
+    bus: EventBus, options: dict[str, Any]
+) -> None:
+    """functools.partial(Cls.method, obj, extra) is held weakly like obj.method, policy or not.
+
+    Before, a policy wrapped the partial in a strong closure, so obj lived forever.
+    """
+
+    class Worker:
+        def __init__(self) -> None:
+            self.seen: list[tuple[str, Any]] = []
+
+        async def handle(self, tag: str, event: Event[Any]) -> None:
+            self.seen.append((tag, event.data))
+
+        def handle_sync(self, tag: str, event: Event[Any]) -> None:
+            self.seen.append((tag, event.data))
+
+    worker = Worker()
+    method = Worker.handle if "timeout" in options else Worker.handle_sync
+
+    async def run() -> None:
+        await bus.publish_async(EventType.TASK_STARTED, 1, timeout=20)
+
+    token = bus.subscribe(EventType.TASK_STARTED, functools.partial(method, worker, "t"), **options)
+    asyncio.run(run())
+    assert worker.seen == [("t", 1)]  # the extra argument still reaches the method
+    ref = weakref.ref(worker)
+    del worker
+    collect()
+    assert ref() is None
+    assert not token.active
+    assert bus.subscriber_count() == 0
+
+
+def test_limit_reached_before_the_policy_knew_its_subscription_still_removes(
+    bus: EventBus,
+) -> None:
+    """Failures that reach max_failures before bind() (another thread publishing while
+    subscribe() returns) do not disable the limit: the next failure removes the handler.
+    """
+    policy = HandlerPolicy(max_failures=2)
+    info = HandlerInfo(bus, EventType.TASK_STARTED, "tests.failing", is_async=False)
+
+    def failing(target: Any, event: Event[Any]) -> None:
+        raise RuntimeError("down")
+
+    call = policy(failing, info)
+    event = Event.create(EventType.TASK_STARTED)
+    for _ in range(2):  # the limit is reached while the policy has no subscription yet
+        with pytest.raises(RuntimeError):
+            call(None, event)
+    token = bus.subscribe(EventType.TASK_STARTED, print)
+    policy.bind(token)
+    with pytest.raises(RuntimeError):
+        call(None, event)
+    assert not token.active
+    assert bus.stats()["handlers_removed"] == 0  # the policy counts on its own counters
+    assert policy.counters.removed == 1

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from atlas_events import Event, EventBus, EventType, HandlerFailure
-from atlas_events.exceptions import HandlerLoopError
+from atlas_events.exceptions import HandlerLoopError, InvalidHandlerError
 
 ET = EventType
 
@@ -199,3 +199,28 @@ async def test_an_awaitable_that_cannot_be_scheduled_is_reported(bus: EventBus) 
         assert err.data.is_async
     finally:
         other.close()
+
+
+def test_generator_function_handlers_and_filters_are_refused(bus: EventBus) -> None:
+    """A (async) generator function's body would never run when called: refused at subscribe.
+
+    Before, `def h(e): ...; yield` was accepted and silently did nothing
+    for every event; as a filter, its generator object let every event through.
+    """
+
+    def gen(e: Event[Any]) -> Any:
+        yield e
+
+    async def agen(e: Event[Any]) -> Any:
+        yield e
+
+    class Comp:
+        def gen_method(self, e: Event[Any]) -> Any:
+            yield e
+
+    for fn in (gen, agen, Comp().gen_method, functools.partial(gen)):
+        with pytest.raises(InvalidHandlerError, match="generator"):
+            bus.subscribe(EventType.TASK_STARTED, fn)
+        with pytest.raises(InvalidHandlerError, match="generator"):
+            bus.subscribe(EventType.TASK_STARTED, print, filter=fn)
+    assert bus.subscriber_count() == 0

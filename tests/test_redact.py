@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import enum
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -91,6 +92,10 @@ def test_key_words_split_every_spelling() -> None:
         "sessionId",
         "credentials",
         "passphrase",
+        "PGPASSWORD",
+        "MYSQL_PWD",
+        "SECRETKEY",
+        "dbpassword",
     ],
 )
 def test_secret_spellings_match(matcher: KeyMatcher, key: str) -> None:
@@ -158,6 +163,45 @@ def test_cycles_do_not_recurse_forever(matcher: KeyMatcher) -> None:
     out, changed = scrub(loop, matcher, "***")
     assert changed
     assert out["password"] == "***"
+    assert out["self"] == "***"  # not the unmasked original
+    assert "'p'" not in repr(out)
+    clean: list[Any] = [1]
+    clean.append(clean)
+    assert scrub(clean, matcher, "***") == (clean, False)  # a clean cycle is left alone
+
+
+def test_header_pairs_bytes_and_enum_keys(matcher: KeyMatcher) -> None:
+    """``[("Authorization", "Bearer x")]`` pairs, ``bytes`` keys and enum keys are masked."""
+
+    class Header(enum.Enum):
+        API_KEY = 1
+
+    headers = [("Authorization", "Bearer hunter2"), ("Accept", "text/html")]
+    out, changed = scrub(headers, matcher, "***")
+    assert changed
+    assert out == [("Authorization", "***"), ("Accept", "text/html")]
+    assert type(out[0]) is tuple
+    raw = [[b"x-api-key", b"hunter2"], [b"host", b"example"]]  # ASGI-style, as lists
+    out, _ = scrub(raw, matcher, "***")
+    assert out == [[b"x-api-key", "***"], [b"host", b"example"]]
+    out, _ = scrub({b"password": "hunter2", Header.API_KEY: "hunter2"}, matcher, "***")
+    assert out == {b"password": "***", Header.API_KEY: "***"}
+    assert scrub(("token", 3), matcher, "***") == (("token", 3), False)  # not text: not a pair
+    assert scrub(["tokens", "x"], matcher, "***") == (["tokens", "x"], False)
+
+
+def test_too_deep_payload_fails_closed(matcher: KeyMatcher) -> None:
+    """A secret nested past the walk's depth limit is masked with its subtree, not shown."""
+    deep: Any = {"password": "hunter2"}
+    for _ in range(100):
+        deep = {"a": deep}
+    out, changed = scrub(deep, matcher, "***")
+    assert changed
+    assert "hunter2" not in repr(out)
+    shallow: Any = "leaf"
+    for _ in range(100):
+        shallow = [shallow]
+    assert scrub(shallow, matcher, "***")[1] is True  # cannot be checked: masked
 
 
 def test_pydantic_models_when_installed(matcher: KeyMatcher) -> None:
@@ -236,3 +280,19 @@ def test_scrub_fuzz_no_secret_survives(payload: Any) -> None:
     check(out)
     if not changed:
         assert out is payload
+
+
+def test_url_passwords_are_masked_in_values(matcher: KeyMatcher) -> None:
+    """A connection string's password is masked under any key; URLs without one are kept."""
+    payload = {
+        "dsn": "postgres://app:hunter2@db.internal:5432/prod",
+        "cache": ["redis://:hunter2@cache:6379/0"],
+        "note": "see https://example.org/a@b and mail ana@example.org",
+    }
+    out, changed = scrub(payload, matcher, "***")
+    assert changed
+    assert out["dsn"] == "postgres://app:***@db.internal:5432/prod"
+    assert out["cache"] == ["redis://:***@cache:6379/0"]
+    assert out["note"] == payload["note"]
+    plain = {"url": "https://example.org/x"}
+    assert scrub(plain, matcher, "***") == (plain, False)

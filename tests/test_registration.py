@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import pytest
@@ -236,3 +237,77 @@ def test_on_and_off_on_a_scope(bus: EventBus) -> None:
     assert seen == [("agents",)]
     assert bus.off(EventType.AGENT_STARTED, record) == 0
     assert scope.off(EventType.AGENT_STARTED, record) == 1
+
+
+def test_handles_on_a_staticmethod_or_classmethod_object_is_refused() -> None:
+    """@handles over @staticmethod/@classmethod raises TypeError naming the kind, at once."""
+    for kind in (staticmethod, classmethod):
+        with pytest.raises(TypeError, match=kind.__name__):
+            handles(EventType.TASK_STARTED)(kind(print))  # type: ignore[arg-type]
+
+
+def test_component_refuses_marked_static_and_class_methods(bus: EventBus) -> None:
+    """A marked staticmethod/classmethod cannot be held by the component: TypeError, nothing added.
+
+    Before, a marked classmethod was subscribed dead (a weak reference to a
+    throwaway bound method), and a marked staticmethod outlived the component.
+    """
+
+    class WithStatic:
+        @handles(EventType.TASK_STARTED)
+        def fine(self, event: Event[Any]) -> None:
+            pass
+
+        @staticmethod
+        @handles(EventType.TASK_COMPLETED)
+        def st(event: Event[Any]) -> None:
+            pass
+
+    class WithClassMethod:
+        @classmethod
+        @handles(EventType.TASK_COMPLETED)
+        def cm(cls, event: Event[Any]) -> None:
+            pass
+
+    with pytest.raises(TypeError, match=r"WithStatic\.st.*staticmethod"):
+        bus.subscribe_component(WithStatic())
+    with pytest.raises(TypeError, match=r"WithClassMethod\.cm.*classmethod"):
+        bus.subscribe_component(WithClassMethod())
+    assert bus.subscriber_count() == 0
+
+
+def test_component_token_twice_and_after_collection(bus: EventBus) -> None:
+    """The token ends all handlers once (True, then False), and is inactive once collected."""
+
+    class Comp:
+        @handles(EventType.TASK_STARTED, EventType.TASK_COMPLETED)
+        def on(self, event: Event[Any]) -> None:
+            pass
+
+    token = bus.subscribe_component(Comp())  # no other reference: collected at once
+    collect()
+    assert not token.active
+    assert token() is False
+    assert bus.subscriber_count() == 0
+    kept = Comp()
+    token = bus.subscribe_component(kept)
+    assert bus.subscriber_count() == 2
+    assert token() is True
+    assert token() is False
+    assert bus.subscriber_count() == 0
+
+
+def test_off_finds_a_partial_binding_a_method(bus: EventBus) -> None:
+    """off() with the partial that was subscribed ends it, with or without a policy."""
+
+    class Worker:
+        def handle(self, tag: str, event: Event[Any]) -> None:
+            pass
+
+    w = Worker()
+    bound = functools.partial(Worker.handle, w, "a")
+    bus.subscribe(EventType.TASK_STARTED, bound)
+    bus.subscribe(EventType.TASK_STARTED, bound, slow_threshold=5.0)
+    bus.subscribe(EventType.TASK_STARTED, functools.partial(Worker.handle, w, "other"))
+    assert bus.off(EventType.TASK_STARTED, bound) == 2
+    assert bus.subscriber_count() == 1

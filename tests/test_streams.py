@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import gc
+import math
 import threading
 import time
 from typing import Any
@@ -778,3 +779,15 @@ def test_a_loop_without_weak_references_gets_its_own_waker() -> None:
     first, second = _waker_of(loop), _waker_of(loop)
     assert isinstance(first, _LoopWaker)
     assert first is not second
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("bad", [1, 1.5, math.nan, True, b"x", ["s"]])
+async def test_stream_name_must_be_a_str(bad: object) -> None:
+    """``stream(name=)`` is a label: a non-str raises ``TypeError`` naming it; nothing attached."""
+    bus = EventBus(name="named")
+    with pytest.raises(TypeError, match="name"):
+        bus.stream(name=bad)  # type: ignore[arg-type]
+    assert bus.stats()["streams"] == 0
+    bus.publish(EventType.TASK_STARTED)
+    bus.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from atlas_events import EventBus, EventType, declare
+from atlas_events.exceptions import InvalidHandlerError
 from atlas_events.testing import (
     EventRecorder,
     HandlerFailures,
@@ -239,6 +241,28 @@ async def test_handler_failures_collects_async_failures(bus: EventBus) -> None:
     watch.close()
 
 
+@pytest.mark.parametrize("depth", [0, 2], ids=["on-the-bus", "on-a-grandchild"])
+def test_handler_failures_sees_reports_a_middleware_drops(bus: EventBus, depth: int) -> None:
+    """A middleware that drops HANDLER_ERROR (an allow-list, say) does not hide failures.
+
+    The watch's tap is inherited middleware added first: it sees each report
+    where it is published, before the bus's (or the scope's) own middleware,
+    so a failing handler still fails the test, once.
+    """
+    watch = HandlerFailures(bus)
+    where: EventBus = bus
+    for name in ("a", "b")[:depth]:
+        where = where.scope(name)
+    where.add_middleware(lambda e: e if e.type is ET.TASK_STARTED else None)
+    where.subscribe(ET.TASK_STARTED, lambda e: 1 / 0)
+    where.publish(ET.TASK_STARTED)
+    (failure,) = watch.take()
+    assert isinstance(failure.failure.exception, ZeroDivisionError)
+    watch.close()
+    assert bus.stats()["middleware"] == (1 if depth == 0 else 0)  # the watch's tap is gone
+    assert bus.subscriber_count(ET.HANDLER_ERROR) == 0
+
+
 # ------------------------------------------------------------- pytest plugin
 
 _PLUGIN_TESTS = """
@@ -396,3 +420,35 @@ def test_plugin_without_autoload_through_the_old_line(tmp_path: Path) -> None:
         "test_recorder_and_clean_run": "PASSED",
         "test_worker_thread_failure": "FAILED",
     }, proc.stdout[-3000:]
+
+
+def test_deprecated_fixture_names_warn_at_the_test_that_uses_them(tmp_path: Path) -> None:
+    """The DeprecationWarning of event_bus/event_recorder points at the test, not into pytest."""
+    proc = _run_pytest(tmp_path, "", "-k", "old_names")
+    assert _outcomes(proc.stdout) == {"test_old_names_still_work": "PASSED"}, proc.stdout[-3000:]
+    for name, new in (("event_bus", "atlas_bus"), ("event_recorder", "atlas_recorder")):
+        pattern = (
+            rf"test_plugin_use\.py:\d+: DeprecationWarning: the {name} fixture is deprecated; "
+            f"use {new}"
+        )
+        assert re.search(pattern, proc.stdout), proc.stdout[-3000:]
+
+
+def test_recorder_refuses_an_async_or_non_callable_where() -> None:
+    """An async `where` would match everything (a coroutine is truthy): refused up front.
+
+    So is a non-callable one, naming the role, in assert_published, wait_for
+    and wait_for_async.
+    """
+
+    async def is_big(event: Any) -> bool:
+        return True
+
+    rec = EventRecorder()
+    for where in (is_big, 42):
+        with pytest.raises(InvalidHandlerError, match="where"):
+            rec.assert_published(ET.TASK_STARTED, where=where)  # type: ignore[arg-type]
+        with pytest.raises(InvalidHandlerError, match="where"):
+            rec.wait_for(ET.TASK_STARTED, where=where)  # type: ignore[arg-type]
+        with pytest.raises(InvalidHandlerError, match="where"):
+            asyncio.run(rec.wait_for_async(ET.TASK_STARTED, where=where))  # type: ignore[arg-type]

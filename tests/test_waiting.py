@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 import warnings
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from atlas_events import Event, EventBus, EventType, declare
-from atlas_events.exceptions import BusClosedError, InvalidEventTypeError
+from atlas_events.exceptions import BusClosedError, InvalidEventTypeError, InvalidOptionError
 
 from .conftest import collect
 
@@ -134,9 +135,12 @@ def test_wait_for_rejects_bad_arguments_before_subscribing(bus: EventBus) -> Non
     """Bad type, timeout or predicate raise at the call and subscribe nothing."""
     with pytest.raises(InvalidEventTypeError):
         bus.wait_for("task.started")  # type: ignore[call-overload]
-    for bad in (0, -1, True, "1"):
+    for bad in (0, -1, float("nan")):
         with pytest.raises(ValueError, match="timeout"):
-            bus.wait_for_sync(EventType.TASK_STARTED, timeout=bad)  # type: ignore[call-overload]
+            bus.wait_for_sync(EventType.TASK_STARTED, timeout=bad)
+    for wrong in (True, "1"):
+        with pytest.raises(TypeError, match="timeout"):
+            bus.wait_for_sync(EventType.TASK_STARTED, timeout=wrong)  # type: ignore[call-overload]
     with pytest.raises(TypeError):
         bus.wait_for_sync(EventType.TASK_STARTED, where=42)  # type: ignore[call-overload]
     assert bus.subscriber_count() == 0
@@ -213,3 +217,141 @@ def test_many_threads_each_get_exactly_one_event(bus: EventBus) -> None:
     assert errors == []
     assert sorted(results) == list(range(n))
     assert bus.subscriber_count() == 0
+
+
+@pytest.mark.parametrize(
+    "timeout", [math.inf, math.nan, -math.inf, 10**100, 2**63, 0, -1, True, "5"]
+)
+def test_wait_timeouts_that_are_not_finite_seconds_are_refused_up_front(timeout: object) -> None:
+    """inf, NaN, huge, zero, negative, bool or str timeouts raise InvalidOptionError (named).
+
+    Never an ``OverflowError`` from the wait primitive later, and no waiter
+    is left subscribed.
+    """
+    bus = EventBus(name="waits")
+    with pytest.raises(InvalidOptionError, match="timeout"):
+        bus.wait_for_sync(EventType.TASK_STARTED, timeout=timeout)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        with pytest.raises(InvalidOptionError, match="timeout"):
+            await bus.wait_for(EventType.TASK_STARTED, timeout=timeout)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    assert bus.subscriber_count() == 0
+    bus.close()
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), 1e300, 10**400], ids=["inf", "1e300", "10**400"])
+def test_wait_for_refuses_a_timeout_beyond_what_a_wait_can_take(
+    bus: EventBus, timeout: float
+) -> None:
+    """An infinite or huge timeout raises ValueError naming it at the call, not OverflowError."""
+    with pytest.raises(ValueError, match="timeout"):
+        bus.wait_for_sync(EventType.TASK_STARTED, timeout=timeout)
+    with pytest.raises(ValueError, match="timeout"):
+        bus.wait_for(EventType.TASK_STARTED, timeout=timeout)
+    assert bus.subscriber_count() == 0
+
+
+@pytest.mark.asyncio
+async def test_wait_for_task_cancelled_before_its_first_step_leaves_no_subscription(
+    bus: EventBus,
+) -> None:
+    """A task cancelled before it ever ran (its coroutine never started) still unsubscribes."""
+    task = asyncio.create_task(bus.wait_for(EventType.TASK_STARTED, timeout=5))
+    task.cancel()  # the task has not run yet: the coroutine's body never starts
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert bus.subscriber_count() == 0  # at once, not when a traceback lets go of it
+
+
+@pytest.mark.asyncio
+async def test_wait_for_closed_before_start_and_asyncio_wait_for_zero(bus: EventBus) -> None:
+    """close() on the unawaited coroutine, and asyncio.wait_for(..., 0), unsubscribe at once."""
+    coro = bus.wait_for(EventType.TASK_STARTED)
+    coro.close()
+    assert bus.subscriber_count() == 0
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(bus.wait_for(EventType.TASK_STARTED), 0)
+    assert bus.subscriber_count() == 0
+
+
+@pytest.mark.asyncio
+async def test_wait_for_ends_with_bus_closed_error_when_the_bus_closes(bus: EventBus) -> None:
+    """Closing the bus ends a pending wait (no timeout) with BusClosedError, promptly."""
+    task = asyncio.create_task(bus.wait_for(EventType.TASK_STARTED))
+    await asyncio.sleep(0.01)
+    bus.close()
+    with pytest.raises(BusClosedError):
+        await asyncio.wait_for(task, 5)
+
+
+@pytest.mark.asyncio
+async def test_wait_for_on_a_scope_ends_when_an_ancestor_closes(bus: EventBus) -> None:
+    """A wait on a grandchild scope ends with BusClosedError when the root is closed."""
+    child = bus.scope("a").scope("b")
+    waiting = child.wait_for(EventType.TASK_STARTED, timeout=30)
+    bus.close()
+    with pytest.raises(BusClosedError):
+        await asyncio.wait_for(waiting, 5)
+
+
+def test_wait_for_sync_ends_when_another_thread_closes_the_bus(bus: EventBus) -> None:
+    """A thread blocked in wait_for_sync gets BusClosedError when the bus closes, not a hang."""
+    closer = threading.Timer(0.05, bus.close)
+    closer.start()
+    start = time.monotonic()
+    with pytest.raises(BusClosedError):
+        bus.wait_for_sync(EventType.TASK_STARTED, timeout=30)
+    closer.join()
+    assert time.monotonic() - start < 10
+
+
+def test_many_waiters_all_end_when_the_bus_closes(bus: EventBus) -> None:
+    """Every one of many blocked threads is released by close(); none is left waiting."""
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def wait() -> None:
+        try:
+            bus.wait_for_sync(EventType.TASK_STARTED, timeout=30)
+            result = "event"
+        except BusClosedError:
+            result = "closed"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=wait) for _ in range(20)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while bus.subscriber_count() < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    bus.close()
+    for t in threads:
+        t.join(10)
+    assert outcomes == ["closed"] * 20
+
+
+def test_never_awaited_warning_names_wait_for(bus: EventBus) -> None:
+    """The "never awaited" RuntimeWarning of a dropped wait names wait_for, not a private helper."""
+
+    def drop_a_wait() -> None:
+        bus.wait_for(EventType.TASK_STARTED)
+        collect()
+
+    with pytest.warns(RuntimeWarning, match=r"EventBus\.wait_for' was never awaited"):
+        drop_a_wait()
+    assert bus.subscriber_count() == 0
+
+
+@pytest.mark.asyncio
+async def test_a_waiting_task_reads_as_wait_for(bus: EventBus) -> None:
+    """A task running bus.wait_for shows as EventBus.wait_for in its repr (asyncio debugging)."""
+    task = asyncio.create_task(bus.wait_for(EventType.TASK_STARTED, timeout=5))
+    await asyncio.sleep(0)
+    assert "EventBus.wait_for()" in repr(task)
+    assert asyncio.iscoroutine(task.get_coro())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

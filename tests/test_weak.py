@@ -299,3 +299,26 @@ def test_unrelated_filters_neither_warn_nor_weaken(bus: EventBus) -> None:
     assert other_ref() is not None  # the filter's own object is kept by the filter
     bus.publish(ET.TASK_STARTED, "skip")
     assert comp.seen == ["skip"]  # only the lambda-filtered subscription let it through
+
+
+def test_filter_reaching_the_owner_through_a_helper_is_warned(bus: EventBus) -> None:
+    """filter=owner.helper.wants, where helper keeps the owner: warned, like a closure."""
+
+    class Helper:
+        def __init__(self, owner: object) -> None:
+            self.owner = owner
+
+        def wants(self, e: Any) -> bool:
+            return True
+
+    class Comp:
+        def __init__(self) -> None:
+            self.helper = Helper(self)
+
+        def on(self, e: Any) -> None:
+            pass
+
+    comp = Comp()
+    with pytest.warns(SubscriptionLeakWarning, match="keeps its owner"):
+        token = bus.subscribe(EventType.TASK_STARTED, comp.on, filter=comp.helper.wants)
+    token()

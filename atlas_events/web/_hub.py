@@ -12,6 +12,7 @@ from typing import Any, Final
 import anyio
 
 from .._bus import EventBus
+from .._redact import mask_url_credentials
 from .._streams import EventStream
 from ._options import DashboardOptions
 from ._security import Token
@@ -115,7 +116,10 @@ class Hub:
                     snapshot, redact=self.options.redact, max_nodes=2000, max_str=2000
                 )
             except Exception as exc:  # a broken source must not break /stats
-                out[name] = {"state": "unknown", "error": f"{type(exc).__name__}: {exc}"[:300]}
+                text = f"{type(exc).__name__}: {exc}"[:300]
+                if self.options.redact is not None:  # e.g. a connection URL in the message
+                    text = mask_url_credentials(text, self.options.redact.mask)
+                out[name] = {"state": "unknown", "error": text}
         return out
 
     def stats(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
@@ -11,7 +12,15 @@ from starlette.datastructures import QueryParams
 from .._bus import EventBus
 from .._event import Event, EventType, MemberMap
 
-__all__ = ["FILTER_PARAMS", "EventQuery", "QueryError", "check_params", "parse_int", "type_label"]
+__all__ = [
+    "FILTER_PARAMS",
+    "REPEATABLE_PARAMS",
+    "EventQuery",
+    "QueryError",
+    "check_params",
+    "parse_int",
+    "type_label",
+]
 
 FILTER_PARAMS: Final = ("type", "scope", "correlation_id", "source")
 """The filter parameters shared by ``/events`` and ``/history``."""
@@ -45,17 +54,32 @@ def type_label(t: enum.Enum) -> str:
     return f"{type(t).__name__}.{t.name}"
 
 
+REPEATABLE_PARAMS: Final = frozenset({"type"})
+"""Parameters that may be given more than once (their values add up)."""
+
+# ASCII digits only: int() would also take "5_0", " 5" and non-ASCII digits.
+_INTEGER: Final = re.compile(r"-?[0-9]{1,30}")
+
+
 def check_params(params: QueryParams, allowed: Iterable[str]) -> None:
-    """Refuse parameters the endpoint does not know (a typo would otherwise filter nothing).
+    """Refuse parameters the endpoint does not know (a typo would otherwise filter nothing),
+    and parameters other than :data:`REPEATABLE_PARAMS` given more than once (which of
+    the values would count is a guess).
 
     Raises:
-        QueryError: An unknown parameter name.
+        QueryError: An unknown or repeated parameter name.
     """
     known = set(allowed)
     for name in params:
         if name not in known:
             raise QueryError(
                 name, f"unknown query parameter {name!r}; valid: {', '.join(sorted(known))}", known
+            )
+        if name not in REPEATABLE_PARAMS and len(params.getlist(name)) > 1:
+            raise QueryError(
+                name,
+                f"{name} given {len(params.getlist(name))} times; give it once "
+                f"(only {', '.join(sorted(REPEATABLE_PARAMS))} may repeat)",
             )
 
 
@@ -64,15 +88,17 @@ def parse_int(
 ) -> int | None:
     """``raw`` as an int within bounds, ``None`` when absent or empty.
 
+    Only ASCII digits with an optional ``-`` count (at most 30 of them): no
+    spaces, ``+``, ``_`` or non-ASCII digits, which ``int()`` would accept.
+
     Raises:
         QueryError: Not an integer, or out of bounds.
     """
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise QueryError(name, f"{name} must be an integer, got {raw[:40]!r}") from None
+    if not _INTEGER.fullmatch(raw):
+        raise QueryError(name, f"{name} must be an integer, got {raw[:40]!r}")
+    value = int(raw)
     if value < minimum or (maximum is not None and value > maximum):
         bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
         raise QueryError(name, f"{name} must be {bound}, got {value}")

@@ -130,10 +130,13 @@ def trace(hub: Hub) -> Endpoint:
             return json_response(exc.body(), 400)
         if events is None:
             return json_response({"error": run, "status": 404}, 404)
-        truncated = len(events) > TRACE_MAX
         data = build_trace(events[-TRACE_MAX:], lambda e: json.loads(hub.encoder.to_json(e)))
-        data["correlation_id"] = run if params.get("correlation_id") else _correlation(events)
-        data["truncated"] = truncated
+        correlation_id = run if params.get("correlation_id") else _correlation(events)
+        lost = None if correlation_id is None else hub.bus.run_trimmed_upto(correlation_id)
+        data["correlation_id"] = correlation_id
+        # Older events of the run are gone: cut here (TRACE_MAX) or by the history's limits.
+        data["truncated"] = len(events) > TRACE_MAX or lost is not None
+        data["lost_upto_seq"] = lost
         return json_response(data)
 
     return endpoint

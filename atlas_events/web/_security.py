@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import re
 from collections.abc import Iterable
 from typing import Final
 from urllib.parse import urlsplit
@@ -83,13 +84,26 @@ def _is_remote_address(host: str | None) -> bool:
     return addr is not None and not addr.is_loopback
 
 
+# RFC 9110 7.2 / RFC 3986 3.2.2: ``uri-host [":" port]``; a bracketed IPv6
+# literal (zone allowed), or a registered name / IPv4 address with at most one
+# trailing dot. No userinfo, path, backslash or space: browsers never send them.
+_HOST_HEADER: Final = re.compile(
+    r"(?:\[(?P<v6>[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(?:%25[\w.~-]+|%[\w.~-]+)?)\]"
+    r"|(?P<name>[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?))"
+    r"(?::(?P<port>[0-9]{0,5}))?"
+)
+
+
 def _host_name(netloc: str) -> str:
-    """The host part of a ``Host`` header or URL netloc, normalized (port dropped)."""
-    try:
-        name = urlsplit(f"//{netloc}").hostname
-    except ValueError:
+    """The host part of a ``Host`` header or URL netloc, normalized (port dropped).
+
+    ``""`` for anything that is not ``host[:port]`` (userinfo, a path, a port
+    over 65535...), which no allow-list entry matches.
+    """
+    found = _HOST_HEADER.fullmatch(netloc.strip())
+    if found is None or (found["port"] and int(found["port"]) > 65535):
         return ""
-    return normalize_host(name or "")
+    return normalize_host(found["v6"] or found["name"])
 
 
 def _refuse(status: int, message: str, **extra: object) -> Response:

@@ -10,7 +10,8 @@ and other objects their ``repr``. Nothing is pickled and no HTML is produced.
 A value JSON cannot carry faithfully becomes a *placeholder*, an object
 ``{"$unrepresentable": <reason>, ...}`` (non-finite floats, ints beyond
 2**53 -- the largest a browser reads exactly --, cycles, nesting past 32
-levels, objects whose ``repr`` raises); each is counted, and the event's
+levels, objects whose ``repr``, iteration or ``items()`` raises -- in that
+value's place only, its siblings are kept); each is counted, and the event's
 JSON says how many it holds (``"placeholders": N``). So one odd event never
 turns into an exception in a response.
 
@@ -36,7 +37,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from .._event import Event
-from .._redact import structured_fields
+from .._redact import mask_url_credentials, pair_key, structured_fields
 from ..middleware import Redact
 
 __all__ = [
@@ -118,17 +119,20 @@ class _Converter:
             self.cut = True
             return _CUT
         t = type(value)
-        if t is str and len(value) <= self.max_str:  # fast path: the bulk of real payloads
-            return value
+        if t is str and len(value) <= self.max_str and "@" not in value:
+            return value  # fast path: the bulk of real payloads
         if value is None or t is bool:
             return value
-        scalar = _SCALARS.get(t)
-        if scalar is not None:
-            return scalar(self, value)
-        for kind, handler in _KINDS:
-            if isinstance(value, kind):
-                return handler(self, value)
-        return self.nested(value, depth)
+        try:  # free unless it raises (3.11 zero-cost exceptions)
+            scalar = _SCALARS.get(t)
+            if scalar is not None:
+                return scalar(self, value)
+            for kind, handler in _KINDS:
+                if isinstance(value, kind):
+                    return handler(self, value)
+            return self.nested(value, depth)
+        except Exception as exc:  # e.g. a mapping whose items() raises: this value only
+            return self.placeholder("conversion failed", value, error=type(exc).__name__)
 
     def nested(self, value: Any, depth: int) -> Any:
         if depth >= _MAX_DEPTH:
@@ -157,6 +161,11 @@ class _Converter:
         return text
 
     def items(self, value: Any, depth: int) -> list[Any]:
+        hidden = self.hidden
+        if hidden is not None:  # a ("Authorization", "Bearer ...") pair: mask its value
+            key = pair_key(value)
+            if key is not None and hidden(key):
+                return [self.convert(value[0], depth), self.mask]
         out: list[Any] = []
         for item in value:
             if self.budget <= 0:
@@ -193,6 +202,8 @@ class _Converter:
 
     def string(self, value: str) -> str:
         value = str(value)
+        if self.hidden is not None:
+            value = mask_url_credentials(value, self.mask)
         if len(value) > self.max_str:
             self.cut = True
             return f"{value[: self.max_str]}{_CUT}[{len(value) - self.max_str} more chars]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import secrets
 import socket
 import threading
@@ -89,18 +90,31 @@ class DashboardServer:
         self._error: BaseException | None = None
 
     @property
+    def wildcard(self) -> bool:
+        """Whether the server listens on every interface (``0.0.0.0`` or ``::``)."""
+        return _is_wildcard(self.host)
+
+    @property
     def url(self) -> str:
-        """The dashboard's address (with ``?token=`` when a token is set)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        """The dashboard's address (with ``?token=`` when a token is set).
+
+        On a wildcard bind (``0.0.0.0``, ``::``) the address names this
+        machine's loopback (``127.0.0.1``, ``[::1]``): a wildcard is no
+        address to browse to. Other machines use this machine's name or
+        address instead.
+        """
         hub: Hub = self.app.state.dashboard
         token = hub.token.value
         query = "" if token is None else f"?token={token}"
-        return f"http://{host}:{self.port}/{query}"
+        return f"{self.base_url}/{query}"
 
     @property
     def base_url(self) -> str:
-        """The server's root address, without the token."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        """The server's root address, without the token (loopback on a wildcard bind)."""
+        host = self.host
+        if _is_wildcard(host):
+            host = "::1" if ":" in host else "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
 
     @property
@@ -186,6 +200,13 @@ class DashboardServer:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<DashboardServer {self.base_url} {state}>"
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
 
 
 def _check_timeout(timeout: object) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -15,12 +16,15 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .._event import Event
+from .._logging import log_extra
 from .._streams import EventStream, Replay
 from ..exceptions import BusClosedError, StreamClosedError
 from ._hub import Hub
 from ._query import FILTER_PARAMS, EventQuery, QueryError, check_params, parse_int
 
 __all__ = ["EVENTS_PARAMS", "EventsEndpoint", "Resume", "json_response"]
+
+log = logging.getLogger("atlas_events.web")
 
 EVENTS_PARAMS: Final = (*FILTER_PARAMS, "replay", "since", "incarnation", "ids", "token")
 """The query parameters ``/events`` accepts."""
@@ -29,6 +33,11 @@ _RETRY_MS: Final = 2000
 _BATCH_BYTES: Final = 64 * 1024
 _BATCH_EVENTS: Final = 512
 _dumps = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "an unknown address"
 
 
 def json_response(
@@ -133,6 +142,12 @@ class EventsEndpoint:
             return
         if not hub.acquire():
             message = f"too many dashboard clients (at most {hub.max_clients}); retry later"
+            log.warning(
+                "dashboard refused an SSE client from %s: %d clients already connected",
+                _peer(scope),
+                hub.max_clients,
+                extra=log_extra(bus=hub.bus.name),
+            )
             await json_response({"error": message, "status": 503}, 503, {"Retry-After": "5"})(
                 scope, receive, send
             )
@@ -188,6 +203,12 @@ class EventsEndpoint:
                 finally:
                     hub.responses.discard(cancel)
         except SendTimeoutError:
+            log.warning(
+                "dashboard dropped the SSE client at %s: a write did not drain within %s s",
+                _peer(scope),
+                hub.options.send_timeout,
+                extra=log_extra(bus=hub.bus.name),
+            )
             return True  # the client stopped reading: its slot and queue are freed
         finally:
             stream.close()  # frees the queue at once, whatever ended the response

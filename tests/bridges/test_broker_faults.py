@@ -214,6 +214,31 @@ def test_stop_while_the_broker_is_down_counts_abandoned_events(
     assert bridge.state == "stopped"
 
 
+def test_stop_with_nothing_to_send_does_not_wait_for_an_unreachable_broker(
+    own_redis_server: RedisServer, make_bus: Callable[[str], EventBus]
+) -> None:
+    """With an empty outbox, stop(timeout) returns promptly whether the broker was never reached
+    or went away: there is nothing to drain, so nothing to wait for."""
+    url = own_redis_server.url
+    own_redis_server.kill()
+    never = RedisBridge(make_bus("never"), url, "idle-stop", node_id="never")
+    never.start(timeout=None)
+    assert wait_until(lambda: never.health()["last_error"] is not None, timeout=5)
+    started = time.monotonic()
+    never.stop(timeout=10)
+    assert time.monotonic() - started < 3, "stop waited for a broker it had nothing to send to"
+    assert never.state == "stopped"
+    own_redis_server.start()
+    gone = RedisBridge(make_bus("gone"), url, "idle-stop", node_id="gone", block_ms=50)
+    gone.start()
+    own_redis_server.kill()
+    assert wait_until(lambda: gone.state == "disconnected", timeout=5)
+    started = time.monotonic()
+    gone.stop(timeout=10)
+    assert time.monotonic() - started < 3.5, "stop waited for a broker it had nothing to send to"
+    assert gone.health()["abandoned"] == 0
+
+
 ACL = (
     "ACL SETUSER atlas-bridge on >s3cret resetkeys ~{acl}:* resetchannels -@all "
     "+ping +xadd +xreadgroup +xack +xclaim +xpending +xinfo|groups +xinfo|stream +exists "

@@ -116,3 +116,11 @@ def test_defaults_and_derived_keys() -> None:
     assert config.stream_key == "{mesh}:events"
     assert config.dead_letter_key == "{mesh}:dead"
     assert config.safe_url == "redis://u:***@h:1/0"
+
+
+@pytest.mark.parametrize("value", [2**20 + 1, 2**70])
+def test_dedup_window_has_an_upper_bound(value: int) -> None:
+    """A window past 2**20 numbers (a bitmap of 128 KiB per origin) is a ValueError naming it,
+    not an OverflowError or a huge allocation when the bridge is built."""
+    with pytest.raises(ValueError, match="dedup_window"):
+        RedisBridgeConfig(dedup_window=value)

@@ -169,7 +169,10 @@ def middleware_specs(draw: st.DrawFn) -> dict[str, Any]:
     )
     return {
         "kind": kind,
-        "junk": draw(junk.filter(lambda v: not isinstance(v, Event))) if kind == "junk" else None,
+        # ``None`` is a documented drop (kind "drop"), not a bad result.
+        "junk": draw(junk.filter(lambda v: v is not None and not isinstance(v, Event)))
+        if kind == "junk"
+        else None,
         "error": draw(st.sampled_from(ERRORS)) if kind == "raise" else None,
         "data": draw(junk) if kind == "evolve_data" else None,
         "type": draw(st.sampled_from(GOOD_TYPES)) if kind == "evolve_type" else None,

@@ -60,6 +60,12 @@ def test_valid_typed_usage_passes() -> None:
             "@bus.on(TASK_DONE)\ndef on_done(e: Event[TaskResult]) -> None: ...\non_done(42)",
             "on_done",
         ),
+        # the decorator checks the handler against the key, like subscribe()
+        ("@bus.on(TASK_DONE)\ndef on_str(e: Event[str]) -> None: ...", "TaskResult"),
+        (
+            "@bus.on(TASK_DONE, once=True)\nasync def on_int(e: Event[int]) -> None: ...",
+            "TaskResult",
+        ),
     ],
 )
 def test_wrong_payloads_are_type_errors(body: str, fragment: str) -> None:

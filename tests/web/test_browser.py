@@ -356,6 +356,26 @@ def test_trace_rates_layout_and_bridges(
         "ls => ls.map(l => parseFloat(l.style.paddingLeft))",
     )
     assert max(indents) > min(indents)  # a causation tree, not a flat list
+    # Idle gaps are narrow slices of the axis: the events get the room, and
+    # no event sits inside a gap.
+    layout = page.evaluate(
+        """() => {
+        const track = document.querySelector('#trace .trace-row[data-seq] .trace-track');
+        const box = track.getBoundingClientRect();
+        const bands = [...track.querySelectorAll('.gap-band')].map(b => b.getBoundingClientRect());
+        const xs = [...document.querySelectorAll('#trace .trace-row[data-seq] .dot')]
+            .map(d => { const r = d.getBoundingClientRect(); return (r.left + r.right) / 2; });
+        return {
+            width: box.width,
+            gap: bands.reduce((sum, b) => sum + b.width, 0),
+            inside: xs.filter(x => bands.some(b => x > b.left + 1 && x < b.right - 1)).length,
+            ticks: document.querySelectorAll('#trace-axis .tick').length,
+        };
+    }"""
+    )
+    assert 0 < layout["gap"] <= 0.25 * layout["width"]
+    assert layout["inside"] == 0
+    assert layout["ticks"] >= 3
     if SCREENSHOTS_WANTED:
         page.screenshot(path=str(TRACE_SCREENSHOT))
     page.keyboard.press("Escape")

@@ -120,3 +120,19 @@ async def test_health_sources_in_stats(bus: EventBus) -> None:
     assert health["redis"]["dead_lettered"] == 2
     assert health["redis"]["password_hint"] == "***"
     assert health["broken"] == {"state": "unknown", "error": "ConnectionError: redis is down"}
+
+
+@pytest.mark.asyncio
+async def test_health_errors_do_not_show_url_passwords(bus: EventBus) -> None:
+    """A health source whose error names its connection URL shows it without the password."""
+
+    class Leaky:
+        def health(self) -> dict[str, Any]:
+            raise ConnectionError("cannot reach redis://:hunter2@cache:6379/0")
+
+    app = create_app(bus, health_sources={"redis": Leaky()})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        health = (await client.get("/stats")).json()["health"]
+    assert health["redis"]["error"] == "ConnectionError: cannot reach redis://:***@cache:6379/0"

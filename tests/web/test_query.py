@@ -72,6 +72,16 @@ async def test_user_types_are_known_once_seen_subscribed_or_declared(bus: EventB
         ("/events?scope=agents/%20planner", "scope"),
         ("/history?limit=many", "limit"),
         ("/trace", "correlation_id"),
+        ("/history?limit=1&limit=2", "limit"),
+        ("/history?correlation_id=a&correlation_id=b", "correlation_id"),
+        ("/trace?correlation_id=run-1&correlation_id=run-2", "correlation_id"),
+        ("/events?replay=1&replay=0", "replay"),
+        ("/stats?token=a&token=b", "token"),
+        ("/history?limit=5_0", "limit"),
+        ("/history?limit=%EF%BC%95", "limit"),  # a fullwidth digit
+        ("/history?limit=%205", "limit"),
+        ("/history?limit=+5", "limit"),
+        ("/history?before=" + "9" * 5000, "before"),
     ],
 )
 async def test_malformed_queries_are_400(bus: EventBus, url: str, parameter: str) -> None:

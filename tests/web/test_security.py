@@ -82,6 +82,42 @@ async def test_loopback_bind_accepts_its_own_names(secret_bus: EventBus, bound: 
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "host",
+    [
+        "attacker.example@127.0.0.1",
+        "attacker.example\\@localhost",
+        "localhost/evil",
+        "localhost:8765@evil",
+        "localhost:99999",
+        "localhost:abc",
+        "127.0.0.1..",
+        "::1",
+        "[127.0.0.1]",
+        "[localhost]",
+        "localhost,attacker.example",
+    ],
+)
+async def test_malformed_host_headers_are_refused(secret_bus: EventBus, host: str) -> None:
+    """A Host that is not ``host[:port]`` (userinfo, path, bad port...) matches no allowed name."""
+    app = create_app(secret_bus)
+    async with asgi_client(app, ("127.0.0.1", 8765), "127.0.0.1") as client:
+        resp = await client.get("/history", headers={"Host": host})
+    assert resp.status_code == 400, host
+    assert "acme" not in resp.text
+
+
+@pytest.mark.asyncio
+async def test_origin_with_userinfo_is_refused(secret_bus: EventBus) -> None:
+    """An Origin whose authority hides a foreign name behind ``@`` is cross-origin."""
+    app = create_app(secret_bus)
+    async with asgi_client(app, ("127.0.0.1", 80), "127.0.0.1") as client:
+        for origin in ("http://attacker.example@localhost", "http://localhost\\@attacker.example"):
+            resp = await client.get("/events", headers={"Origin": origin})
+            assert resp.status_code == 403, origin
+
+
+@pytest.mark.asyncio
 async def test_allow_list_is_extendable(secret_bus: EventBus) -> None:
     """allowed_hosts adds names; ``*`` turns the Host check off."""
     app = create_app(secret_bus, allowed_hosts=["dash.internal"])
@@ -158,6 +194,32 @@ def test_dashboard_server_on_a_remote_bind_makes_a_token(secret_bus: EventBus) -
         server.stop()
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_wildcard_bind_prints_a_url_that_works(host: str) -> None:
+    """``serve --host 0.0.0.0`` (or ``::``) prints a URL this machine's browser can open.
+
+    ``http://0.0.0.0:port/`` is no address to browse to (browsers refuse it
+    or send ``Host: 0.0.0.0``, which no allowed name matches): the URL names
+    the loopback address of the bound family, and the page says how to reach
+    it from other machines.
+    """
+    if host == "::" and not ipv6_available():
+        pytest.skip("no IPv6 on this machine")
+    thread, stop, out = serve(["serve", "--demo", "--host", host, "--port", "0"])
+    try:
+        url = url_of(out, wait_until)
+        assert "0.0.0.0" not in url
+        assert "[::]" not in url
+        with httpx.Client(timeout=5, follow_redirects=True) as client:
+            page = client.get(url)
+            assert page.status_code == 200, page.text
+            assert client.get(url.split("?")[0] + "stats").status_code == 200  # the cookie
+        assert "other machines" in out.getvalue()
+    finally:
+        stop.set()
+        thread.join(15)
+
+
 def serve(argv: list[str]) -> tuple[threading.Thread, threading.Event, io.StringIO]:
     """Run ``atlas-events serve`` in a thread; stop it with the event."""
     args = cli.build_parser().parse_args(argv)
@@ -194,3 +256,21 @@ def test_cli_loopback_binds_check_host(host: str) -> None:
     finally:
         stop.set()
         thread.join(15)
+
+
+@pytest.mark.asyncio
+async def test_request_without_host_is_refused_on_loopback(secret_bus: EventBus) -> None:
+    """An HTTP/1.0-style request with no Host header names no allowed host: 400."""
+    app = create_app(secret_bus)
+
+    async def without_host(scope: Any, receive: Any, send: Any) -> None:
+        scope["server"] = ("127.0.0.1", 8765)
+        scope["http_version"] = "1.0"
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"host"]
+        await app(scope, receive, send)
+
+    transport = httpx.ASGITransport(app=without_host)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        resp = await client.get("/history")
+    assert resp.status_code == 400
+    assert "acme" not in resp.text

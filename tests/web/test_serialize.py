@@ -160,6 +160,21 @@ def test_redaction_reuses_redact_matching() -> None:
     assert custom == {"pin": "***", "password": "p"}
 
 
+def test_header_pairs_and_odd_keys_are_redacted() -> None:
+    """Header pairs, ``bytes`` keys, enum keys and run-together env names are masked."""
+    out = to_jsonable(
+        {
+            "headers": [("Authorization", "Bearer hunter2"), ("Accept", "text/html")],
+            "asgi": [[b"x-api-key", b"hunter2"]],
+            "env": {"PGPASSWORD": "hunter2", b"client-secret": "hunter2"},
+        },
+        redact=Redact(),
+    )
+    assert out["headers"] == [["Authorization", "***"], ["Accept", "text/html"]]
+    assert out["asgi"][0][1] == "***"
+    assert "hunter2" not in repr(out)
+
+
 def test_event_json_shape(bus: EventBus) -> None:
     """An event's JSON carries the envelope fields and converted data and metadata."""
     child = bus.scope("agents").scope("planner")
@@ -305,8 +320,8 @@ def test_structured_payload_kinds_are_objects_and_redacted() -> None:
 def test_a_mapping_that_raises_is_a_placeholder() -> None:
     """Even a container whose iteration raises yields JSON, not an exception."""
     out = to_jsonable({"bad": ItemsRaise(a=1)})
-    assert out["$unrepresentable"] == "conversion failed"
-    assert out["error"] == "RuntimeError"
+    assert out["bad"]["$unrepresentable"] == "conversion failed"
+    assert out["bad"]["error"] == "RuntimeError"
     json.dumps(out, allow_nan=False)
 
 
@@ -390,3 +405,34 @@ def test_fuzz_any_payload_encodes(payload: Any, make_cycle: bool) -> None:
     assert not frame.malformed
     assert frame.sse.startswith(f"id: {ev.seq}\n".encode())
     json.dumps(obj, allow_nan=False)
+
+
+def test_url_passwords_are_masked_when_redacting() -> None:
+    """Connection strings lose their password on the dashboard, not without redaction."""
+    payload = {"dsn": "postgres://app:hunter2@db/prod", "n": "a@b"}
+    assert to_jsonable(payload, redact=Redact()) == {
+        "dsn": "postgres://app:***@db/prod",
+        "n": "a@b",
+    }
+    assert to_jsonable(payload) == payload
+
+
+def test_a_broken_value_costs_only_its_own_place() -> None:
+    """A value whose iteration or items() raises becomes a placeholder; its siblings stay."""
+
+    class BadIter(list[int]):
+        def __iter__(self) -> Any:
+            raise RuntimeError("iter")
+
+    class BadItems(dict[str, int]):
+        def items(self) -> Any:
+            raise RuntimeError("items")
+
+    out = to_jsonable({"ok": 1, "it": BadIter([1]), "m": BadItems(a=1), "l": [2, BadIter()]})
+    assert out["ok"] == 1
+    assert out["it"]["$unrepresentable"] == "conversion failed"
+    assert out["it"]["error"] == "RuntimeError"
+    assert out["it"]["type"].endswith("BadIter")
+    assert out["m"]["type"].endswith("BadItems")
+    assert out["l"][0] == 2
+    assert out["l"][1]["$unrepresentable"] == "conversion failed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import socket
 import threading
 import time
@@ -96,8 +97,12 @@ def test_disconnect_frees_the_queue_at_once(bus: EventBus, make_server: MakeServ
         assert stats["sinks"] == []
 
 
-def test_client_cap_on_a_real_server(bus: EventBus, make_server: MakeServer) -> None:
-    """A third client gets 503 while two are connected, and gets in once one leaves."""
+def test_client_cap_on_a_real_server(
+    bus: EventBus, make_server: MakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A third client gets 503 (and a logged warning) while two are connected, and gets in
+    once one leaves."""
+    caplog.set_level(logging.WARNING, logger="atlas_events.web")
     server = make_server(bus, max_clients=2)
     url = f"{server.base_url}/events"
     with httpx.Client(timeout=5) as client:
@@ -108,6 +113,8 @@ def test_client_cap_on_a_real_server(bus: EventBus, make_server: MakeServer) -> 
             refused = client.get(url)
             assert refused.status_code == 503
             assert refused.headers["retry-after"] == "5"
+            [record] = [r for r in caplog.records if "refused an SSE client" in r.message]
+            assert record.atlas_bus == bus.name  # type: ignore[attr-defined]
         wait_until(lambda: stream_count(bus) == 0, 2.0, "the streams to detach")
         with client.stream("GET", url) as third:
             assert third.status_code == 200
@@ -215,11 +222,15 @@ def raw_stalled_client(port: int) -> socket.socket:
     return sock
 
 
-def test_stalled_client_is_dropped_and_its_slot_freed(make_server: MakeServer) -> None:
-    """A client whose writes do not drain within send_timeout loses its slot and queue.
+def test_stalled_client_is_dropped_and_its_slot_freed(
+    make_server: MakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client whose writes do not drain within send_timeout loses its slot and queue,
+    with a logged warning.
 
     With ``max_clients=1`` the next client gets in instead of a 503.
     """
+    caplog.set_level(logging.WARNING, logger="atlas_events.web")
     bus = EventBus(history_limit=10)
     server = make_server(bus, max_clients=1, client_queue=100, send_timeout=1.0, heartbeat=0)
     hub = server.app.state.dashboard
@@ -236,6 +247,8 @@ def test_stalled_client_is_dropped_and_its_slot_freed(make_server: MakeServer) -
         assert time.monotonic() - t0 < 15
         assert stream_count(bus) == 0
         assert hub.stats()["stalled_dropped"] == 1
+        [record] = [r for r in caplog.records if "dropped the SSE client" in r.message]
+        assert record.atlas_bus == bus.name  # type: ignore[attr-defined]
         with (
             httpx.Client(timeout=5) as client,
             client.stream("GET", f"{server.base_url}/events") as resp,

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, ResponseError
 
-from ._config import RedisBridgeConfig
+from ._config import CLUSTER_OPTIONS, RedisBridgeConfig
 
 __all__ = [
     "CLUSTER_OPTIONS",
@@ -31,9 +31,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("atlas_events.bridges.redis")
-
-CLUSTER_OPTIONS: Final = frozenset({"require_full_coverage", "reinitialize_steps", "address_remap"})
-"""``client_options`` that only a cluster client takes (a plain one is built without them)."""
 
 
 def is_cluster(url: str, options: Mapping[str, Any]) -> bool:

@@ -12,13 +12,20 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
+import redis
 
 from ... import EventKey
 from .._outbound import scope_path, select_types
 from .._outbox import POLICIES, OutboxPolicy
 from ..codec import Codec
 
-__all__ = ["RedisBridgeConfig", "generated_node_id", "redact_url"]
+__all__ = [
+    "CLUSTER_OPTIONS",
+    "MAX_DEDUP_WINDOW",
+    "RedisBridgeConfig",
+    "generated_node_id",
+    "redact_url",
+]
 
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 _STREAM_ID_RE: Final = re.compile(r"^(0|\$|\d+(-\d+)?)$")
@@ -32,6 +39,11 @@ RESERVED_OPTIONS: Final = frozenset(
         "redis_connect_func",
     }
 )
+CLUSTER_OPTIONS: Final = frozenset({"require_full_coverage", "reinitialize_steps", "address_remap"})
+"""``client_options`` that only a cluster client takes (a plain one is built without them)."""
+MAX_DEDUP_WINDOW: Final = 1 << 20
+"""The largest ``dedup_window``: a bitmap of 128 KiB per remembered origin."""
+_TIMEOUT_OPTIONS: Final = ("socket_timeout", "socket_connect_timeout")
 
 
 def redact_url(url: str) -> str:
@@ -43,9 +55,7 @@ def redact_url(url: str) -> str:
     if parts.password is None:
         return url
     user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # host[:port] as written (the port may not parse)
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
@@ -58,7 +68,7 @@ def generated_node_id() -> str:
 # ---------------------------------------------------------------- validators
 
 
-def _int_at_least(low: int) -> Any:
+def _int_at_least(low: int, high: int | None = None) -> Any:
     def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if value is None and attribute.default is None:
             return
@@ -66,6 +76,8 @@ def _int_at_least(low: int) -> Any:
             raise TypeError(f"{attribute.name} must be an int, got {value!r}")
         if value < low:
             raise ValueError(f"{attribute.name} must be >= {low}, got {value!r}")
+        if high is not None and value > high:
+            raise ValueError(f"{attribute.name} must be <= {high}, got {value!r}")
 
     return check
 
@@ -114,6 +126,36 @@ def _client_options(_inst: object, attribute: attrs.Attribute[Any], value: objec
     reserved = RESERVED_OPTIONS & value.keys()
     if reserved:
         raise ValueError(f"{attribute.name} may not set {sorted(reserved)}: the bridge sets them")
+    for key in _TIMEOUT_OPTIONS:
+        seconds = value.get(key)
+        if seconds is None:
+            continue
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise TypeError(f"{attribute.name}[{key!r}] must be seconds, got {seconds!r}")
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise ValueError(f"{attribute.name}[{key!r}] must be finite and > 0, got {seconds!r}")
+
+
+def _check_connection(url: str, options: Mapping[str, Any], cluster: bool | None) -> None:
+    """Let redis-py parse ``url`` and build (not open) a connection with ``options``.
+
+    Raises:
+        ValueError: redis-py cannot parse ``url`` (the message names ``url``,
+            password masked).
+        TypeError: redis-py's connection does not take one of ``options``.
+    """
+    plain = {k: v for k, v in options.items() if k not in CLUSTER_OPTIONS}
+    try:
+        pool = redis.ConnectionPool.from_url(url, **plain)
+    except ValueError as exc:
+        raise ValueError(f"url {redact_url(url)!r} is not a Redis URL: {exc}") from None
+    try:
+        if not cluster:  # the cluster client sorts its own options out
+            pool.make_connection()
+    except TypeError as exc:
+        raise TypeError(f"client_options: redis-py refused them: {exc}") from None
+    finally:
+        pool.disconnect()
 
 
 def _types(value: Iterable[enum.Enum | EventKey[Any]] | None) -> tuple[Any, ...] | None:
@@ -163,7 +205,8 @@ class RedisBridgeConfig:
         replay_last: A new node first receives the last N entries.
         replay_from: A new node first receives the entries after this stream
             id (``"0"``: everything retained).
-        dedup_window: Sequence numbers remembered per origin.
+        dedup_window: Sequence numbers remembered per origin (a bitmap of
+            ``dedup_window`` bits each), at most :data:`MAX_DEDUP_WINDOW`.
         dedup_origins: Origins (node incarnations) remembered.
         batch_size: Most entries per ``XADD`` pipeline and per read.
         block_ms: How long one blocking read waits for new entries, ms.
@@ -201,10 +244,13 @@ class RedisBridgeConfig:
 
     Raises:
         TypeError: An option has the wrong type (a ``bool`` or ``float``
-            where an ``int`` is meant); the message names it.
+            where an ``int`` is meant), or redis-py's connection does not
+            take one of ``client_options``; the message names it.
         ValueError: An option is out of range or not finite, a name has
             characters other than letters, digits and ``_.:-``, both replay
-            options are given, or a type has no wire name in ``codec``.
+            options are given, a type has no wire name in ``codec``, or
+            redis-py cannot parse ``url`` (checked here, before anything
+            starts; nothing is connected).
     """
 
     url: str = attrs.field(default="redis://127.0.0.1:6379/0", validator=_url)
@@ -220,7 +266,7 @@ class RedisBridgeConfig:
     outbox_policy: OutboxPolicy = attrs.field(default="drop_oldest", validator=_policy)
     replay_last: int | None = attrs.field(default=None, validator=_int_at_least(1))
     replay_from: str | None = attrs.field(default=None, validator=_replay_from)
-    dedup_window: int = attrs.field(default=4096, validator=_int_at_least(1))
+    dedup_window: int = attrs.field(default=4096, validator=_int_at_least(1, MAX_DEDUP_WINDOW))
     dedup_origins: int = attrs.field(default=10_000, validator=_int_at_least(1))
     batch_size: int = attrs.field(default=500, validator=_int_at_least(1))
     block_ms: int = attrs.field(default=250, validator=_int_at_least(1))
@@ -240,6 +286,7 @@ class RedisBridgeConfig:
     attach: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
     def __attrs_post_init__(self) -> None:
+        _check_connection(self.url, self.client_options, self.cluster)
         if self.replay_last is not None and self.replay_from is not None:
             raise ValueError("give replay_last or replay_from, not both")
         if self.backoff_initial > self.backoff_max:

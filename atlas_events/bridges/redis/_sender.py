@@ -104,7 +104,7 @@ class Sender:
                     batch = []
                     self.in_flight = 0
                     self.link.up()
-                elif not self._reconnect():
+                elif not self._reconnect(len(batch)):
                     break
         finally:
             self._abandon(batch)
@@ -122,17 +122,29 @@ class Sender:
                 )
             except (*LINK_ERRORS, ResponseError) as exc:
                 self.link.down(exc)
-                if self.link.halt.wait(self.backoff.compute(failures)):
+                if self._give_up(failures):
                     break
                 failures += 1
         return None
 
-    def _reconnect(self) -> bool:
-        """Ping with backoff until the broker answers; ``False`` if the bridge halts first."""
+    def _give_up(self, failures: int, holding: int = 0) -> bool:
+        """Wait one backoff delay; whether to stop trying: halted, or stopping with nothing to send.
+
+        ``holding``: events of a batch in hand. A stop ends the wait at once:
+        with nothing to drain, ``stop(timeout)`` does not wait for an
+        unreachable broker.
+        """
+        delay = self.backoff.compute(failures)
+        (self.link.halt if self.stopping.is_set() else self.stopping).wait(delay)
+        finishing = self.stopping.is_set() or self.outbox.closed
+        return self.link.halt.is_set() or (finishing and not holding and not len(self.outbox))
+
+    def _reconnect(self, holding: int = 0) -> bool:
+        """Ping with backoff until the broker answers; ``False`` if the sender gives up first."""
         failures = 0
         client = self.client
         while client is not None:
-            if self.link.halt.wait(self.backoff.compute(failures)):
+            if self._give_up(failures, holding):
                 return False
             failures += 1
             try:

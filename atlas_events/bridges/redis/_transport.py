@@ -98,11 +98,9 @@ def open_client(
         redis.exceptions.ConnectionError, TimeoutError, ResponseError: The
             broker did not answer, or refused the connection.
     """
-    options: dict[str, Any] = {
-        "socket_connect_timeout": 2.0,
-        "socket_timeout": 5.0,
-        "socket_keepalive": True,
-    }
+    options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
+    if not config.url.startswith("unix:"):
+        options["socket_keepalive"] = True  # a TCP option: redis-py's unix connection refuses it
     options.update(config.client_options)
     if reader:
         floor = config.block_ms / 1000 + 2.0

@@ -460,19 +460,86 @@
     return out;
   }
 
-  function subtreeEnd(node) {
-    let end = node.offset ?? 0;
-    for (const child of node.children) end = Math.max(end, subtreeEnd(child));
-    return end;
+  // The latest offset in each node's subtree (by node), bottom-up: no recursion.
+  function subtreeEnds(nodes) {
+    const ends = new Map();
+    for (let i = nodes.length - 1; i >= 0; i--) {
+      const node = nodes[i];
+      let end = node.offset ?? 0;
+      for (const child of node.children) end = Math.max(end, ends.get(child) ?? 0);
+      ends.set(node, end);
+    }
+    return ends;
+  }
+
+  // A time axis with each idle gap squeezed into a narrow slice: the busy
+  // stretches share the rest of the width in proportion to their length.
+  function timeAxis(duration, gaps) {
+    const sorted = [...gaps].sort((a, b) => a.start - b.start);
+    const slice = sorted.length ? Math.min(0.06, 0.2 / sorted.length) : 0;
+    const idle = sorted.reduce((sum, g) => sum + (g.end - g.start), 0);
+    const busy = Math.max(0, duration - idle);
+    const segments = [];
+    let t = 0;
+    for (const g of sorted) {
+      segments.push({ t0: t, t1: g.start, gap: false });
+      segments.push({ t0: g.start, t1: g.end, gap: true });
+      t = g.end;
+    }
+    segments.push({ t0: t, t1: duration, gap: false });
+    const busyCount = segments.length - sorted.length;
+    const room = 1 - slice * sorted.length;
+    let x = 0;
+    for (const seg of segments) {
+      const share = seg.gap ? slice : busy > 0 ? ((seg.t1 - seg.t0) / busy) * room : room / busyCount;
+      seg.x0 = x;
+      x += share;
+      seg.x1 = x;
+    }
+    const at = (offset) => {
+      const o = Math.min(duration, Math.max(0, offset ?? 0));
+      const seg = segments.find((s) => !s.gap && o <= s.t1) || segments[segments.length - 1];
+      const span = seg.t1 - seg.t0;
+      return span > 0 ? seg.x0 + ((o - seg.t0) / span) * (seg.x1 - seg.x0) : seg.x0;
+    };
+    return { at, segments };
+  }
+
+  // Tick times: each busy stretch's start (and inner ticks on wide ones), the end.
+  function axisTicks(axis, duration) {
+    const ticks = [];
+    for (const seg of axis.segments) {
+      if (seg.gap) continue;
+      const parts = Math.max(1, Math.floor((seg.x1 - seg.x0) / 0.22));
+      for (let i = 0; i < parts; i++) ticks.push(seg.t0 + ((seg.t1 - seg.t0) * i) / parts);
+    }
+    ticks.push(duration);
+    const kept = [];
+    for (const t of ticks) {
+      const x = axis.at(t);
+      if (!kept.length || x - axis.at(kept[kept.length - 1]) >= 0.09) kept.push(t);
+    }
+    return kept;
+  }
+
+  function gapBand(axis, gap, label) {
+    const band = el("div", label, label ? "gap-band labelled" : "gap-band");
+    const x0 = axis.at(gap.start), x1 = axis.at(gap.end);
+    band.style.left = `${(x0 * 100).toFixed(3)}%`;
+    band.style.width = `${((x1 - x0) * 100).toFixed(3)}%`;
+    band.title = `idle ${seconds(gap.seconds)}`;
+    return band;
   }
 
   function drawTrace(trace) {
     const duration = trace.duration > 0 ? trace.duration : 1e-3;
-    const pct = (offset) => `${Math.min(100, Math.max(0, ((offset ?? 0) / duration) * 100)).toFixed(3)}%`;
+    const axis = timeAxis(duration, trace.gaps);
+    const pct = (offset) => `${(axis.at(offset) * 100).toFixed(3)}%`;
     ui.traceSummary.textContent =
       `${trace.count} event(s) over ${seconds(trace.duration)} \u00b7 ${trace.lanes.length} lane(s) \u00b7 ` +
       `${trace.errors} handler error(s) \u00b7 ${trace.gaps.length} gap(s)` +
       (trace.orphans ? ` \u00b7 ${trace.orphans} with a missing parent` : "") +
+      (trace.cycles ? ` \u00b7 ${trace.cycles} parent cycle(s) cut` : "") +
       (trace.truncated ? " \u00b7 newest events only" : "");
     ui.traceLanes.textContent = "";
     for (const lane of trace.lanes) {
@@ -482,15 +549,20 @@
     }
     ui.traceAxis.textContent = "";
     const ticks = el("div", null, "trace-track");
-    for (let i = 0; i <= 4; i++) {
-      const tick = el("span", `+${seconds((duration * i) / 4)}`, "tick");
-      tick.style.left = `${i * 25}%`;
+    for (const gap of trace.gaps) ticks.appendChild(gapBand(axis, gap, null));
+    const times = axisTicks(axis, duration);
+    times.forEach((t, i) => {
+      const last = i === times.length - 1 && i > 0;
+      const tick = el("span", `+${seconds(t)}`, i === 0 ? "tick first" : last ? "tick last" : "tick");
+      tick.style.left = pct(t);
       ticks.appendChild(tick);
-    }
+    });
     ui.traceAxis.appendChild(el("div", "event", "trace-label"));
     ui.traceAxis.appendChild(ticks);
     ui.traceRows.textContent = "";
-    for (const node of flatten(trace.roots)) {
+    const nodes = flatten(trace.roots);
+    const ends = subtreeEnds(nodes);
+    for (const node of nodes) {
       const ev = node.event;
       const line = el("div", null, "trace-row");
       line.dataset.seq = String(ev.seq);
@@ -502,17 +574,12 @@
       lane.style.setProperty("--hue", String(hue(node.lane)));
       label.appendChild(lane);
       if (node.parent_missing) label.appendChild(el("span", "parent missing", "badge"));
+      if (node.parent_cycle) label.appendChild(el("span", "parent cycle", "badge"));
       label.title = `#${ev.seq} ${ev.type} in ${node.lane} at +${seconds(node.offset ?? 0)}`;
       line.appendChild(label);
       const track = el("div", null, "trace-track");
-      for (const gap of trace.gaps) {
-        const band = el("div", null, "gap-band");
-        band.style.left = pct(gap.start);
-        band.style.width = `calc(${pct(gap.end)} - ${pct(gap.start)})`;
-        band.title = `idle ${seconds(gap.seconds)}`;
-        track.appendChild(band);
-      }
-      const end = subtreeEnd(node);
+      for (const gap of trace.gaps) track.appendChild(gapBand(axis, gap, null));
+      const end = ends.get(node);
       if (node.children.length && end > (node.offset ?? 0)) {
         const span = el("div", null, "span-bar");
         span.style.left = pct(node.offset);
@@ -525,7 +592,7 @@
       dot.style.left = pct(node.offset);
       dot.style.setProperty("--hue", String(hue(node.lane)));
       track.appendChild(dot);
-      const flip = (node.offset ?? 0) > duration * 0.6;  // labels go left of late events
+      const flip = axis.at(node.offset) > 0.6;  // labels go left of late events
       const at = el("span", `+${seconds(node.offset ?? 0)}`, flip ? "at flip" : "at");
       at.style.left = pct(node.offset);
       track.appendChild(at);
@@ -544,12 +611,7 @@
       const legend = el("div", null, "trace-row gap-legend");
       legend.appendChild(el("div", "gaps", "trace-label muted"));
       const track = el("div", null, "trace-track");
-      for (const gap of trace.gaps) {
-        const band = el("div", `idle ${seconds(gap.seconds)}`, "gap-band labelled");
-        band.style.left = pct(gap.start);
-        band.style.width = `calc(${pct(gap.end)} - ${pct(gap.start)})`;
-        track.appendChild(band);
-      }
+      for (const gap of trace.gaps) track.appendChild(gapBand(axis, gap, `idle ${seconds(gap.seconds)}`));
       legend.appendChild(track);
       ui.traceRows.appendChild(legend);
     }
