@@ -30,6 +30,7 @@ from ._event import EMPTY_METADATA, Event, EventType, copy_event, trusted_event
 from ._ids import _SOURCE as _ids
 from ._logging import log_extra
 from ._receivers import entry_name, handler_returned
+from ._recorder import Sink
 from ._registry import Route
 from ._release import KEPT as _KEPT
 from ._release import release_kept
@@ -51,6 +52,10 @@ Queue = list[Any]
 ``queue[0]`` is the owning thread's ident (0 once drained); the rest are
 calls waiting to be made, in order.
 """
+
+
+_NO_QUEUE: Final[Queue] = [0]
+"""``emit``'s stand-in for "owns no queue": always closed (0), never appended to."""
 
 
 Plan = list[tuple[Node, Event[Any]]]
@@ -76,9 +81,12 @@ def emit(
     rec = node.recorder
     lock = rec.lock
     raw = lock.raw
-    if not raw.acquire(False):
+    # A busy test, then a blocking acquire() that parses no arguments: saves
+    # ~330 instructions against acquire(False) (docs/performance.md "Hot path").
+    if lock.busy:  # contended (or re-entered): yield before blocking
         lock.wait()
-    elif lock.busy:  # re-entered: a finalizer run inside the locked section published
+    raw.acquire()
+    if lock.busy:  # re-entered: a finalizer run inside the locked section published
         raw.release()
         node.deferred.add(functools.partial(resume, node, ev, route, depth, None, False, plan))
         return ev.id
@@ -94,28 +102,51 @@ def emit(
             evicted = (evicted, rec.history.record_run(ev.correlation_id, ev))
         rec.delivered += len(route)
         if rec.sinks:  # no iterator when there is none (the common case)
-            for sink in rec.sinks:
-                try:  # free unless it raises (3.11 zero-cost try)
-                    sink.push(ev)
-                except Exception:
-                    sink_failed(sink, ev)
+            push(rec.sinks, ev)
     finally:
         lock.busy = False
         raw.release()
     errors: list[HandlerError] | None = None
-    mine = None
+    mine: Queue = _NO_QUEUE
     if route:
-        if queue is None and node.nested == "queued":
+        if queue is None and node.queued:
             queue = mine = [_get_ident()]
-        errors = dispatch(node, ev, route, depth, queue)
-        if mine is not None and len(mine) == 1:
-            mine[0] = 0  # closed (see drain)
-            mine = None
+        # dispatch(), inlined: saves a frame per publish (docs/performance.md "Hot path").
+        token = CONTEXT.set((ev.id, depth + 1, ev.correlation_id, queue))
+        try:
+            for fn, ref in route:
+                try:
+                    if ref is None:
+                        res = fn(ev)
+                    else:
+                        obj = ref()
+                        if obj is None:
+                            node.registry.count_skip()
+                            continue
+                        res = fn(obj, ev)
+                    if res is not None:  # an awaitable is scheduled, never dropped
+                        handler_returned(node.registry, ev, fn, ref, res)
+                except Exception as exc:
+                    errors = handler_failed(node, ev, entry_name(fn, ref), exc, depth, errors)
+        finally:
+            CONTEXT.reset(token)
+    if len(mine) == 1:  # nothing queued (or not the outermost dispatch)
+        mine[0] = 0  # closed (see drain)
+        mine = _NO_QUEUE
     # Released after the handlers: a finalizer's publish then follows this event.
     del evicted
-    if errors is None and mine is None and not rec.more and not rec.deferred and not _KEPT:
+    if errors is None and mine is _NO_QUEUE and not rec.more and not rec.deferred and not _KEPT:
         return ev.id
     return finish(node, ev, depth, queue, mine, plan, errors)
+
+
+def push(sinks: tuple[Sink, ...], ev: Event[Any]) -> None:
+    """Hand ``ev`` to each sink (under the recording lock); a failing sink is reported."""
+    for sink in sinks:
+        try:  # free unless it raises (3.11 zero-cost try)
+            sink.push(ev)
+        except Exception:
+            sink_failed(sink, ev)
 
 
 def replaced(
@@ -154,8 +185,9 @@ def finish(
     """
     if plan:
         errors = forward(plan, depth, queue, errors)
-    for sink in node.recorder.blocking_sinks:
-        sink.wait_for_room()
+    if node.recorder.blocking_sinks:  # no iterator when there is none
+        for sink in node.recorder.blocking_sinks:
+            sink.wait_for_room()
     if mine is not None:
         if len(mine) > 1:
             errors = drain(mine, errors)
@@ -189,13 +221,32 @@ def run_middleware(
             raise MiddlewareError(mw, ev.id, exc) from exc
         if res is ev:
             continue
+        res = checked_result(mws, counters, mw, ev, res, fallback)
         if res is None:
-            (owner_counter(mws, counters, mw) or fallback)()
             return None
-        if not isinstance(res, Event):
-            raise InvalidMiddlewareResultError(mw, ev.id, res)
         ev = res
     return ev
+
+
+def checked_result(
+    mws: tuple[Callable[[Event[Any]], Event[Any] | None], ...],
+    counters: tuple[Callable[[], None], ...],
+    mw: Callable[[Event[Any]], Event[Any] | None],
+    ev: Event[Any],
+    res: object,
+    fallback: Callable[[], None],
+) -> Event[Any] | None:
+    """``mw`` of ``mws`` returned ``res``, not ``ev``: ``None`` if dropped (counted), else ``res``.
+
+    Raises:
+        InvalidMiddlewareResultError: ``res`` is neither ``None`` nor an event.
+    """
+    if res is None:
+        (owner_counter(mws, counters, mw) or fallback)()
+        return None
+    if not isinstance(res, Event):
+        raise InvalidMiddlewareResultError(mw, ev.id, res)
+    return res
 
 
 def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object] | None:
@@ -210,9 +261,10 @@ def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object
     rec = node.recorder
     lock = rec.lock
     raw = lock.raw
-    if not raw.acquire(False):
+    if lock.busy:  # contended or re-entered (see emit)
         lock.wait()
-    elif lock.busy:  # re-entered (see emit)
+    raw.acquire()
+    if lock.busy:  # re-entered (see emit)
         raw.release()
         return None
     lock.busy = True
@@ -225,11 +277,8 @@ def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object
         if ev.correlation_id is not None:
             evicted = (evicted, rec.history.record_run(ev.correlation_id, ev))
         rec.delivered += len(route)
-        for sink in rec.sinks:
-            try:
-                sink.push(ev)
-            except Exception:
-                sink_failed(sink, ev)
+        if rec.sinks:  # no call when there is none
+            push(rec.sinks, ev)
     finally:
         lock.busy = False
         raw.release()
@@ -333,11 +382,18 @@ def prepare(node: Node, ev: Event[Any], propagate: bool) -> Plan | None:
     level = node.parent
     while level is not None and not level.closed:
         chain = level.chain
-        if chain.forwarded:
-            res = run_middleware(chain.forwarded, chain.forwarded_counters, ev, chain.count_drop)
-            if res is None:
-                break
-            ev = res
+        mws = chain.forwarded
+        # run_middleware(), inlined: saves a frame per level (docs/performance.md "Hot path").
+        for mw in mws:
+            try:
+                res = mw(ev)
+            except Exception as exc:
+                raise MiddlewareError(mw, ev.id, exc) from exc
+            if res is not ev:
+                res = checked_result(mws, chain.forwarded_counters, mw, ev, res, chain.count_drop)
+                if res is None:
+                    return plan  # dropped: the levels above do not see it
+                ev = res
         plan.append((level, ev))
         level = level.parent
     return plan
@@ -353,7 +409,11 @@ def forward(
     for level, planned in plan:
         if level.closed:
             break
-        route = level.registry.route_for(planned.type)
+        # Identity-checked lookup first: saves route_for's frame per level
+        # (docs/performance.md "Hot path").
+        route = level.registry.routes.get(id(planned.type))
+        if route is None:
+            route = level.registry.route_for(planned.type)
         done = record(level, planned, route)
         if done is None:  # this thread holds that level's lock: finish later
             rest = plan[plan.index((level, planned)) + 1 :]
@@ -364,14 +424,32 @@ def forward(
         ev, evicted = done
         del done
         if route:
-            more = dispatch(level, ev, route, depth, queue)
-            if more:
-                errors = [*(errors or ()), *more]
+            # dispatch(), inlined: saves a frame per level (docs/performance.md "Hot path").
+            token = CONTEXT.set((ev.id, depth + 1, ev.correlation_id, queue))
+            try:
+                for fn, ref in route:
+                    try:
+                        if ref is None:
+                            res = fn(ev)
+                        else:
+                            obj = ref()
+                            if obj is None:
+                                level.registry.count_skip()
+                                continue
+                            res = fn(obj, ev)
+                        if res is not None:  # an awaitable is scheduled, never dropped
+                            handler_returned(level.registry, ev, fn, ref, res)
+                    except Exception as exc:
+                        name = entry_name(fn, ref)
+                        errors = handler_failed(level, ev, name, exc, depth, errors)
+            finally:
+                CONTEXT.reset(token)
         del evicted  # finalizers run here, after that level's handlers
         if level.recorder.deferred:
             run_deferred(level)
-        for sink in level.recorder.blocking_sinks:
-            sink.wait_for_room()
+        if level.recorder.blocking_sinks:  # no iterator when there is none
+            for sink in level.recorder.blocking_sinks:
+                sink.wait_for_room()
     return errors
 
 

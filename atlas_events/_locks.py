@@ -25,16 +25,17 @@ _SPINS = 3  # yields before a blocking acquire; docs/performance.md "Core split:
 class RecordingLock:
     """The recording lock: entered once per thread, aware of re-entry, free of lock convoys.
 
-    ``raw`` is an ``RLock`` used as a plain lock plus a ``busy`` flag: a
-    non-blocking acquire that succeeds while ``busy`` is set means this very
+    ``raw`` is an ``RLock`` used as a plain lock plus a ``busy`` flag: an
+    acquire that succeeds while ``busy`` is still set means this very
     thread is inside the locked section (code the garbage collector ran
     there, e.g. a finalizer that publishes); the caller then releases and
     defers its work instead of entering twice. This needs no owner
     bookkeeping per publish (an owner ident would cost a call and an int
     allocation; docs/performance.md "Core split: hot path").
 
-    When another thread holds the lock, :meth:`wait` yields the GIL a few
-    times (``sleep(0)``) before it blocks. The holder of a short critical
+    When the lock is busy, :meth:`wait` yields the GIL a few times
+    (``sleep(0)``) before the caller blocks; an uncontended acquire only
+    tests ``busy`` (an attribute load). The holder of a short critical
     section is then usually done by the time the waiter retries, so two
     publishing threads do not hand the lock (and the GIL) back and forth on
     every event (a lock convoy: two threads got 0.15-0.25x of one thread's
@@ -46,17 +47,19 @@ class RecordingLock:
     __slots__ = ("busy", "raw")
 
     def __init__(self) -> None:
-        self.raw = threading.RLock()  # the publish loop inlines raw.acquire(False) + busy
+        self.raw = threading.RLock()  # the publish loop inlines busy + raw.acquire()
         self.busy = False
 
     def wait(self) -> None:
-        """The contended path: another thread holds the lock; yield, then block."""
-        raw = self.raw
+        """The contended path: the lock is busy; yield a few times while it stays busy.
+
+        The caller then blocks in ``raw.acquire()``, which returns at once
+        when this very thread is the holder (re-entry, told by ``busy``).
+        """
         for _ in range(_SPINS):
             _sleep(0)
-            if raw.acquire(False):
+            if not self.busy:
                 return
-        raw.acquire()
 
     def acquire(self) -> None:
         """Take the lock.
@@ -66,9 +69,10 @@ class RecordingLock:
                 garbage collector inside the locked section); entering
                 twice would break the section's invariants.
         """
-        if not self.raw.acquire(False):
+        if self.busy:
             self.wait()
-        elif self.busy:
+        self.raw.acquire()
+        if self.busy:
             self.raw.release()
             raise RuntimeError("the bus's recording lock is held by this thread")
         self.busy = True

@@ -55,6 +55,7 @@ class Node:
         "nested",
         "parent",
         "path",
+        "queued",
         "raise_handler_errors",
         "recorder",
         "registry",
@@ -93,6 +94,7 @@ class Node:
         self.max_depth = max_depth
         self.raise_handler_errors = raise_handler_errors
         self.nested = nested
+        self.queued = nested == "queued"  # a bool for the publish loop to test
         self.terminal_types: frozenset[enum.Enum] = frozenset(
             (EventType.SYSTEM_SHUTDOWN, *terminal_types)
         )
