@@ -101,7 +101,8 @@ def test_sigkill_and_restart_loses_nothing_and_reconnects_fast(
     local_while_down = len(local) - local_at_kill
     server.start()
     back = time.monotonic()
-    persisted = server.client().xlen("{faults}:events")
+    with server.client() as admin:
+        persisted = admin.xlen("{faults}:events")
     assert persisted >= sent_before_kill  # appendfsync always: acknowledged XADDs survived
     release.set()
     publisher.join(30)
