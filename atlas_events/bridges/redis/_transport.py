@@ -150,7 +150,7 @@ def _open_cluster(config: RedisBridgeConfig, options: dict[str, Any]) -> Client:
     try:
         client.ping()
     except BaseException:
-        client.close()
+        close(client)
         raise
     return client
 
@@ -173,10 +173,19 @@ def interrupt(client: Client | None) -> None:
 
 
 def close(client: Client | None) -> None:
-    """Close ``client`` (quietly: it may be broken already)."""
+    """Close ``client`` and every socket it opened (quietly: it may be broken already).
+
+    A cluster client's node connections are disconnected first:
+    ``RedisCluster.from_url`` hands each node's ``Redis`` a connection pool
+    of its own making, and ``Redis.close()`` closes only pools it made
+    itself, so ``RedisCluster.close()`` alone leaves their sockets open
+    until the garbage collector finds them.
+    """
     if client is None:
         return
     try:
+        if isinstance(client, RedisCluster):
+            client.disconnect_connection_pools()
         client.close()
     except (*LINK_ERRORS, ResponseError) as exc:  # pragma: no cover - closing a dead socket
         log.debug("closing a bridge client: %s", exc, extra=log_extra())

@@ -219,6 +219,39 @@ def test_replica_acks_wait_for_the_replicas_and_warn_when_short(
     assert wait_until(lambda: "1 of 2 replicas confirmed" in caplog.text, timeout=5)
 
 
+def _bridge_connections(cluster: LocalCluster, node_id: str) -> list[str]:
+    """``node:client name`` of every connection the bridge ``node_id`` holds, on any node."""
+    found = []
+    for node in cluster.live():
+        with node.client(socket_timeout=2) as client:
+            for entry in client.client_list():
+                if str(entry.get("name", "")).startswith(f"atlas-bridge:{node_id}:"):
+                    found.append(f"{node.address}:{entry['name']}")
+    return found
+
+
+def test_stop_closes_the_connections_on_every_node(
+    redis_cluster: LocalCluster, make_bus: Callable[[str], EventBus]
+) -> None:
+    """After stop() no node holds a connection of the bridge's, none is left to the GC.
+
+    redis-py's ``RedisCluster.from_url(...).close()`` leaves the nodes'
+    connection pools open (each node's ``Redis`` was handed its pool); the
+    bridge disconnects them itself.
+    """
+    ns, node_id = "closing", "closer"
+    bus = make_bus("a")
+    url = redis_cluster.urls[-1]  # a replica: the stream's primary is reached through it
+    bridge = RedisBridge(bus, url, ns, node_id=node_id, block_ms=100).start(timeout=10)
+    bus.publish(EventType.TASK_COMPLETED, {"n": 1})
+    assert wait_until(lambda: bridge.health()["sent"] == 1, timeout=10)
+    assert _bridge_connections(redis_cluster, node_id)
+    bridge.stop()
+    assert wait_until(lambda: not _bridge_connections(redis_cluster, node_id), timeout=5), (
+        _bridge_connections(redis_cluster, node_id)
+    )
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [("cluster", "yes"), ("replica_acks", -1), ("replica_acks", 1.5), ("replica_timeout", 0)],
