@@ -63,7 +63,7 @@ def _busy_bridge(bus: EventBus, url: str, namespace: str) -> RedisBridge:
 
 def _assert_bus_untouched(bridge: RedisBridge, bus: EventBus) -> None:
     assert bridge.state == "stopped"
-    assert not any(t.is_alive() for t in bridge._threads)
+    assert not any(t.is_alive() for t in bridge._workers.threads)
     assert bus.stats()["sinks"] == []
     assert bus.stats()["middleware"] == 0
 

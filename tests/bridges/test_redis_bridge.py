@@ -460,7 +460,7 @@ def test_bus_close_ends_the_bridge(
     a = make_bus("a")
     bridge = make_bridge(a, "node-a")
     a.close()
-    assert wait_until(lambda: not any(t.is_alive() for t in bridge._threads), timeout=5)
+    assert wait_until(lambda: not any(t.is_alive() for t in bridge._workers.threads), timeout=5)
     bridge.stop()
     assert bridge.state == "stopped"
 

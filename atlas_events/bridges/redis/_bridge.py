@@ -12,8 +12,6 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, cast
 
-from redis.exceptions import ResponseError
-
 from ... import Event, EventBus, Sink, Subscription
 from ...exceptions import BridgeConnectionError, BusClosedError
 from .._dedup import DedupWindow
@@ -32,9 +30,8 @@ from .._outbox import Outbox
 from .._threads import in_thread, wait_uncancellable
 from ..codec import Codec
 from ._config import RedisBridgeConfig, generated_node_id
-from ._reader import Reader
-from ._sender import Sender
-from ._transport import LINK_ERRORS, close, command, interrupt, make_backoff, open_client
+from ._group import destroy_group
+from ._workers import Workers
 
 __all__ = ["RedisBridge", "attach"]
 
@@ -142,14 +139,19 @@ class RedisBridge:
         self._inbound = Inbound(
             bus, config.codec, self._dedup, self.node_id, self.counters, self._announcer
         )
+        self._workers = Workers(
+            config,
+            bus,
+            self.node_id,
+            self.incarnation,
+            self._outbox,
+            self._inbound,
+            self._link,
+            self._announcer,
+            self.counters,
+        )
         self._life = threading.Lock()
-        self._stopping = threading.Event()
-        self._ready = threading.Event()
-        self._threads: list[threading.Thread] = []
         self._tokens: list[Subscription] = []
-        self._sender: Sender | None = None
-        self._reader: Reader | None = None
-        self._last_handled: bytes | None = None
 
     # ------------------------------------------------------------ properties
 
@@ -212,8 +214,8 @@ class RedisBridge:
             elif self.bus.closed:
                 self._link.set("stopped")
                 raise BusClosedError(self.bus.name, "start a bridge")
-            self._spawn()
-        if timeout is not None and not self._ready.wait(timeout):
+            self._workers.start()
+        if timeout is not None and not self._workers.ready.wait(timeout):
             self.stop(timeout=0)
             raise self._no_answer(timeout)
         return self
@@ -238,59 +240,10 @@ class RedisBridge:
 
     def _reset(self) -> None:
         self._link.halt.clear()
-        self._stopping.clear()
-        self._ready.clear()
+        self._workers.reset()
         self._outbox.reopen()
         self._outbound.reset()  # codec registrations may have changed
         self._link.set("connecting")
-
-    def _spawn(self) -> None:
-        config, link, backoff = self.config, self._link, make_backoff(self.config)
-        self._sender = Sender(
-            config,
-            self.node_id,
-            self.incarnation,
-            self._outbox,
-            link,
-            self.counters,
-            backoff,
-            self._stopping,
-            None if config.receive else self._ready,  # send-only: ready once connected
-        )
-        threads = [
-            threading.Thread(
-                target=link.guard("sender", self._sender.run),
-                name=f"atlas-redis-send[{self.node_id}]",
-                daemon=True,
-            )
-        ]
-        if not config.receive:
-            self._reader = None
-            self._threads = threads
-            threads[0].start()
-            return
-        self._reader = Reader(
-            config,
-            self.bus,
-            self.node_id,
-            self._inbound,
-            link,
-            self._announcer,
-            self.counters,
-            backoff,
-            self._ready,
-        )
-        self._reader.last_handled = self._last_handled
-        self._threads = [
-            *threads,
-            threading.Thread(
-                target=link.guard("reader", self._reader.run),
-                name=f"atlas-redis-read[{self.node_id}]",
-                daemon=True,
-            ),
-        ]
-        for thread in self._threads:
-            thread.start()
 
     def _no_answer(self, timeout: float) -> BridgeConnectionError:
         reason = self._link.last_error or f"no answer within {timeout}s"
@@ -309,64 +262,22 @@ class RedisBridge:
                 handler of a remote or ``BRIDGE_*`` event); stop it from
                 another thread.
         """
-        if threading.current_thread() in self._threads:
+        if threading.current_thread() in self._workers.threads:
             raise RuntimeError(
                 f"bridge {self.node_id!r} cannot be stopped from its own thread "
                 "(a handler of a remote or BRIDGE_* event); stop it from another thread"
             )
         with self._life:
-            if self._link.state == "stopped" and not self._threads:
+            if self._link.state == "stopped" and not self._workers.threads:
                 return
             for token in self._tokens:
                 token()
             self._tokens = []
-            self._join(timeout)
+            self._workers.stop(timeout)
             # its group was created (a send-only bridge has none)
-            if self.ephemeral and self.config.receive and self._ready.is_set():
-                self._destroy_group()
+            if self.ephemeral and self.config.receive and self._workers.ready.is_set():
+                destroy_group(self.config, self.node_id, self.bus.name)
             self._link.set("stopped")
-
-    def _join(self, timeout: float) -> None:
-        sender, reader = (*self._threads, None, None)[:2]
-        self._stopping.set()
-        self._outbox.wake.set()
-        if sender is not None:
-            sender.join(max(timeout, 0.0))
-        self._link.halt.set()
-        self._outbox.wake.set()
-        if sender is not None:
-            sender.join(2.0)
-        if self._reader is not None:
-            interrupt(self._reader.client)  # wakes a blocked XREADGROUP at once
-        if reader is not None:
-            reader.join(self.config.block_ms / 1000 + 2.0)
-        if self._reader is not None:
-            self._last_handled = self._reader.last_handled
-        self._threads = []
-
-    def _destroy_group(self) -> None:
-        """Delete the group of a generated node id (on a connection of its own)."""
-        try:
-            admin = open_client(self.config, reader=False)
-        except (*LINK_ERRORS, ResponseError) as exc:
-            log.info(
-                "bridge %s: could not delete its group: %s",
-                self.node_id,
-                exc,
-                extra=log_extra(bus=self.bus.name, atlas_node=self.node_id),
-            )
-            return
-        try:
-            command(admin, "XGROUP", "DESTROY", self.config.stream_key, self.node_id)
-        except (*LINK_ERRORS, ResponseError) as exc:
-            log.info(
-                "bridge %s: could not delete its group: %s",
-                self.node_id,
-                exc,
-                extra=log_extra(bus=self.bus.name, atlas_node=self.node_id),
-            )
-        finally:
-            close(admin)
 
     async def start_async(
         self,
@@ -403,7 +314,7 @@ class RedisBridge:
 
     async def _wait_ready(self, timeout: float) -> None:  # noqa: ASYNC109 - start()'s budget
         deadline = time.monotonic() + timeout
-        while not self._ready.is_set():
+        while not self._workers.ready.is_set():
             if self._link.state == "stopped":
                 raise BridgeConnectionError(self.config.safe_url, "stopped while connecting")
             if time.monotonic() >= deadline:
@@ -496,7 +407,6 @@ class RedisBridge:
         """A snapshot of the link state and the counters; cheap, any thread."""
         link = self._link
         down = link.down_since
-        sender = self._sender
         return {
             "state": link.state,
             "connected": link.state == "connected",
@@ -510,7 +420,7 @@ class RedisBridge:
             "outbox_depth": len(self._outbox),
             "outbox_capacity": self._outbox.capacity,
             "outbox_policy": self._outbox.policy,
-            "in_flight": 0 if sender is None else sender.in_flight,
+            "in_flight": self._workers.in_flight,
             **self._counters(),
         }
 

@@ -7,14 +7,19 @@ counter are read and written in one step while other nodes keep appending.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 
 from redis.cluster import ClusterPipeline
+from redis.exceptions import ResponseError
 
+from ..._logging import log_extra
 from ._config import RedisBridgeConfig
-from ._transport import Client, command
+from ._transport import LINK_ERRORS, Client, close, command, open_client
 
-__all__ = ["NO_GROUP", "UNKNOWN", "ConsumerGroup"]
+__all__ = ["NO_GROUP", "UNKNOWN", "ConsumerGroup", "destroy_group"]
+
+log = logging.getLogger("atlas_events.bridges.redis")
 
 UNKNOWN: Final = -1
 """The loss cannot be counted now (the group's counter is unknown, or the
@@ -150,3 +155,30 @@ class ConsumerGroup:
             # directly, loads it again.
             return command(client, "EVALSHA", self._account.sha, 1, self.key, self.group)
         return self._account(keys=[self.key], args=[self.group], client=client)
+
+
+def destroy_group(config: RedisBridgeConfig, group: str, bus_name: str) -> None:
+    """Delete the consumer group ``group`` (a generated node id's) on a connection of its own.
+
+    Best effort: a failure is logged at INFO (the group then stays behind).
+    """
+    try:
+        admin = open_client(config, reader=False)
+    except (*LINK_ERRORS, ResponseError) as exc:
+        _not_destroyed(group, bus_name, exc)
+        return
+    try:
+        command(admin, "XGROUP", "DESTROY", config.stream_key, group)
+    except (*LINK_ERRORS, ResponseError) as exc:
+        _not_destroyed(group, bus_name, exc)
+    finally:
+        close(admin)
+
+
+def _not_destroyed(group: str, bus_name: str, exc: BaseException) -> None:
+    log.info(
+        "bridge %s: could not delete its group: %s",
+        group,
+        exc,
+        extra=log_extra(bus=bus_name, atlas_node=group),
+    )
