@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import enum
 import gc
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from atlas_events import ANY, Event, EventBus, EventType, SinkStats, Subscription
+from atlas_events import ANY, Event, EventBus, EventType, SinkStats, Subscription, correlate
 
 from .conftest import Workers
 
@@ -189,6 +190,55 @@ def test_clear_history_releases_payloads_after_unlocking() -> None:
     _run_with_deadline(bus.clear_history)
     assert sorted(e.data for e in bus.history()) == [0, 1, 2]
     assert [e.seq for e in bus.history()] == [4, 5, 6]
+
+
+class Witness:
+    """Records, from ``__del__``, what the bus looks like while it is being released."""
+
+    def __init__(self, bus: EventBus, tag: int, seen: list[tuple[int, int, int]]) -> None:
+        self.bus = bus
+        self.tag = tag
+        self.seen = seen
+
+    def __del__(self) -> None:
+        # stats() takes the recording lock: it would raise RuntimeError if this
+        # thread still held it. The publish from another thread would hang.
+        size = self.bus.stats()["history_size"]
+        other = threading.Thread(target=self.bus.publish, args=(Released.GONE, self.tag))
+        other.start()
+        other.join(10)
+        assert not other.is_alive(), "the recording lock is held while releasing"
+        self.seen.append((self.tag, size, self.bus.stats()["history_size"]))
+
+
+def test_clear_history_swaps_under_the_lock_and_releases_after() -> None:
+    """clear_history() empties the history under the lock; the events die after, oldest first.
+
+    The main history and the per-run history both: the first release already
+    sees an empty history and a free lock (another thread publishes into the
+    new history meanwhile), and the runs' events are released after the main
+    history's, each oldest first.
+    """
+    bus = EventBus(history_limit=3, run_history_limit=10)
+    seen: list[tuple[int, int, int]] = []
+    with correlate("run"):
+        for i in range(5):  # 0 and 1 leave the main history, stay in the run's
+            bus.publish(ET.AGENT_STARTED, Witness(bus, i, seen))
+    for i in range(5, 8):  # in the main history only
+        bus.publish(ET.AGENT_STARTED, Witness(bus, i, seen))
+
+    _run_with_deadline(bus.clear_history)
+
+    # Main history first (5, 6, 7; 2-4 are still held by their run), then the run.
+    assert [tag for tag, _, _ in seen] == [5, 6, 7, 0, 1, 2, 3, 4]
+    # Each release saw the history already cleared, then one more event from
+    # the other thread's publish.
+    assert [(before, after) for _, before, after in seen] == [(k, k + 1) for k in range(3)] + [
+        (3, 3)
+    ] * 5
+    assert [e.data for e in bus.history(Released.GONE)] == [2, 3, 4]  # limit 3
+    assert bus.history(correlation_id="run") == []
+    assert bus.last_seq == 8 + 8
 
 
 @pytest.mark.usefixtures("low_gc_thresholds")
