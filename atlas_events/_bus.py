@@ -23,27 +23,56 @@ from ._bus_policies import Policies
 from ._bus_queries import Queries
 from ._bus_subscribe import Subscriptions
 from ._checks import check_bool
-from ._context import CONTEXT, correlate, current_correlation_id
-from ._dispatch import emit, prepare, replaced, report_async_failure, resume, run_middleware
+from ._context import (
+    COLLECTOR,
+    correlate,
+    current_correlation_id,
+    enter_context,
+    get_context,
+    read_context,
+    reset_context,
+    set_context,
+)
+from ._dispatch import NO_QUEUE as _NO_QUEUE
+from ._dispatch import (
+    deliver,
+    finish,
+    handler_failed,
+    prepare,
+    push,
+    raise_errors,
+    replaced,
+    report_async_failure,
+    resume,
+    run_middleware,
+)
+from ._event import _SEQ_SET as _set_seq
 from ._event import EMPTY_METADATA, Event, EventKey, _EventFields, copy_event, in_context
 from ._history import History
 from ._ids import _SOURCE
 from ._locks import Deferred
 from ._options import BusOptions
 from ._policies import PolicyCounters
+from ._receivers import entry_name, handler_returned
 from ._recorder import Sink
 from ._registry import Registry
+from ._release import KEPT as _KEPT
+from ._release import release_kept
 from ._scoped import Nested, Node, close_tree
 from ._validate import check_event, checked_metadata
 from ._waiting import Waits
 from .exceptions import (
     BusClosedError,
+    HandlerError,
     MiddlewareError,
     RecursionDepthError,
     ScopeError,
 )
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
+    from ._context import Context
     from ._wrappers import HandlerWrapper
 
 __all__ = ["EventBus", "ScopedEventBus", "Sink", "correlate", "current_correlation_id"]
@@ -138,6 +167,7 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         self._wlock = registry.locks.write
         self._routes = registry.routes
         self._declared = node.tree.declared
+        self._declared_by_id = node.tree.declared.by_id
         self._chain = node.chain
         self._recorder = node.recorder
         self._parent = parent
@@ -252,10 +282,10 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
             RecursionDepthError: Handlers nested publishes beyond ``max_depth``.
             BusClosedError: The bus is closed.
         """
-        # The hot path (docs/performance.md "Core split: hot path"): rare cases (bad input,
-        # declared payloads, metadata) branch off to helpers and the common
-        # case reads each attribute once. Options are positional-or-keyword so
-        # the call is specialised (saves a kwargs dict per call, same section).
+        # The hot path (docs/performance.md "Hot path, round 4"): rare cases
+        # (bad input, declared payloads, metadata, scopes, errors) branch off to
+        # helpers; the common case reads each attribute once. Options are
+        # positional-or-keyword so the call is specialised (saves a kwargs dict).
         if self._closed:
             raise BusClosedError(self.name)
         # Keyed by identity: a plain value equal to a str- or int-valued member,
@@ -264,9 +294,10 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         route = self._routes.get(id(event_type))
         if route is None:
             event_type, route = self._resolve(event_type, data)
-        elif self._declared:
+        elif self._declared_by_id:  # a dict: truth-tested without a Python call
             self._check_payload(event_type, data)  # type: ignore[arg-type]
-        ctx = CONTEXT.get()
+        # Not from code the collector runs on this thread (see _context.Collector).
+        ctx = get_context() if not COLLECTOR.thread else read_context()
         if ctx is None:
             parent_id = queue = None
             depth = 0
@@ -287,7 +318,7 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         # Built slot by slot on the mutable layout, then frozen by a class
         # swap: no __init__ frame (docs/performance.md "Core split: hot path").
         ev: Any = _new_event(_EventFields)
-        ev.id = _ids.prefix + str(next(_ids.counter))
+        ev.id = eid = _ids.prefix + str(next(_ids.counter))
         ev.type = event_type
         ev.data = data
         ev.timestamp = _time()
@@ -299,23 +330,109 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         ev.correlation_id = correlation_id
         ev.origin = None
         ev.__class__ = Event
+        node = self._node
         # The middleware loop, inlined (saves a call per publish; same section).
         for mw in self._chain.here:
             try:
                 res = mw(ev)
             except Exception as exc:
-                raise MiddlewareError(mw, ev.id, exc) from exc
+                raise MiddlewareError(mw, eid, exc) from exc
             if res is not ev:
-                changed = replaced(self._node, mw, ev, res, route)
+                changed = replaced(node, mw, ev, res, route)
                 if changed is None:  # dropped
-                    return str(ev.id)
+                    return eid
                 ev, route = changed
+                correlation_id = ev.correlation_id
         if queue is not None and queue[0] == _get_ident():  # queued mode: after this event
-            queue.append(partial(resume, self._node, ev, route, depth, queue, propagate))
-            return str(ev.id)
+            queue.append(partial(resume, node, ev, route, depth, queue, propagate))
+            return eid
+        rec = self._recorder
         # Every level's middleware runs before any level records (see prepare).
-        plan = prepare(self._node, ev, propagate) if self._recorder.forwards else None
-        return emit(self._node, ev, route, depth, queue, plan)
+        plan = prepare(node, ev, propagate) if rec.forwards else None
+        # From here on: _dispatch.deliver, inlined (saves a call and a frame per
+        # publish, ~600 instructions; docs/performance.md "Hot path, round 4").
+        # Keep the two in step: tests/test_dispatch.py runs both through every case.
+        mine = _NO_QUEUE
+        owner = 0  # mine[-1] is owner while nothing is queued: tested without a len() call
+        if route or plan:
+            if queue is None and node.queued:  # this thread's outermost dispatch
+                owner = _get_ident()
+                queue = mine = [owner]
+            # Set before recording, reset after forwarding and draining: a
+            # finalizer the collector runs anywhere in between sees the queue
+            # and is delivered after this event (docs/reliability.md).
+            here = (eid, depth + 1, correlation_id, queue)
+            # Not inside a collection on this thread (python/cpython#148891; see
+            # _context.Collector): one attribute test on the common path.
+            token: Token[Context | None] | None = (
+                enter_context(here) if COLLECTOR.thread else set_context(here)
+            )
+        else:
+            token = here = None
+        errors: list[HandlerError] | None = None
+        try:
+            lock = rec.lock
+            raw = lock.raw
+            # A busy test, then a blocking acquire() that parses no arguments
+            # (saves ~330 instructions against acquire(False); same section).
+            if lock.busy:  # contended (or re-entered): yield before blocking
+                lock.wait()
+            raw.acquire()
+            if lock.busy:  # re-entered: a finalizer run inside the locked section published
+                raw.release()
+                node.deferred.add(partial(resume, node, ev, route, depth, None, False, plan))
+                mine[0] = 0
+                return eid
+            lock.busy = True
+            try:
+                seq = rec.seq = rec.seq + 1
+                _set_seq(ev, seq)
+                events = rec.events
+                # Held until unlocked: an evicted payload's finalizer may publish.
+                evicted: object = (
+                    events[0] if events else None
+                )  # held either way: cheaper than a len test
+                events.append(ev)
+                if correlation_id is not None:
+                    evicted = (evicted, rec.history.record_run(correlation_id, ev))
+                rec.delivered += len(route)
+                if rec.sinks:  # no call when there is none (the common case)
+                    push(rec.sinks, ev)
+            finally:
+                lock.busy = False
+                raw.release()
+            # dispatch(), inlined (saves a frame per publish; same section).
+            for fn, ref in route:
+                try:
+                    if ref is None:
+                        res = fn(ev)
+                    else:
+                        obj = ref()
+                        if obj is None:
+                            node.registry.count_skip()
+                            continue
+                        res = fn(obj, ev)
+                    if res is not None:  # an awaitable is scheduled, never dropped
+                        handler_returned(node.registry, ev, fn, ref, res)
+                except Exception as exc:
+                    errors = handler_failed(node, ev, entry_name(fn, ref), exc, depth, errors)
+            # Released after the handlers: a finalizer's publish then follows this event.
+            del evicted
+            if mine[-1] is owner and errors is None and not rec.more and not rec.deferred:
+                mine[0] = 0  # closed: nothing was queued (see _dispatch.drain)
+            else:
+                errors = finish(node, depth, queue, mine, plan, errors, here)
+        except BaseException:
+            mine[0] = 0  # closed, so a copied context never queues on it
+            raise
+        finally:
+            if token is not None:
+                reset_context(token)
+        if _KEPT:  # what sinks evicted under the lock (see _release)
+            release_kept()
+        if errors:
+            raise_errors(eid, errors)
+        return eid
 
     def publish_event(self, event: Event[Any], *, propagate: bool = True) -> str:
         """Publish a prebuilt :class:`Event` (e.g. from :meth:`Event.create`).
@@ -337,7 +454,7 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         if self._closed:
             raise BusClosedError(self.name)
         self._check_payload(event.type, event.data)
-        ctx = CONTEXT.get()
+        ctx = read_context()
         depth = 0 if ctx is None else ctx[1]
         if depth >= self.max_depth:
             raise RecursionDepthError(depth + 1, self.max_depth, event.type)
@@ -355,7 +472,7 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         if queue is not None and queue[0] == _get_ident():  # queued mode: after this event
             queue.append(partial(resume, node, ev, route, depth, queue, propagate))
             return ev.id
-        return emit(node, ev, route, depth, queue, prepare(node, ev, propagate))
+        return deliver(node, ev, route, depth, queue, prepare(node, ev, propagate))
 
     # ------------------------------------------------------------------ scopes
 

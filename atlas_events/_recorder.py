@@ -72,7 +72,6 @@ class Recorder:
         "dropped",
         "events",
         "forwards",
-        "full",
         "handler_errors",
         "history",
         "lock",
@@ -89,9 +88,6 @@ class Recorder:
         self.deferred = deferred
         self.history = history
         self.events = history.recent  # the deque, appended to inline by the publish loop
-        # len(events) at which an append evicts; -1 when nothing is kept (then
-        # the appended event is the one discarded, and the publisher holds it).
-        self.full = history.limit or -1
         self.seq = 0
         self.sinks: tuple[Sink, ...] = ()
         self.blocking_sinks: tuple[Sink, ...] = ()

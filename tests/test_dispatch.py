@@ -249,3 +249,59 @@ def test_a_failing_sink_leaves_the_event_recorded_and_delivered_on_every_level(
     assert failing.pushed == 1
     assert any("failing sink" in r.getMessage() for r in caplog.records)
     root.close()
+
+
+def test_queued_order_holds_above_a_publishing_scope_with_no_handlers() -> None:
+    """The outermost publish owns the queue even when its own bus has no handler.
+
+    Before: a leaf without handlers dispatched at its ancestors with no queue,
+    so a second ancestor handler saw the nested event first.
+    """
+    root = EventBus()
+    leaf = root.scope("a").scope("b")
+    seen: list[tuple[str, str]] = []
+
+    def first(e: Event[Any]) -> None:
+        seen.append(("first", e.type.name))
+        if e.type is EventType.TASK_STARTED:
+            leaf.publish(EventType.TASK_COMPLETED)
+
+    def second(e: Event[Any]) -> None:
+        seen.append(("second", e.type.name))
+
+    for handler in (first, second):
+        root.subscribe(EventType.TASK_STARTED, handler)
+        root.subscribe(EventType.TASK_COMPLETED, handler)
+    leaf.publish(EventType.TASK_STARTED)
+    assert seen == [
+        ("first", "TASK_STARTED"),
+        ("second", "TASK_STARTED"),
+        ("first", "TASK_COMPLETED"),
+        ("second", "TASK_COMPLETED"),
+    ]
+    assert [e.seq for e in root.history()] == [1, 2]
+
+
+def test_code_run_by_the_collector_never_sets_the_dispatch_context() -> None:
+    """python/cpython#148891: inside a collection on this thread the bus leaves the context alone.
+
+    The handler of an event published there runs in the interrupted code's
+    context (here: none), and the publish still records and delivers.
+    """
+    from atlas_events import _context
+
+    bus = EventBus()
+    parents: list[str | None] = []
+    bus.subscribe(
+        EventType.TASK_STARTED, lambda e: parents.append(_context.read_context() and "set")
+    )
+    _context.COLLECTOR("start", {})
+    try:
+        assert _context.enter_context(("x", 1, None, None)) is None
+        bus.publish(EventType.TASK_STARTED)
+    finally:
+        _context.COLLECTOR("stop", {})
+    assert parents == [None]
+    assert _context.read_context() is None
+    bus.publish(EventType.TASK_STARTED)
+    assert parents == [None, "set"]
