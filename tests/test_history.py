@@ -161,7 +161,8 @@ def test_bad_history_limit(bad: Any) -> None:
 
 def test_run_history_can_be_disabled() -> None:
     """max_runs=0 (or run_history_limit=0) keeps no runs; correlated publishes still work."""
-    for options in ({"max_runs": 0}, {"run_history_limit": 0}):
+    cases: tuple[dict[str, Any], ...] = ({"max_runs": 0}, {"run_history_limit": 0})
+    for options in cases:
         b = EventBus(**options)
         b.publish(ET.TASK_STARTED, correlation_id="r")
         assert b.history(correlation_id="r") == []

@@ -104,8 +104,8 @@ def test_concurrent_publish_subscribe_unsubscribe(bus: EventBus) -> None:
     churner.join(30)
     if errors:
         raise errors[0]
-    for t in range(4):
-        assert seen[t] == list(range(2000))
+    for n in range(4):
+        assert seen[n] == list(range(2000))
     seqs = [e.seq for e in bus.history()]
     assert seqs == sorted(seqs)
     assert len(seqs) == 1000
