@@ -201,7 +201,12 @@ def test_ancestor_middleware_sees_unrecorded_events() -> None:
     root = EventBus()
     child = root.scope("c")
     seqs: list[int] = []
-    root.add_middleware(lambda e: seqs.append(e.seq) or e)
+
+    def note(e: Event[Any]) -> Event[Any]:
+        seqs.append(e.seq)
+        return e
+
+    root.add_middleware(note)
     child.publish(ET.TASK_STARTED)
     assert seqs == [-1]
 
