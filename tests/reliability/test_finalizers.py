@@ -247,6 +247,13 @@ def _garbage_maker(bus: EventBus, trigger: enum.Enum) -> Callable[[Event[Any]], 
     return middleware
 
 
+def _seq_recorder(into: list[int]) -> Callable[[Event[Any]], None]:
+    def record(ev: Event[Any]) -> None:
+        into.append(ev.seq)
+
+    return record
+
+
 @pytest.fixture
 def eager_gc() -> Iterator[None]:
     old = gc.get_threshold()
@@ -276,8 +283,7 @@ def test_gc_finalizer_publishing_mid_publish_keeps_seq_order(levels: int, api: s
     seen: dict[str, list[int]] = {}
     level: EventBus | None = bus
     while level is not None:
-        order = seen.setdefault(level.name, [])
-        level.subscribe(ANY, lambda e, order=order: order.append(e.seq))
+        level.subscribe(ANY, _seq_recorder(seen.setdefault(level.name, [])))
         level = level.parent
     bus.add_middleware(_garbage_maker(bus, ET.TASK_STARTED))
     for i in range(50):
