@@ -22,57 +22,42 @@ from ._bus_ecosystem import Ecosystem
 from ._bus_policies import Policies
 from ._bus_queries import Queries
 from ._bus_subscribe import Subscriptions
+from ._chain import run_middleware
 from ._checks import check_bool
 from ._context import (
     COLLECTOR,
     correlate,
     current_correlation_id,
-    enter_context,
     get_context,
     read_context,
-    reset_context,
-    set_context,
 )
-from ._dispatch import NO_QUEUE as _NO_QUEUE
 from ._dispatch import (
-    deliver,
-    finish,
-    handler_failed,
+    emit,
+    nested,
     prepare,
-    push,
-    raise_errors,
     replaced,
     report_async_failure,
     resume,
-    run_middleware,
 )
-from ._event import _SEQ_SET as _set_seq
 from ._event import EMPTY_METADATA, Event, EventKey, _EventFields, copy_event, in_context
 from ._history import History
 from ._ids import _SOURCE
 from ._locks import Deferred
 from ._options import BusOptions
 from ._policies import PolicyCounters
-from ._receivers import entry_name, handler_returned
 from ._recorder import Sink
 from ._registry import Registry
-from ._release import KEPT as _KEPT
-from ._release import release_kept
 from ._scoped import Nested, Node, close_tree
 from ._validate import check_event, checked_metadata
 from ._waiting import Waits
 from .exceptions import (
     BusClosedError,
-    HandlerError,
     MiddlewareError,
     RecursionDepthError,
     ScopeError,
 )
 
 if TYPE_CHECKING:
-    from contextvars import Token
-
-    from ._context import Context
     from ._wrappers import HandlerWrapper
 
 __all__ = ["EventBus", "ScopedEventBus", "Sink", "correlate", "current_correlation_id"]
@@ -301,12 +286,10 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         if ctx is None:
             parent_id = queue = None
             depth = 0
-        else:
-            parent_id, depth, cid, queue = ctx
-            if correlation_id is None:
-                correlation_id = cid
-            if depth >= self.max_depth:
-                raise RecursionDepthError(depth + 1, self.max_depth, event_type)
+        else:  # published by a handler (or in a correlate() block)
+            parent_id, depth, correlation_id, queue = nested(
+                ctx, correlation_id, self.max_depth, event_type
+            )
         if source is None and metadata is None:
             md: Mapping[str, Any] = EMPTY_METADATA
         else:
@@ -349,90 +332,7 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         rec = self._recorder
         # Every level's middleware runs before any level records (see prepare).
         plan = prepare(node, ev, propagate) if rec.forwards else None
-        # From here on: _dispatch.deliver, inlined (saves a call and a frame per
-        # publish, ~600 instructions; docs/performance.md "Hot path, round 4").
-        # Keep the two in step: tests/test_dispatch.py runs both through every case.
-        mine = _NO_QUEUE
-        owner = 0  # mine[-1] is owner while nothing is queued: tested without a len() call
-        if route or plan:
-            if queue is None and node.queued:  # this thread's outermost dispatch
-                owner = _get_ident()
-                queue = mine = [owner]
-            # Set before recording, reset after forwarding and draining: a
-            # finalizer the collector runs anywhere in between sees the queue
-            # and is delivered after this event (docs/reliability.md).
-            here = (eid, depth + 1, correlation_id, queue)
-            # Not inside a collection on this thread (python/cpython#148891; see
-            # _context.Collector): one attribute test on the common path.
-            token: Token[Context | None] | None = (
-                enter_context(here) if COLLECTOR.thread else set_context(here)
-            )
-        else:
-            token = here = None
-        errors: list[HandlerError] | None = None
-        try:
-            lock = rec.lock
-            raw = lock.raw
-            # A busy test, then a blocking acquire() that parses no arguments
-            # (saves ~330 instructions against acquire(False); same section).
-            if lock.busy:  # contended (or re-entered): yield before blocking
-                lock.wait()
-            raw.acquire()
-            if lock.busy:  # re-entered: a finalizer run inside the locked section published
-                raw.release()
-                node.deferred.add(partial(resume, node, ev, route, depth, None, False, plan))
-                mine[0] = 0
-                return eid
-            lock.busy = True
-            try:
-                seq = rec.seq = rec.seq + 1
-                _set_seq(ev, seq)
-                events = rec.events
-                # Held until unlocked: an evicted payload's finalizer may publish.
-                evicted: object = (
-                    events[0] if events else None
-                )  # held either way: cheaper than a len test
-                events.append(ev)
-                if correlation_id is not None:
-                    evicted = (evicted, rec.history.record_run(correlation_id, ev))
-                rec.delivered += len(route)
-                if rec.sinks:  # no call when there is none (the common case)
-                    push(rec.sinks, ev)
-            finally:
-                lock.busy = False
-                raw.release()
-            # dispatch(), inlined (saves a frame per publish; same section).
-            for fn, ref in route:
-                try:
-                    if ref is None:
-                        res = fn(ev)
-                    else:
-                        obj = ref()
-                        if obj is None:
-                            node.registry.count_skip()
-                            continue
-                        res = fn(obj, ev)
-                    if res is not None:  # an awaitable is scheduled, never dropped
-                        handler_returned(node.registry, ev, fn, ref, res)
-                except Exception as exc:
-                    errors = handler_failed(node, ev, entry_name(fn, ref), exc, depth, errors)
-            # Released after the handlers: a finalizer's publish then follows this event.
-            del evicted
-            if mine[-1] is owner and errors is None and not rec.more and not rec.deferred:
-                mine[0] = 0  # closed: nothing was queued (see _dispatch.drain)
-            else:
-                errors = finish(node, depth, queue, mine, plan, errors, here)
-        except BaseException:
-            mine[0] = 0  # closed, so a copied context never queues on it
-            raise
-        finally:
-            if token is not None:
-                reset_context(token)
-        if _KEPT:  # what sinks evicted under the lock (see _release)
-            release_kept()
-        if errors:
-            raise_errors(eid, errors)
-        return eid
+        return emit(node, ev, eid, route, depth, queue, correlation_id, plan, route or plan)
 
     def publish_event(self, event: Event[Any], *, propagate: bool = True) -> str:
         """Publish a prebuilt :class:`Event` (e.g. from :meth:`Event.create`).
@@ -472,7 +372,8 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         if queue is not None and queue[0] == _get_ident():  # queued mode: after this event
             queue.append(partial(resume, node, ev, route, depth, queue, propagate))
             return ev.id
-        return deliver(node, ev, route, depth, queue, prepare(node, ev, propagate))
+        plan = prepare(node, ev, propagate)
+        return emit(node, ev, ev.id, route, depth, queue, ev.correlation_id, plan, route or plan)
 
     # ------------------------------------------------------------------ scopes
 

@@ -19,36 +19,40 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, Final, NoReturn, cast
 
-from ._chain import owner_counter
-from ._context import Context, enter_context, read_context, reset_context
+from ._chain import checked_result, owner_counter, run_middleware
+from ._context import COLLECTOR, Context, enter_context, read_context, reset_context, set_context
 from ._errors import release_frames
+from ._event import _SEQ_SET as _set_seq
 from ._event import EMPTY_METADATA, Event, EventType, copy_event, trusted_event
 from ._ids import _SOURCE as _ids
 from ._logging import log_extra
 from ._receivers import entry_name, handler_returned
-from ._recorder import Sink
+from ._recorder import push
 from ._registry import Route
 from ._release import KEPT as _KEPT
 from ._release import release_kept
 from ._scoped import Node
 from ._stats import HandlerFailure
-from .exceptions import HandlerError, InvalidMiddlewareResultError, MiddlewareError
+from .exceptions import (
+    HandlerError,
+    InvalidMiddlewareResultError,
+    MiddlewareError,
+    RecursionDepthError,
+)
 
 __all__ = [
     "NO_QUEUE",
-    "deliver",
+    "emit",
+    "nested",
     "finish",
     "handler_failed",
     "prepare",
-    "push",
     "raise_errors",
     "replaced",
     "report_async_failure",
     "resume",
-    "run_middleware",
 ]
 
 log = logging.getLogger("atlas_events")
@@ -73,65 +77,122 @@ Plan = list[tuple[Node, Event[Any]]]
 """Where a published event goes after its own bus: each ancestor and the event it records."""
 
 
-def deliver(
-    node: Node, ev: Event[Any], route: Route, depth: int, queue: Queue | None, plan: Plan | None
+def emit(
+    node: Node,
+    ev: Event[Any],
+    eid: str,
+    route: Route,
+    depth: int,
+    queue: Queue | None,
+    correlation_id: str | None,
+    plan: Plan | None,
+    handled: object,
 ) -> str:
-    """Record, dispatch and forward ``ev``, published on ``node``; return its id.
+    """Record, dispatch and forward ``ev`` (id ``eid``), published on ``node``; return ``eid``.
+
+    ``handled`` is true when some level may have handlers (``route or
+    plan``, tested by the caller).
 
     ``ev`` has passed ``node``'s middleware and is the bus's own copy
-    (``seq`` still -1). ``plan`` (from :func:`prepare`, run by the caller
-    before anything is recorded) says where it goes next. The outermost
-    dispatch of a thread on a queued bus owns the queue of nested publishes:
-    the context carries it from before recording until it is drained, so a
-    finalizer the collector runs in between is delivered after ``ev``.
-
-    :meth:`EventBus.publish` runs these same steps inlined (its hot path;
-    docs/performance.md "Hot path, round 4"); this composed form serves
-    :meth:`EventBus.publish_event`.
+    (``seq`` still -1): it is recorded in place. ``plan`` (from
+    :func:`prepare`, run by the caller before anything is recorded) says
+    where it goes next. The outermost dispatch of a thread on a queued bus
+    owns the queue of nested publishes: the context carries it from before
+    recording until it is drained, so a finalizer the collector runs in
+    between is delivered after ``ev``. The hot path (docs/performance.md
+    "Hot path, round 4"): recording and the handler loop are inlined --
+    the same steps as :func:`record` and :func:`call_handlers`, which serve
+    forwarded, queued and deferred deliveries.
 
     Raises:
         ExceptionGroup: Handlers failed and the bus re-raises handler errors.
     """
-    mine: Queue = NO_QUEUE
-    token = here = None
-    if route or plan:
+    rec = node.recorder
+    mine = NO_QUEUE
+    owner = 0  # mine[-1] is owner while nothing is queued: tested without a len() call
+    if handled:
         if queue is None and node.queued:  # this thread's outermost dispatch
-            queue = mine = [_get_ident()]
-        here = (ev.id, depth + 1, ev.correlation_id, queue)
-        token = enter_context(here)
+            owner = _get_ident()
+            queue = mine = [owner]
+        ctx: Context = (eid, depth + 1, correlation_id, queue)
+        # Not inside a collection on this thread (python/cpython#148891; see
+        # _context.Collector): one attribute test on the common path.
+        token = enter_context(ctx) if COLLECTOR.thread else set_context(ctx)
+        here: Context | None = ctx
+    else:
+        token = here = None
     errors: list[HandlerError] | None = None
     try:
-        done = record(node, ev, route)
-        if done is None:  # this thread holds the recording lock: finish later
+        lock = rec.lock
+        raw = lock.raw
+        # A busy test, then a blocking acquire() that parses no arguments:
+        # saves ~330 instructions against acquire(False) (same section).
+        if lock.busy:  # contended (or re-entered): yield before blocking
+            lock.wait()
+        raw.acquire()
+        if lock.busy:  # re-entered: a finalizer run inside the locked section published
+            raw.release()
             node.deferred.add(functools.partial(resume, node, ev, route, depth, None, False, plan))
-            mine[0] = 0
-            return ev.id
-        recorded, evicted = done
-        del done
-        if route:
-            errors = call_handlers(node, recorded, route, depth)
-        del evicted  # finalizers run here, after the handlers
-        errors = finish(node, depth, queue, mine, plan, errors, here)
-    except BaseException:
-        mine[0] = 0  # closed, so a copied context never queues on it
-        raise
+            return eid
+        lock.busy = True
+        try:
+            seq = rec.seq = rec.seq + 1
+            _set_seq(ev, seq)
+            events = rec.events
+            # Held until unlocked (an evicted payload's finalizer may publish);
+            # held whether or not the append evicts it: cheaper than a len test.
+            evicted: object = events[0] if events else None
+            events.append(ev)
+            if correlation_id is not None:
+                evicted = (evicted, rec.history.record_run(correlation_id, ev))
+            rec.delivered += len(route)
+            if rec.sinks:  # no call when there is none (the common case)
+                push(rec.sinks, ev)
+        finally:
+            lock.busy = False
+            raw.release()
+        # call_handlers(), inlined: saves a frame per publish (same section).
+        for fn, ref in route:
+            try:
+                if ref is None:
+                    res = fn(ev)
+                else:
+                    obj = ref()
+                    if obj is None:
+                        node.registry.count_skip()
+                        continue
+                    res = fn(obj, ev)
+                if res is not None:  # an awaitable is scheduled, never dropped
+                    handler_returned(node.registry, ev, fn, ref, res)
+            except Exception as exc:
+                errors = handler_failed(node, ev, entry_name(fn, ref), exc, depth, errors)
+        del evicted  # released after the handlers: a finalizer's publish follows ev
+        # rec.more: forwarding, blocking sinks or collected handler errors.
+        if mine[-1] is not owner or rec.more or rec.deferred:
+            finish(node, eid, depth, queue, mine, plan, errors, here)
     finally:
+        mine[0] = 0  # closed, so a copied context never queues on it (see drain)
         if token is not None:
             reset_context(token)
     if _KEPT:  # what sinks evicted under the lock (see _release)
         release_kept()
-    if errors:
-        raise_errors(ev.id, errors)
-    return ev.id
+    return eid
 
 
-def push(sinks: tuple[Sink, ...], ev: Event[Any]) -> None:
-    """Hand ``ev`` to each sink (under the recording lock); a failing sink is reported."""
-    for sink in sinks:
-        try:  # free unless it raises (3.11 zero-cost try)
-            sink.push(ev)
-        except Exception:
-            sink_failed(sink, ev)
+def nested(
+    ctx: Context, correlation_id: str | None, max_depth: int, event_type: object
+) -> tuple[str | None, int, str | None, Queue | None]:
+    """``(parent id, depth, correlation id, queue)`` of a publish made inside ``ctx``.
+
+    The publish's own ``correlation_id`` wins over the context's.
+
+    Raises:
+        RecursionDepthError: The publish would nest deeper than ``max_depth``.
+    """
+    parent_id, depth, cid, queue = ctx
+    if depth >= max_depth:
+        raise RecursionDepthError(depth + 1, max_depth, event_type)
+    return parent_id, depth, cid if correlation_id is None else correlation_id, queue
 
 
 def replaced(
@@ -156,19 +217,22 @@ def replaced(
 
 def finish(
     node: Node,
+    eid: str,
     depth: int,
     queue: Queue | None,
     mine: Queue,
     plan: Plan | None,
     errors: list[HandlerError] | None,
     here: Context | None,
-) -> list[HandlerError] | None:
-    """After the handlers: forward, wait for blocking sinks, drain the queue; return errors.
+) -> None:
+    """After the handlers: forward, wait for blocking sinks, drain the queue, raise errors.
 
     ``mine`` is the queue this dispatch owns (:data:`NO_QUEUE` if none): it
-    is drained, then closed. The caller resets the context, drops what was
-    kept (:func:`~atlas_events._release.release_kept`) and raises ``errors``
-    (:func:`raise_errors`).
+    is drained, then closed. ``here`` is the dispatch context the caller
+    has set (see :func:`forward`).
+
+    Raises:
+        ExceptionGroup: Handlers failed and the bus re-raises handler errors.
     """
     if plan:
         errors = forward(plan, depth, queue, errors, here)
@@ -181,7 +245,10 @@ def finish(
         mine[0] = 0  # closed (see drain)
     if node.recorder.deferred:  # work left by finalizers that ran in the locked section
         run_deferred(node)
-    return errors
+    if errors:
+        if _KEPT:  # released before raising (the caller's release is skipped)
+            release_kept()
+        raise_errors(eid, errors)
 
 
 def raise_errors(ev_id: str, errors: list[HandlerError]) -> NoReturn:
@@ -191,53 +258,6 @@ def raise_errors(ev_id: str, errors: list[HandlerError]) -> NoReturn:
         ExceptionGroup: Always, of the :class:`HandlerError` in ``errors``.
     """
     raise ExceptionGroup(f"{len(errors)} handler(s) failed on event {ev_id}", errors)
-
-
-def run_middleware(
-    mws: tuple[Callable[[Event[Any]], Event[Any] | None], ...],
-    counters: tuple[Callable[[], None], ...],
-    ev: Event[Any],
-    fallback: Callable[[], None],
-) -> Event[Any] | None:
-    """Pass ``ev`` through ``mws``; ``None`` if one dropped it (counted for its bus).
-
-    Raises:
-        MiddlewareError: A middleware raised.
-        InvalidMiddlewareResultError: A middleware returned a non-event.
-    """
-    for mw in mws:
-        try:
-            res = mw(ev)
-        except Exception as exc:
-            raise MiddlewareError(mw, ev.id, exc) from exc
-        if res is ev:
-            continue
-        res = checked_result(mws, counters, mw, ev, res, fallback)
-        if res is None:
-            return None
-        ev = res
-    return ev
-
-
-def checked_result(
-    mws: tuple[Callable[[Event[Any]], Event[Any] | None], ...],
-    counters: tuple[Callable[[], None], ...],
-    mw: Callable[[Event[Any]], Event[Any] | None],
-    ev: Event[Any],
-    res: object,
-    fallback: Callable[[], None],
-) -> Event[Any] | None:
-    """``mw`` of ``mws`` returned ``res``, not ``ev``: ``None`` if dropped (counted), else ``res``.
-
-    Raises:
-        InvalidMiddlewareResultError: ``res`` is neither ``None`` nor an event.
-    """
-    if res is None:
-        (owner_counter(mws, counters, mw) or fallback)()
-        return None
-    if not isinstance(res, Event):
-        raise InvalidMiddlewareResultError(mw, ev.id, res)
-    return res
 
 
 def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object] | None:
@@ -274,22 +294,6 @@ def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object
         lock.busy = False
         raw.release()
     return ev, evicted
-
-
-def sink_failed(sink: object, ev: Event[Any]) -> None:
-    """Log a sink whose ``push`` raised: the event stays recorded and is delivered on.
-
-    One consumer's bug must not cost the publisher, the handlers or the
-    other sinks their event (nor leave it recorded on some levels only).
-    """
-    log.exception(
-        "%s sink %s raised on event %s (seq %d); the event is recorded and delivered anyway",
-        getattr(sink, "kind", "?"),
-        type(sink).__qualname__,
-        ev.id,
-        ev.seq,
-        extra=log_extra(ev),
-    )
 
 
 def resume(

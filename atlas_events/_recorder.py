@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._event import Event
 from ._history import History, Query, select
 from ._locks import Deferred, RecordingLock
+from ._logging import log_extra
 from ._stats import SinkStats
 
-__all__ = ["Recorder", "Registration", "Sink"]
+__all__ = ["Recorder", "Registration", "Sink", "push", "sink_failed"]
+
+log = logging.getLogger("atlas_events")
 
 
 class Sink(Protocol):
@@ -77,6 +81,7 @@ class Recorder:
         "lock",
         "loop_closed",
         "more",
+        "raises",
         "seq",
         "sink_records",
         "sinks",
@@ -93,8 +98,10 @@ class Recorder:
         self.blocking_sinks: tuple[Sink, ...] = ()
         self.sink_records: list[Registration] = []
         # Whether a publish has work after its handlers (forward to a parent,
-        # wait for a blocking sink): one flag for the publish loop to test.
+        # wait for a blocking sink, raise collected handler errors): one flag
+        # for the publish loop to test.
         self.forwards = False
+        self.raises = False  # raise_handler_errors: the publish loop collects failures
         self.more = False
         self.delivered = 0
         self.skipped = 0
@@ -144,7 +151,7 @@ class Recorder:
     def _resnapshot(self) -> None:
         self.sinks = tuple(r.item for r in self.sink_records)
         self.blocking_sinks = tuple(s for s in self.sinks if s.blocks)
-        self.more = self.forwards or bool(self.blocking_sinks)
+        self.more = self.forwards or self.raises or bool(self.blocking_sinks)
 
     # -- history queries --------------------------------------------------------
 
@@ -175,3 +182,28 @@ class Recorder:
             old = self.history.take_all()
             self.events = self.history.recent
         del old  # the payloads' finalizers (if any) run here, unlocked
+
+
+def push(sinks: tuple[Sink, ...], ev: Event[Any]) -> None:
+    """Hand ``ev`` to each sink (under the recording lock); a failing sink is reported."""
+    for sink in sinks:
+        try:  # free unless it raises (3.11 zero-cost try)
+            sink.push(ev)
+        except Exception:
+            sink_failed(sink, ev)
+
+
+def sink_failed(sink: object, ev: Event[Any]) -> None:
+    """Log a sink whose ``push`` raised: the event stays recorded and is delivered on.
+
+    One consumer's bug must not cost the publisher, the handlers or the
+    other sinks their event (nor leave it recorded on some levels only).
+    """
+    log.exception(
+        "%s sink %s raised on event %s (seq %d); the event is recorded and delivered anyway",
+        getattr(sink, "kind", "?"),
+        type(sink).__qualname__,
+        ev.id,
+        ev.seq,
+        extra=log_extra(ev),
+    )
