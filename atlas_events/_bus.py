@@ -325,6 +325,7 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
                 if changed is None:  # dropped
                     return eid
                 ev, route = changed
+                eid = ev.id  # a middleware may return another event (Event.create)
                 correlation_id = ev.correlation_id
         if queue is not None and queue[0] == _get_ident():  # queued mode: after this event
             queue.append(partial(resume, node, ev, route, depth, queue, propagate))

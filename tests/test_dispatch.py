@@ -424,3 +424,22 @@ def test_middleware_returned_event_is_never_mutated(bus: EventBus) -> None:
     assert cached.seq == -1
     assert [e.seq for e in bus.history()] == [1, 2]
     assert all(e.id == cached.id for e in bus.history())
+
+
+@pytest.mark.parametrize("nested", MODES)
+def test_a_middleware_that_returns_another_event_gives_its_id_and_causation(nested: str) -> None:
+    """``publish`` returns the recorded event's id; nested publishes name it as parent."""
+    bus = EventBus(nested=nested)  # type: ignore[arg-type]
+    other = Event.create(ET.TASK_COMPLETED, "replacement")
+    bus.add_middleware(lambda e: other if e.type is ET.TASK_STARTED else e)
+    parents: list[str | None] = []
+
+    def on_completed(e: Event[Any]) -> None:
+        if e.data == "replacement":
+            bus.publish(ET.TASK_FAILED)
+
+    bus.subscribe(ET.TASK_COMPLETED, on_completed)
+    bus.subscribe(ET.TASK_FAILED, lambda e: parents.append(e.parent_id))
+    assert bus.publish(ET.TASK_STARTED) == other.id
+    assert parents == [other.id]
+    assert bus.history()[0].id == other.id
