@@ -22,9 +22,23 @@ from ._bus_ecosystem import Ecosystem
 from ._bus_policies import Policies
 from ._bus_queries import Queries
 from ._bus_subscribe import Subscriptions
+from ._chain import run_middleware
 from ._checks import check_bool
-from ._context import CONTEXT, correlate, current_correlation_id
-from ._dispatch import emit, prepare, replaced, report_async_failure, resume, run_middleware
+from ._context import (
+    COLLECTOR,
+    correlate,
+    current_correlation_id,
+    get_context,
+    read_context,
+)
+from ._dispatch import (
+    emit,
+    nested,
+    prepare,
+    replaced,
+    report_async_failure,
+    resume,
+)
 from ._event import EMPTY_METADATA, Event, EventKey, _EventFields, copy_event, in_context
 from ._history import History
 from ._ids import _SOURCE
@@ -138,6 +152,7 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         self._wlock = registry.locks.write
         self._routes = registry.routes
         self._declared = node.tree.declared
+        self._declared_by_id = node.tree.declared.by_id
         self._chain = node.chain
         self._recorder = node.recorder
         self._parent = parent
@@ -252,10 +267,10 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
             RecursionDepthError: Handlers nested publishes beyond ``max_depth``.
             BusClosedError: The bus is closed.
         """
-        # The hot path (docs/performance.md "Core split: hot path"): rare cases (bad input,
-        # declared payloads, metadata) branch off to helpers and the common
-        # case reads each attribute once. Options are positional-or-keyword so
-        # the call is specialised (saves a kwargs dict per call, same section).
+        # The hot path (docs/performance.md "Hot path, round 4"): rare cases
+        # (bad input, declared payloads, metadata, scopes, errors) branch off to
+        # helpers; the common case reads each attribute once. Options are
+        # positional-or-keyword so the call is specialised (saves a kwargs dict).
         if self._closed:
             raise BusClosedError(self.name)
         # Keyed by identity: a plain value equal to a str- or int-valued member,
@@ -264,18 +279,17 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         route = self._routes.get(id(event_type))
         if route is None:
             event_type, route = self._resolve(event_type, data)
-        elif self._declared:
+        elif self._declared_by_id:  # a dict: truth-tested without a Python call
             self._check_payload(event_type, data)  # type: ignore[arg-type]
-        ctx = CONTEXT.get()
+        # Not from code the collector runs on this thread (see _context.Collector).
+        ctx = get_context() if not COLLECTOR.thread else read_context()
         if ctx is None:
             parent_id = queue = None
             depth = 0
-        else:
-            parent_id, depth, cid, queue = ctx
-            if correlation_id is None:
-                correlation_id = cid
-            if depth >= self.max_depth:
-                raise RecursionDepthError(depth + 1, self.max_depth, event_type)
+        else:  # published by a handler (or in a correlate() block)
+            parent_id, depth, correlation_id, queue = nested(
+                ctx, correlation_id, self.max_depth, event_type
+            )
         if source is None and metadata is None:
             md: Mapping[str, Any] = EMPTY_METADATA
         else:
@@ -287,7 +301,7 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         # Built slot by slot on the mutable layout, then frozen by a class
         # swap: no __init__ frame (docs/performance.md "Core split: hot path").
         ev: Any = _new_event(_EventFields)
-        ev.id = _ids.prefix + str(next(_ids.counter))
+        ev.id = eid = _ids.prefix + str(next(_ids.counter))
         ev.type = event_type
         ev.data = data
         ev.timestamp = _time()
@@ -299,23 +313,27 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         ev.correlation_id = correlation_id
         ev.origin = None
         ev.__class__ = Event
+        node = self._node
         # The middleware loop, inlined (saves a call per publish; same section).
         for mw in self._chain.here:
             try:
                 res = mw(ev)
             except Exception as exc:
-                raise MiddlewareError(mw, ev.id, exc) from exc
+                raise MiddlewareError(mw, eid, exc) from exc
             if res is not ev:
-                changed = replaced(self._node, mw, ev, res, route)
+                changed = replaced(node, mw, ev, res, route)
                 if changed is None:  # dropped
-                    return str(ev.id)
+                    return eid
                 ev, route = changed
+                eid = ev.id  # a middleware may return another event (Event.create)
+                correlation_id = ev.correlation_id
         if queue is not None and queue[0] == _get_ident():  # queued mode: after this event
-            queue.append(partial(resume, self._node, ev, route, depth, queue, propagate))
-            return str(ev.id)
+            queue.append(partial(resume, node, ev, route, depth, queue, propagate))
+            return eid
+        rec = self._recorder
         # Every level's middleware runs before any level records (see prepare).
-        plan = prepare(self._node, ev, propagate) if self._recorder.forwards else None
-        return emit(self._node, ev, route, depth, queue, plan)
+        plan = prepare(node, ev, propagate) if rec.forwards else None
+        return emit(node, ev, eid, route, depth, queue, correlation_id, plan, route or plan)
 
     def publish_event(self, event: Event[Any], *, propagate: bool = True) -> str:
         """Publish a prebuilt :class:`Event` (e.g. from :meth:`Event.create`).
@@ -337,7 +355,7 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         if self._closed:
             raise BusClosedError(self.name)
         self._check_payload(event.type, event.data)
-        ctx = CONTEXT.get()
+        ctx = read_context()
         depth = 0 if ctx is None else ctx[1]
         if depth >= self.max_depth:
             raise RecursionDepthError(depth + 1, self.max_depth, event.type)
@@ -355,7 +373,8 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         if queue is not None and queue[0] == _get_ident():  # queued mode: after this event
             queue.append(partial(resume, node, ev, route, depth, queue, propagate))
             return ev.id
-        return emit(node, ev, route, depth, queue, prepare(node, ev, propagate))
+        plan = prepare(node, ev, propagate)
+        return emit(node, ev, ev.id, route, depth, queue, ev.correlation_id, plan, route or plan)
 
     # ------------------------------------------------------------------ scopes
 

@@ -18,6 +18,7 @@ from ._subscription import Subscription
 from .exceptions import BusClosedError
 
 if TYPE_CHECKING:
+    from ._buslike import BusLike
     from ._locks import RegistryLock
     from ._streams import Policy, Replay
 
@@ -98,7 +99,7 @@ class StreamsAndSinks:
         """
         et = check_event_type(event_type, allow_any=True)
         return EventStream(
-            cast(Any, self),
+            cast("BusLike", self),
             et,
             filter=filter,
             correlation_id=correlation_id,

@@ -19,6 +19,7 @@ from ._subscription import Subscription
 from .exceptions import BusClosedError
 
 if TYPE_CHECKING:
+    from ._buslike import BusLike
     from ._locks import RegistryLock
     from ._registration import KeyDecorator
     from ._waiting import Waits
@@ -33,8 +34,9 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 class Ecosystem:
     """Part of :class:`EventBus`: waiting, decorators, components, handler policies.
 
-    The forwarded-to functions take the bus; ``cast(Any, self)`` passes this
-    part's ``EventBus`` without a (type-only) import of ``_bus`` back here.
+    The forwarded-to functions take the bus as a ``BusLike``;
+    ``cast("BusLike", self)`` passes this part's ``EventBus`` (which satisfies
+    the protocol) without a (type-only) import of ``_bus`` back here.
     """
 
     name: str
@@ -99,7 +101,7 @@ class Ecosystem:
                 Bad arguments (raised by the call).
         """
         return _waiting.wait_for(
-            cast(Any, self), self._waits, event_type, where=where, timeout=timeout
+            cast("BusLike", self), self._waits, event_type, where=where, timeout=timeout
         )
 
     @overload
@@ -139,7 +141,7 @@ class Ecosystem:
                 during the wait.
         """
         return _waiting.wait_for_sync(
-            cast(Any, self), self._waits, event_type, where=where, timeout=timeout
+            cast("BusLike", self), self._waits, event_type, where=where, timeout=timeout
         )
 
     @overload
@@ -157,18 +159,18 @@ class Ecosystem:
         ``subscribe_options`` are those of :meth:`subscribe` (``filter=``,
         ``once=``, ``timeout=``...), checked when the decorator is applied.
         """
-        return _registration.on(cast(Any, self), event_type, subscribe_options)
+        return _registration.on(cast("BusLike", self), event_type, subscribe_options)
 
     def off(self, event_type: enum.Enum | EventKey[Any], handler: Callable[..., Any]) -> int:
         """Unsubscribe every subscription of ``handler`` to ``event_type``; return how many."""
-        return _registration.off(cast(Any, self), event_type, handler)
+        return _registration.off(cast("BusLike", self), event_type, handler)
 
     def subscribe_component(self, component: object) -> Subscription:
         """Subscribe every method of ``component`` marked with :func:`handles`; one token.
 
         See :func:`atlas_events.handles`.
         """
-        return _registration.subscribe_component(cast(Any, self), component)
+        return _registration.subscribe_component(cast("BusLike", self), component)
 
     def _wrap_handler(
         self,
@@ -181,7 +183,7 @@ class Ecosystem:
     ) -> tuple[Callable[[Event[Any]], Any], bool, HandlerPolicy | None]:
         policy = HandlerPolicy(timeout, slow_threshold, max_failures, self._policy_counters)
         return wrap_subscription(
-            cast(Any, self), event_type, handler, weak, policy, self._handler_wrappers
+            cast("BusLike", self), event_type, handler, weak, policy, self._handler_wrappers
         )
 
     def _add_handler_wrapper(

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._event import Event
 from ._recorder import Registration
+from .exceptions import InvalidMiddlewareResultError, MiddlewareError
 
 if TYPE_CHECKING:
     from .middleware import Middleware
 
-__all__ = ["MiddlewareChain", "inherits_by_default"]
+__all__ = ["MiddlewareChain", "checked_result", "inherits_by_default", "run_middleware"]
 
 
 def inherits_by_default(fn: object) -> bool:
@@ -111,3 +113,50 @@ def owner_counter(
         if m is mw:
             return c
     return None
+
+
+def run_middleware(
+    mws: tuple[Callable[[Event[Any]], Event[Any] | None], ...],
+    counters: tuple[Callable[[], None], ...],
+    ev: Event[Any],
+    fallback: Callable[[], None],
+) -> Event[Any] | None:
+    """Pass ``ev`` through ``mws``; ``None`` if one dropped it (counted for its bus).
+
+    Raises:
+        MiddlewareError: A middleware raised.
+        InvalidMiddlewareResultError: A middleware returned a non-event.
+    """
+    for mw in mws:
+        try:
+            res = mw(ev)
+        except Exception as exc:
+            raise MiddlewareError(mw, ev.id, exc) from exc
+        if res is ev:
+            continue
+        res = checked_result(mws, counters, mw, ev, res, fallback)
+        if res is None:
+            return None
+        ev = res
+    return ev
+
+
+def checked_result(
+    mws: tuple[Callable[[Event[Any]], Event[Any] | None], ...],
+    counters: tuple[Callable[[], None], ...],
+    mw: Callable[[Event[Any]], Event[Any] | None],
+    ev: Event[Any],
+    res: object,
+    fallback: Callable[[], None],
+) -> Event[Any] | None:
+    """``mw`` of ``mws`` returned ``res``, not ``ev``: ``None`` if dropped (counted), else ``res``.
+
+    Raises:
+        InvalidMiddlewareResultError: ``res`` is neither ``None`` nor an event.
+    """
+    if res is None:
+        (owner_counter(mws, counters, mw) or fallback)()
+        return None
+    if not isinstance(res, Event):
+        raise InvalidMiddlewareResultError(mw, ev.id, res)
+    return res

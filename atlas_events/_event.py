@@ -12,7 +12,7 @@ from typing import Any, Final, Generic, TypeVar, final, overload
 
 import attrs
 
-from ._context import CONTEXT
+from ._context import read_context
 from ._ids import new_id
 from .exceptions import InvalidEventTypeError
 
@@ -235,7 +235,7 @@ class Event(_EventFields[T]):
             raise TypeError(f"source must be a str or None, got {type(source).__name__}")
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
-        ctx = CONTEXT.get()
+        ctx = read_context()
         parent_id = None
         if ctx is not None:
             parent_id = ctx[0]
@@ -305,31 +305,33 @@ class MemberMap(Generic[V]):
     share a key. Every registry keyed by event type uses this instead.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("by_id",)
 
     def __init__(self) -> None:
-        self._items: dict[int, tuple[enum.Enum, V]] = {}
+        # Public for the publish loop, which truth-tests it without a Python
+        # call (``__len__`` would cost one per publish); read it, never write it.
+        self.by_id: dict[int, tuple[enum.Enum, V]] = {}
 
     def get(self, member: enum.Enum) -> V | None:
-        item = self._items.get(id(member))
+        item = self.by_id.get(id(member))
         return item[1] if item is not None and item[0] is member else None
 
     def __setitem__(self, member: enum.Enum, value: V) -> None:
-        self._items[id(member)] = (member, value)  # holds the member: its id stays unique
+        self.by_id[id(member)] = (member, value)  # holds the member: its id stays unique
 
     def __contains__(self, member: object) -> bool:
-        item = self._items.get(id(member))
+        item = self.by_id.get(id(member))
         return item is not None and item[0] is member
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.by_id)
 
     def items(self) -> list[tuple[enum.Enum, V]]:
         """A snapshot of the ``(member, value)`` pairs."""
-        return list(self._items.values())
+        return list(self.by_id.values())
 
     def clear(self) -> None:
-        self._items.clear()
+        self.by_id.clear()
 
 
 def trusted_event(
@@ -421,7 +423,7 @@ def in_context(event: Event[Any]) -> Event[Any]:
     that publishes it) joins the run and the causal chain it is published
     in. Returns ``event`` itself when there is nothing to add.
     """
-    ctx = CONTEXT.get()
+    ctx = read_context()
     if ctx is None:
         return event
     parent_id, cid = ctx[0], ctx[2]

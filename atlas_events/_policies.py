@@ -25,7 +25,7 @@ from ._wrappers import HandlerWrapper, wrap_handler
 from .exceptions import BusClosedError, HandlerTimeoutError
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
+    from ._buslike import BusLike
     from ._event import Event
     from ._subscription import Subscription
     from ._wrappers import Call, HandlerInfo
@@ -263,7 +263,7 @@ class HandlerPolicy:
 
 
 def wrap_subscription(
-    bus: EventBus,
+    bus: BusLike,
     event_type: enum.Enum,
     handler: Callable[[Event[Any]], Any],
     weak: bool | None,

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._event import Event
 from ._history import History, Query, select
 from ._locks import Deferred, RecordingLock
+from ._logging import log_extra
+from ._release import drop_gradually
 from ._stats import SinkStats
 
-__all__ = ["Recorder", "Registration", "Sink"]
+__all__ = ["Recorder", "Registration", "Sink", "push", "sink_failed"]
+
+log = logging.getLogger("atlas_events")
 
 
 class Sink(Protocol):
@@ -72,12 +77,12 @@ class Recorder:
         "dropped",
         "events",
         "forwards",
-        "full",
         "handler_errors",
         "history",
         "lock",
         "loop_closed",
         "more",
+        "raises",
         "seq",
         "sink_records",
         "sinks",
@@ -89,16 +94,15 @@ class Recorder:
         self.deferred = deferred
         self.history = history
         self.events = history.recent  # the deque, appended to inline by the publish loop
-        # len(events) at which an append evicts; -1 when nothing is kept (then
-        # the appended event is the one discarded, and the publisher holds it).
-        self.full = history.limit or -1
         self.seq = 0
         self.sinks: tuple[Sink, ...] = ()
         self.blocking_sinks: tuple[Sink, ...] = ()
         self.sink_records: list[Registration] = []
         # Whether a publish has work after its handlers (forward to a parent,
-        # wait for a blocking sink): one flag for the publish loop to test.
+        # wait for a blocking sink, raise collected handler errors): one flag
+        # for the publish loop to test.
         self.forwards = False
+        self.raises = False  # raise_handler_errors: the publish loop collects failures
         self.more = False
         self.delivered = 0
         self.skipped = 0
@@ -148,7 +152,7 @@ class Recorder:
     def _resnapshot(self) -> None:
         self.sinks = tuple(r.item for r in self.sink_records)
         self.blocking_sinks = tuple(s for s in self.sinks if s.blocks)
-        self.more = self.forwards or bool(self.blocking_sinks)
+        self.more = self.forwards or self.raises or bool(self.blocking_sinks)
 
     # -- history queries --------------------------------------------------------
 
@@ -175,7 +179,36 @@ class Recorder:
 
     def clear(self) -> None:
         """Forget every recorded event; the old contents are dropped after unlocking."""
-        with self.lock:
-            old = self.history.take_all()
+        with self.lock:  # O(runs): the containers are swapped, not emptied
+            recent, runs = self.history.take_all()
             self.events = self.history.recent
-        del old  # the payloads' finalizers (if any) run here, unlocked
+        # Unlocked, a chunk at a time: the payloads' finalizers (if any) run
+        # here, and other threads get the GIL between chunks.
+        drop_gradually(recent)
+        for run in runs.values():
+            drop_gradually(run)
+
+
+def push(sinks: tuple[Sink, ...], ev: Event[Any]) -> None:
+    """Hand ``ev`` to each sink (under the recording lock); a failing sink is reported."""
+    for sink in sinks:
+        try:  # free unless it raises (3.11 zero-cost try)
+            sink.push(ev)
+        except Exception:
+            sink_failed(sink, ev)
+
+
+def sink_failed(sink: object, ev: Event[Any]) -> None:
+    """Log a sink whose ``push`` raised: the event stays recorded and is delivered on.
+
+    One consumer's bug must not cost the publisher, the handlers or the
+    other sinks their event (nor leave it recorded on some levels only).
+    """
+    log.exception(
+        "%s sink %s raised on event %s (seq %d); the event is recorded and delivered anyway",
+        getattr(sink, "kind", "?"),
+        type(sink).__qualname__,
+        ev.id,
+        ev.seq,
+        extra=log_extra(ev),
+    )

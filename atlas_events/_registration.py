@@ -14,7 +14,7 @@ from ._wrappers import original_handler
 from .exceptions import InvalidEventTypeError
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
+    from ._buslike import BusLike
 
 __all__ = ["KeyDecorator", "SubscriptionGroup", "handles", "off", "on", "subscribe_component"]
 
@@ -41,7 +41,7 @@ def _check_type(event_type: object) -> None:
         raise InvalidEventTypeError(event_type, allow_any=True)
 
 
-def _check_options(bus: EventBus, event_type: object, options: dict[str, Any]) -> None:
+def _check_options(bus: BusLike, event_type: object, options: dict[str, Any]) -> None:
     """Refuse an unknown ``subscribe`` option now, not when the decorator runs."""
     try:
         inspect.signature(bus.subscribe).bind(event_type, print, **options)
@@ -49,7 +49,7 @@ def _check_options(bus: EventBus, event_type: object, options: dict[str, Any]) -
         raise TypeError(f"not an option of subscribe(): {exc}") from None
 
 
-def on(bus: EventBus, event_type: Any, options: dict[str, Any]) -> Callable[[F], F]:
+def on(bus: BusLike, event_type: Any, options: dict[str, Any]) -> Callable[[F], F]:
     """The decorator behind :meth:`EventBus.on`."""
     _check_type(event_type)
     _check_options(bus, event_type, options)
@@ -80,7 +80,7 @@ def _same_handler(subscribed: object, handler: object) -> bool:
     )
 
 
-def off(bus: EventBus, event_type: Any, handler: Callable[..., Any]) -> int:
+def off(bus: BusLike, event_type: Any, handler: Callable[..., Any]) -> int:
     """Unsubscribe ``handler`` from ``event_type`` on ``bus``; return how many ended."""
     removed = 0
     receivers: list[Any] = list(bus.get_signal(event_type).receivers.values())  # Receivers
@@ -163,7 +163,7 @@ class SubscriptionGroup:
         return any([s() for s in self._subs])
 
 
-def subscribe_component(bus: EventBus, component: object) -> Subscription:
+def subscribe_component(bus: BusLike, component: object) -> Subscription:
     """Subscribe every ``@handles`` method of ``component`` on ``bus``; see :func:`handles`.
 
     All or nothing: if one subscription is refused, those already made are

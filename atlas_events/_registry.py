@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import itertools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import blinker
@@ -194,24 +194,37 @@ class Registry:
     # -- queries and close ------------------------------------------------------------
 
     def subscriber_count(self, event_type: enum.Enum | None) -> int:
+        """Active subscriptions of ``event_type`` (of every type if ``None``).
+
+        The signals are listed under the read lock; their receivers are
+        counted after it (see :meth:`subscribers`).
+        """
         self.purge()
+        pairs: Sequence[tuple[enum.Enum, blinker.Signal | None]]
         with self.locks.read:
-            sigs: list[blinker.Signal | None]
             if event_type is None:
-                sigs = [s for _, s in self.signals.items()]
+                pairs = self.signals.items()
             else:
-                sigs = [self.signals.get(event_type)]
-            return sum(1 for s in sigs for r in receivers_of(s) if r.active)
+                pairs = [(event_type, self.signals.get(event_type))]
+        return sum(1 for _, s in pairs for r in receivers_of(s) if r.active)
 
     def subscribers(self) -> dict[str, int]:
-        """Active subscriptions per type label (types with none left out)."""
+        """Active subscriptions per type label (types with none left out).
+
+        Only the list of signals is taken under the read lock (one C-level
+        copy); counting their receivers, O(types) of Python, runs after it,
+        so a publisher that needs the write lock to build a route does not
+        wait for it. Each type's count is exact at the moment it is read
+        (``receivers_of`` copies a signal's receivers at once); with
+        subscriptions changing meanwhile, the types are not read at one
+        single instant.
+        """
         self.purge()
         with self.locks.read:
-            return {
-                type_label(t): n
-                for t, s in self.signals.items()
-                if (n := sum(1 for r in receivers_of(s) if r.active))
-            }
+            sigs = self.signals.items()
+        return {
+            type_label(t): n for t, s in sigs if (n := sum(1 for r in receivers_of(s) if r.active))
+        }
 
     def close_locked(self) -> None:
         """Retire and disconnect every receiver (the caller holds the write lock)."""

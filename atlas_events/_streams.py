@@ -30,7 +30,7 @@ from ._stats import SinkStats
 from .exceptions import StreamClosedError
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
+    from ._buslike import BusLike
     from ._subscription import Subscription
 
 __all__ = ["EventStream", "Policy", "Replay", "StreamOptions"]
@@ -74,7 +74,7 @@ class _Queue:
 
     def __init__(
         self,
-        bus: EventBus,
+        bus: BusLike,
         event_type: enum.Enum,
         filter: Callable[[Event[Any]], bool] | None,
         correlation_id: str | None,
@@ -370,7 +370,7 @@ class EventStream:
 
     def __init__(
         self,
-        bus: EventBus,
+        bus: BusLike,
         event_type: enum.Enum,
         *,
         filter: Callable[[Event[Any]], bool] | None = None,

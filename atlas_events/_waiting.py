@@ -18,7 +18,7 @@ from ._receivers import check_one_arg_callable
 from .exceptions import BusClosedError
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
+    from ._buslike import BusLike
     from ._subscription import Subscription
 
 __all__ = ["Waits", "wait_for", "wait_for_sync"]
@@ -138,7 +138,7 @@ def _wake(waker: asyncio.Future[None]) -> None:
 
 
 def _start(
-    bus: EventBus,
+    bus: BusLike,
     waits: Waits,
     event_type: enum.Enum | EventKey[Any],
     where: Callable[[Event[Any]], bool] | None,
@@ -161,7 +161,7 @@ def _timed_out(event_type: object, timeout: float | None) -> TimeoutError:
 
 
 def wait_for(
-    bus: EventBus,
+    bus: BusLike,
     waits: Waits,
     event_type: enum.Enum | EventKey[Any],
     *,
@@ -254,7 +254,7 @@ async def _await(
 
 
 def wait_for_sync(
-    bus: EventBus,
+    bus: BusLike,
     waits: Waits,
     event_type: enum.Enum | EventKey[Any],
     *,

@@ -23,7 +23,7 @@ from ._holding import MethodParts, method_parts
 from ._receivers import _is_async, callable_name
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
+    from ._buslike import BusLike
     from ._event import Event
 
 __all__ = ["Call", "HandlerInfo", "HandlerWrapper", "Wrapped", "original_handler", "wrap_handler"]
@@ -45,7 +45,7 @@ class HandlerInfo:
         is_async: Whether it is a coroutine function (the call must stay one).
     """
 
-    bus: EventBus
+    bus: BusLike
     event_type: enum.Enum
     name: str
     is_async: bool
@@ -95,7 +95,7 @@ def _weak_base(parts: MethodParts) -> tuple[Call, object]:
 
 
 def wrap_handler(
-    bus: EventBus,
+    bus: BusLike,
     event_type: enum.Enum,
     handler: Callable[[Event[Any]], Any],
     weak: bool | None,

@@ -53,7 +53,7 @@ class Report(TypedDict):
 
 
 def _meta(settings: Settings) -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("atlas-events", "blinker", "pyee", "Pypubsub", "PyDispatcher", "attrs"):
         try:
             versions[dist] = importlib.metadata.version(dist)

@@ -8,6 +8,7 @@ raw ``blinker.Signal.send`` measured in the same scenario.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import threading
 import time
@@ -313,8 +314,8 @@ async def _streams_e2e(settings: Settings) -> ScenarioResult:
             cross_blinker: lambda: _e2e_blinker_threaded(n),
         }
         for p in peers:
-            jobs[f"{p.name} -> asyncio.Queue (same loop)"] = lambda p=p: _e2e_peer_same_loop(
-                p, n, batch
+            jobs[f"{p.name} -> asyncio.Queue (same loop)"] = functools.partial(
+                _e2e_peer_same_loop, p, n, batch
             )
         names = list(jobs)
         for r in range(settings.repeats):

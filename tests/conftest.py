@@ -20,6 +20,18 @@ class Color(enum.Enum):
     GREEN = 2
 
 
+class Alpha(enum.IntEnum):
+    """An IntEnum: its members compare and hash like ints."""
+
+    X = 1
+
+
+class Beta(enum.IntEnum):
+    """Another IntEnum whose member has the same value as Alpha.X."""
+
+    Y = 1
+
+
 @pytest.fixture
 def bus() -> Iterator[EventBus]:
     """A fresh root bus with default options, closed after the test."""

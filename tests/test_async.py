@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -154,7 +154,7 @@ def test_coroutine_filters_and_middleware_are_refused(bus: EventBus) -> None:
         return False
 
     with pytest.raises(InvalidHandlerError, match="coroutine"):
-        bus.subscribe(ET.TASK_STARTED, lambda e: None, filter=afilter)
+        bus.subscribe(ET.TASK_STARTED, lambda e: None, filter=cast(Any, afilter))
     with pytest.raises(InvalidHandlerError, match="coroutine"):
         bus.add_middleware(afilter)  # type: ignore[arg-type]
 

@@ -73,7 +73,12 @@ def test_inherited_middleware_runs_once_per_event() -> None:
     """An inherited policy is not run again when the event is forwarded to its own bus."""
     root, _, _, step = _tree()
     calls: list[str] = []
-    root.add_middleware(lambda e: calls.append(e.id) or e, inherit=True)
+
+    def note(e: Event[Any]) -> Event[Any]:
+        calls.append(e.id)
+        return e
+
+    root.add_middleware(note, inherit=True)
     step.publish(ET.TASK_STARTED)
     root.publish(ET.TASK_STARTED)
     assert len(calls) == 2

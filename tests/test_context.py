@@ -1,4 +1,4 @@
-"""Tests for _context: correlate() blocks and the current correlation id."""
+"""Tests for _context: causation, correlate() blocks and the current correlation id."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import threading
 import pytest
 
 from atlas_events import Event, EventBus, EventType, correlate, current_correlation_id
+
+ET = EventType
 
 
 def test_correlate_nests_and_restores() -> None:
@@ -53,3 +55,35 @@ def test_a_handler_sees_the_id_of_the_event_it_handles(bus: EventBus) -> None:
     bus.publish(EventType.TASK_STARTED, correlation_id="r9")
     bus.publish(EventType.TASK_STARTED)
     assert seen == ["r9", None]
+
+
+def test_causation_parent_id(bus: EventBus) -> None:
+    """An event published while handling another records it as parent_id."""
+    bus.subscribe(ET.TASK_STARTED, lambda e: bus.publish(ET.TASK_COMPLETED))
+    parent = bus.publish(ET.TASK_STARTED)
+    child = bus.history(ET.TASK_COMPLETED)[0]
+    assert child.parent_id == parent
+    bus.publish(ET.TASK_COMPLETED)
+    assert bus.history(ET.TASK_COMPLETED)[-1].parent_id is None
+
+
+def test_correlation_ids(bus: EventBus) -> None:
+    """correlation_id= and correlate() tag events; handlers' publishes inherit it."""
+    bus.subscribe(ET.TASK_STARTED, lambda e: bus.publish(ET.TASK_COMPLETED))
+    bus.publish(ET.TASK_STARTED, correlation_id="run-1")
+    with correlate("run-2") as cid:
+        assert current_correlation_id() == cid == "run-2"
+        bus.publish(ET.TASK_STARTED)
+    assert current_correlation_id() is None
+    bus.publish(ET.TASK_STARTED)
+    assert [e.correlation_id for e in bus.history()] == [
+        "run-1",
+        "run-1",
+        "run-2",
+        "run-2",
+        None,
+        None,
+    ]
+    assert len(bus.history(correlation_id="run-2")) == 2
+    with pytest.raises(ValueError, match="correlation_id"), correlate(""):
+        pass

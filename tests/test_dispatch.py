@@ -1,13 +1,22 @@
-"""The publish loop: nested-publish ordering (queued and immediate), errors, deep scope chains."""
+"""The publish loop: handler-failure reports, re-entry, nested-publish order, deep scope chains."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
 import pytest
 
-from atlas_events import ANY, Event, EventBus, EventType, HandlerError, RecursionDepthError
+from atlas_events import (
+    ANY,
+    Event,
+    EventBus,
+    EventType,
+    HandlerError,
+    HandlerFailure,
+    RecursionDepthError,
+)
 
 ET = EventType
 MODES = ["queued", "immediate"]
@@ -192,7 +201,12 @@ def test_ancestor_middleware_sees_unrecorded_events() -> None:
     root = EventBus()
     child = root.scope("c")
     seqs: list[int] = []
-    root.add_middleware(lambda e: seqs.append(e.seq) or e)
+
+    def note(e: Event[Any]) -> Event[Any]:
+        seqs.append(e.seq)
+        return e
+
+    root.add_middleware(note)
     child.publish(ET.TASK_STARTED)
     assert seqs == [-1]
 
@@ -249,3 +263,183 @@ def test_a_failing_sink_leaves_the_event_recorded_and_delivered_on_every_level(
     assert failing.pushed == 1
     assert any("failing sink" in r.getMessage() for r in caplog.records)
     root.close()
+
+
+def test_queued_order_holds_above_a_publishing_scope_with_no_handlers() -> None:
+    """The outermost publish owns the queue even when its own bus has no handler.
+
+    Before: a leaf without handlers dispatched at its ancestors with no queue,
+    so a second ancestor handler saw the nested event first.
+    """
+    root = EventBus()
+    leaf = root.scope("a").scope("b")
+    seen: list[tuple[str, str]] = []
+
+    def first(e: Event[Any]) -> None:
+        seen.append(("first", e.type.name))
+        if e.type is EventType.TASK_STARTED:
+            leaf.publish(EventType.TASK_COMPLETED)
+
+    def second(e: Event[Any]) -> None:
+        seen.append(("second", e.type.name))
+
+    for handler in (first, second):
+        root.subscribe(EventType.TASK_STARTED, handler)
+        root.subscribe(EventType.TASK_COMPLETED, handler)
+    leaf.publish(EventType.TASK_STARTED)
+    assert seen == [
+        ("first", "TASK_STARTED"),
+        ("second", "TASK_STARTED"),
+        ("first", "TASK_COMPLETED"),
+        ("second", "TASK_COMPLETED"),
+    ]
+    assert [e.seq for e in root.history()] == [1, 2]
+
+
+def test_code_run_by_the_collector_never_sets_the_dispatch_context() -> None:
+    """python/cpython#148891: inside a collection on this thread the bus leaves the context alone.
+
+    The handler of an event published there runs in the interrupted code's
+    context (here: none), and the publish still records and delivers.
+    """
+    from atlas_events import _context
+
+    bus = EventBus()
+    parents: list[str | None] = []
+    bus.subscribe(
+        EventType.TASK_STARTED, lambda e: parents.append(_context.read_context() and "set")
+    )
+    _context.COLLECTOR("start", {})
+    try:
+        assert _context.enter_context(("x", 1, None, None)) is None
+        bus.publish(EventType.TASK_STARTED)
+    finally:
+        _context.COLLECTOR("stop", {})
+    assert parents == [None]
+    assert _context.read_context() is None
+    bus.publish(EventType.TASK_STARTED)
+    assert parents == [None, "set"]
+
+
+def test_handler_error_is_isolated_and_reported(bus: EventBus) -> None:
+    """A raising handler does not stop the others; HANDLER_ERROR carries the details."""
+    calls: list[str] = []
+    failures: list[Event[Any]] = []
+
+    def boom(e: Event[Any]) -> None:
+        raise ValueError("boom")
+
+    bus.subscribe(ET.HANDLER_ERROR, failures.append)
+    bus.subscribe(ET.TASK_STARTED, lambda e: calls.append("before"))
+    bus.subscribe(ET.TASK_STARTED, boom)
+    bus.subscribe(ET.TASK_STARTED, lambda e: calls.append("after"))
+    event_id = bus.publish(ET.TASK_STARTED)
+    assert calls == ["before", "after"]
+    (err,) = failures
+    info = err.data
+    assert isinstance(info, HandlerFailure)
+    assert info.event_id == event_id
+    assert info.event_type is ET.TASK_STARTED
+    assert info.handler.endswith("test_handler_error_is_isolated_and_reported.<locals>.boom")
+    assert isinstance(info.exception, ValueError)
+    assert err.parent_id == event_id
+    assert "boom" in str(info)
+    assert bus.stats()["handler_errors"] == 1
+
+
+def test_error_in_handler_error_handler_is_logged_not_recursed(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A HANDLER_ERROR handler that raises is logged once, never re-reported."""
+    seen: list[Event[Any]] = []
+
+    def bad_error_handler(e: Event[Any]) -> None:
+        seen.append(e)
+        raise RuntimeError("error handler broke")
+
+    bus.subscribe(ET.HANDLER_ERROR, bad_error_handler)
+    bus.subscribe(ET.TASK_STARTED, lambda e: 1 / 0)
+    with caplog.at_level(logging.ERROR, logger="atlas_events"):
+        bus.publish(ET.TASK_STARTED)
+    assert len(seen) == 1
+    assert bus.stats()["handler_errors"] == 2
+    assert any("error handler broke" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+    assert len(bus.history(ET.HANDLER_ERROR)) == 1
+
+
+def test_unobserved_handler_errors_are_logged(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With no HANDLER_ERROR subscriber, a failure is logged at ERROR (never silent)."""
+    bus.subscribe(ET.TASK_STARTED, lambda e: 1 / 0)
+    with caplog.at_level(logging.ERROR, logger="atlas_events"):
+        bus.publish(ET.TASK_STARTED)
+    assert any("no HANDLER_ERROR subscriber" in r.getMessage() for r in caplog.records)
+
+
+def test_raise_handler_errors_mode(strict_bus: EventBus) -> None:
+    """raise_handler_errors=True raises an ExceptionGroup after every handler ran."""
+    calls: list[str] = []
+    strict_bus.subscribe(ET.TASK_STARTED, lambda e: 1 / 0)
+    strict_bus.subscribe(ET.TASK_STARTED, lambda e: calls.append("ran"))
+    strict_bus.subscribe(ET.TASK_STARTED, lambda e: [][0])
+    with pytest.raises(ExceptionGroup) as info:
+        strict_bus.publish(ET.TASK_STARTED)
+    assert calls == ["ran"]
+    errors = info.value.exceptions
+    assert [type(e.__cause__) for e in errors] == [ZeroDivisionError, IndexError]
+    assert all(isinstance(e, HandlerError) for e in errors)
+    assert len(strict_bus.history()) == 1  # recorded, no HANDLER_ERROR event
+
+
+def test_handlers_may_reenter_the_bus(bus: EventBus) -> None:
+    """Handlers publish, subscribe, unsubscribe and add middleware without deadlock."""
+    log: list[str] = []
+    late: list[Any] = []
+    tokens: list[Any] = []
+
+    def reenter(e: Event[Any]) -> None:
+        log.append("reenter")
+        tokens.append(bus.subscribe(ET.TASK_STARTED, late.append))
+        bus.add_middleware(lambda ev: ev)
+        bus.publish(ET.TASK_COMPLETED, "child")
+        tokens[0]()  # unsubscribes itself (first token is its own)
+
+    tokens.append(bus.subscribe(ET.TASK_STARTED, reenter))
+    bus.subscribe(ET.TASK_COMPLETED, lambda e: log.append(f"completed:{e.data}"))
+    bus.publish(ET.TASK_STARTED, 1)
+    assert log == ["reenter", "completed:child"]
+    assert late == []  # subscribed during dispatch: does not get the in-flight event
+    bus.publish(ET.TASK_STARTED, 2)
+    assert [e.data for e in late] == [2]
+    assert log == ["reenter", "completed:child"]  # reenter unsubscribed itself
+
+
+def test_middleware_returned_event_is_never_mutated(bus: EventBus) -> None:
+    """An event a middleware returns (maybe one it keeps) is recorded as a copy."""
+    cached = Event.create(ET.TASK_COMPLETED, "cached")
+    bus.add_middleware(lambda e: cached)
+    bus.publish(ET.TASK_STARTED)
+    bus.publish(ET.TASK_STARTED)
+    assert cached.seq == -1
+    assert [e.seq for e in bus.history()] == [1, 2]
+    assert all(e.id == cached.id for e in bus.history())
+
+
+@pytest.mark.parametrize("nested", MODES)
+def test_a_middleware_that_returns_another_event_gives_its_id_and_causation(nested: str) -> None:
+    """``publish`` returns the recorded event's id; nested publishes name it as parent."""
+    bus = EventBus(nested=nested)  # type: ignore[arg-type]
+    other = Event.create(ET.TASK_COMPLETED, "replacement")
+    bus.add_middleware(lambda e: other if e.type is ET.TASK_STARTED else e)
+    parents: list[str | None] = []
+
+    def on_completed(e: Event[Any]) -> None:
+        if e.data == "replacement":
+            bus.publish(ET.TASK_FAILED)
+
+    bus.subscribe(ET.TASK_COMPLETED, on_completed)
+    bus.subscribe(ET.TASK_FAILED, lambda e: parents.append(e.parent_id))
+    assert bus.publish(ET.TASK_STARTED) == other.id
+    assert parents == [other.id]
+    assert bus.history()[0].id == other.id

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atlas_events import ANY, EventBus, EventType
+from atlas_events import ANY, EventBus, EventType, correlate
 from atlas_events._history import History, Query, select
 
 from .conftest import Color
@@ -157,3 +157,41 @@ def test_bad_history_limit(bad: Any) -> None:
     """A negative or non-int history limit is refused with a clear error."""
     with pytest.raises((ValueError, TypeError), match="history_limit"):
         EventBus(history_limit=bad)
+
+
+def test_run_history_can_be_disabled() -> None:
+    """max_runs=0 (or run_history_limit=0) keeps no runs; correlated publishes still work."""
+    cases: tuple[dict[str, Any], ...] = ({"max_runs": 0}, {"run_history_limit": 0})
+    for options in cases:
+        b = EventBus(**options)
+        b.publish(ET.TASK_STARTED, correlation_id="r")
+        assert b.history(correlation_id="r") == []
+        assert len(b.history()) == 1
+        assert b.stats()["runs_retained"] == 0
+
+
+def test_run_history_is_bounded_two_ways() -> None:
+    """Per-run history keeps run_history_limit events for at most max_runs runs (LRU)."""
+    b = EventBus(history_limit=5, run_history_limit=3, max_runs=2)
+    for i in range(5):
+        b.publish(ET.TASK_STARTED, i, correlation_id="a")
+    b.publish(ET.TASK_STARTED, "b0", correlation_id="b")
+    b.publish(ET.TASK_STARTED, 5, correlation_id="a")  # touches "a": now most recent
+    b.publish(ET.TASK_STARTED, "c0", correlation_id="c")  # evicts "b"
+    assert [e.data for e in b.history(correlation_id="a")] == [3, 4, 5]
+    assert b.history(correlation_id="b") == []
+    assert [e.data for e in b.history(correlation_id="c")] == ["c0"]
+    s = b.stats()
+    assert s["runs_retained"] == 2
+    assert s["runs_evicted"] == 1
+
+
+def test_run_trimmed_upto_names_what_a_run_lost() -> None:
+    """run_trimmed_upto: None for a complete run, the newest lost seq for a trimmed one."""
+    bus = EventBus(run_history_limit=3)
+    with correlate("r"):
+        for _ in range(5):
+            bus.publish(EventType.TASK_STARTED)
+    assert bus.run_trimmed_upto("r") == 2
+    assert [e.seq for e in bus.history(correlation_id="r")] == [3, 4, 5]
+    assert bus.run_trimmed_upto("other") is None

@@ -60,7 +60,12 @@ def test_deferred_work_runs_in_order_including_work_added_meanwhile() -> None:
     deferred = Deferred()
     ran: list[int] = []
     deferred.add(lambda: ran.append(1))
-    deferred.add(lambda: (ran.append(2), deferred.add(lambda: ran.append(4))))
+
+    def two_then_four() -> None:
+        ran.append(2)
+        deferred.add(lambda: ran.append(4))
+
+    deferred.add(two_then_four)
     deferred.add(lambda: ran.append(3))
     deferred.run()
     assert ran == [1, 2, 3, 4]

@@ -62,11 +62,11 @@ def test_other_bus_options(kwargs: dict[str, Any], error: type[Exception]) -> No
 
 @pytest.mark.parametrize("value", [-1, 1.5, True, "2"])
 @pytest.mark.parametrize("option", ["limit", "since_seq"])
-def test_history_query_numbers(option: str, value: object) -> None:
+def test_history_query_numbers(option: str, value: Any) -> None:
     """history(limit=, since_seq=) refuse bad numbers before reading anything."""
     bus = EventBus()
     with pytest.raises(InvalidOptionError, match=option):
-        bus.history(**{option: value})  # type: ignore[arg-type]
+        bus.history(**{option: value})
 
 
 def test_history_query_numbers_may_be_huge() -> None:

@@ -1,4 +1,4 @@
-"""Tests for receivers: awaitables returned by sync handlers, names and entries."""
+"""Tests for receivers: filter and once, awaitables returned by sync handlers, names and entries."""
 
 from __future__ import annotations
 
@@ -224,3 +224,29 @@ def test_generator_function_handlers_and_filters_are_refused(bus: EventBus) -> N
         with pytest.raises(InvalidHandlerError, match="generator"):
             bus.subscribe(EventType.TASK_STARTED, print, filter=fn)
     assert bus.subscriber_count() == 0
+
+
+def test_filter_and_once(bus: EventBus) -> None:
+    """filter= selects events; once=True delivers one event then unsubscribes."""
+    evens: list[int] = []
+    first: list[int] = []
+    bus.subscribe(ET.TASK_STARTED, lambda e: evens.append(e.data), filter=lambda e: e.data % 2 == 0)
+    tok = bus.subscribe(ET.TASK_STARTED, lambda e: first.append(e.data), once=True)
+    for i in range(5):
+        bus.publish(ET.TASK_STARTED, i)
+    assert evens == [0, 2, 4]
+    assert first == [0]
+    assert not tok.active
+    assert tok() is False
+    assert bus.stats()["delivered"] == 3 + 1
+
+
+def test_once_with_filter_waits_for_a_match(bus: EventBus) -> None:
+    """A once+filter handler fires on the first *matching* event only."""
+    got: list[int] = []
+    bus.subscribe(
+        ET.TASK_STARTED, lambda e: got.append(e.data), once=True, filter=lambda e: e.data > 2
+    )
+    for i in range(6):
+        bus.publish(ET.TASK_STARTED, i)
+    assert got == [3]

@@ -1,4 +1,4 @@
-"""Tests for ScopedEventBus: forwarding, scope paths, per-level state, closing."""
+"""Tests for ScopedEventBus and the scope tree: forwarding, paths, per-level state, closing."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from atlas_events import (
     ScopeError,
 )
 from atlas_events.middleware import DropTypes
+
+from .conftest import Alpha, Beta
 
 ET = EventType
 
@@ -208,3 +210,10 @@ def test_close_closes_every_scope_even_when_a_sink_fails() -> None:
     assert isinstance(info.value.exceptions[0], OSError)
     assert all(x.closed for x in (root, a, b, c))
     root.close()  # idempotent, raises nothing the second time
+
+
+def test_terminal_types_go_by_identity() -> None:
+    """A member equal in value to a terminal type is not terminal itself."""
+    b = EventBus(terminal_types=(Alpha.X,))
+    assert id(Alpha.X) in b.terminal_ids
+    assert id(Beta.Y) not in b.terminal_ids

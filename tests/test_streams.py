@@ -8,7 +8,7 @@ import gc
 import math
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -332,7 +332,12 @@ async def test_replay_seam_under_concurrent_publishing(
         w.start()
     start.wait()
     s = bus.stream(replay="all", max_queue=100_000)
-    await asyncio.to_thread(lambda: [w.join(10) for w in workers])
+
+    def join_workers() -> None:
+        for w in workers:
+            w.join(10)
+
+    await asyncio.to_thread(join_workers)
     total = before + during * threads
     got = await drain(s, total) if total else []
     assert [e.seq for e in got] == list(range(1, total + 1))
@@ -724,7 +729,7 @@ async def test_parked_consumers_of_one_loop_are_woken_in_one_hop(bus: EventBus) 
         calls.append(callback)
         return original(callback, *args, **kwargs)
 
-    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    cast(Any, loop).call_soon_threadsafe = counting
     try:
         worker = threading.Thread(target=bus.publish, args=(ET.TASK_STARTED, "x"))
         worker.start()

@@ -178,7 +178,7 @@ class Picky:
         self.seen.append((tag, e.data))
 
     def wants(self, e: Event[Any]) -> bool:
-        return e.data != "skip"
+        return bool(e.data != "skip")
 
 
 def test_filter_method_of_the_same_component_is_held_weakly(bus: EventBus) -> None:

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import enum
 import gc
+import subprocess
+import sys
+import threading
 import weakref
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from atlas_events import ANY, Event, EventBus, EventType, SinkStats, Subscription
+from atlas_events import ANY, Event, EventBus, EventType, SinkStats, Subscription, correlate
 
 from .conftest import Workers
 
@@ -191,6 +195,55 @@ def test_clear_history_releases_payloads_after_unlocking() -> None:
     assert [e.seq for e in bus.history()] == [4, 5, 6]
 
 
+class Witness:
+    """Records, from ``__del__``, what the bus looks like while it is being released."""
+
+    def __init__(self, bus: EventBus, tag: int, seen: list[tuple[int, int, int]]) -> None:
+        self.bus = bus
+        self.tag = tag
+        self.seen = seen
+
+    def __del__(self) -> None:
+        # stats() takes the recording lock: it would raise RuntimeError if this
+        # thread still held it. The publish from another thread would hang.
+        size = self.bus.stats()["history_size"]
+        other = threading.Thread(target=self.bus.publish, args=(Released.GONE, self.tag))
+        other.start()
+        other.join(10)
+        assert not other.is_alive(), "the recording lock is held while releasing"
+        self.seen.append((self.tag, size, self.bus.stats()["history_size"]))
+
+
+def test_clear_history_swaps_under_the_lock_and_releases_after() -> None:
+    """clear_history() empties the history under the lock; the events die after, oldest first.
+
+    The main history and the per-run history both: the first release already
+    sees an empty history and a free lock (another thread publishes into the
+    new history meanwhile), and the runs' events are released after the main
+    history's, each oldest first.
+    """
+    bus = EventBus(history_limit=3, run_history_limit=10)
+    seen: list[tuple[int, int, int]] = []
+    with correlate("run"):
+        for i in range(5):  # 0 and 1 leave the main history, stay in the run's
+            bus.publish(ET.AGENT_STARTED, Witness(bus, i, seen))
+    for i in range(5, 8):  # in the main history only
+        bus.publish(ET.AGENT_STARTED, Witness(bus, i, seen))
+
+    _run_with_deadline(bus.clear_history)
+
+    # Main history first (5, 6, 7; 2-4 are still held by their run), then the run.
+    assert [tag for tag, _, _ in seen] == [5, 6, 7, 0, 1, 2, 3, 4]
+    # Each release saw the history already cleared, then one more event from
+    # the other thread's publish.
+    assert [(before, after) for _, before, after in seen] == [(k, k + 1) for k in range(3)] + [
+        (3, 3)
+    ] * 5
+    assert [e.data for e in bus.history(Released.GONE)] == [2, 3, 4]  # limit 3
+    assert bus.history(correlation_id="run") == []
+    assert bus.last_seq == 8 + 8
+
+
 @pytest.mark.usefixtures("low_gc_thresholds")
 def test_cyclic_garbage_that_publishes_during_every_bus_operation() -> None:
     """GC thresholds lowered; cyclic garbage announces itself during subscribe/publish/close."""
@@ -219,46 +272,108 @@ def test_cyclic_garbage_that_publishes_during_every_bus_operation() -> None:
     assert sink.seqs == seqs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: a cyclic-GC finalizer that publishes between an event's recording "
-    "and its dispatch is delivered before that event (queued mode)",
-)
-def test_gc_finalizer_publishes_between_record_and_dispatch_keep_seq_order(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Queued mode: a handler must see ``seq`` order even if the collector runs mid-publish.
+class _Cyclic:
+    """Garbage only the cyclic collector frees (it refers to itself)."""
 
-    The collector may run at any allocation, including the few between the
-    recording step (``seq`` assigned, lock released) and the first handler
-    call of the same event; seen with GC thresholds ``(1, 1, 1)`` in about
-    one run in three thousand. Here it is made certain: a collection is run
-    at the start of every dispatch. The finalizer's publish is not inside a
-    handler, so today it is delivered at once -- the handler sees ``seq``
-    N+1 before N. Fixing it needs the outermost publish's queue visible from
-    before recording until its drain.
+    def __init__(self) -> None:
+        self.me = self
+
+
+def _garbage_maker(bus: EventBus, trigger: enum.Enum) -> Callable[[Event[Any]], Event[Any]]:
+    """A middleware that leaves cyclic garbage whose finalizer publishes ``Released.GONE``.
+
+    With GC thresholds ``(1, 1, 1)`` the collector frees it at one of the
+    next few allocations, i.e. somewhere between the middleware and the
+    first handler call of the same event: recording, the context, the queue.
     """
-    from atlas_events import _dispatch
 
-    original = _dispatch.dispatch
+    def middleware(ev: Event[Any]) -> Event[Any]:
+        if ev.type is trigger:
+            obj = _Cyclic()
+            weakref.finalize(obj, bus.publish, Released.GONE, ev.data)
+            del obj
+        return ev
 
-    def collecting_dispatch(*args: Any) -> Any:
-        gc.collect()
-        return original(*args)
+    return middleware
 
-    monkeypatch.setattr(_dispatch, "dispatch", collecting_dispatch)
+
+def _seq_recorder(into: list[int]) -> Callable[[Event[Any]], None]:
+    def record(ev: Event[Any]) -> None:
+        into.append(ev.seq)
+
+    return record
+
+
+@pytest.fixture
+def eager_gc() -> Iterator[None]:
+    old = gc.get_threshold()
+    gc.set_threshold(1, 1, 1)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
+@pytest.mark.usefixtures("eager_gc")
+@pytest.mark.parametrize("levels", [0, 1, 2])
+@pytest.mark.parametrize("api", ["publish", "publish_event"])
+def test_gc_finalizer_publishing_mid_publish_keeps_seq_order(levels: int, api: str) -> None:
+    """Queued mode: every handler sees ``seq`` order even when the collector runs mid-publish.
+
+    The finalizer's publish happens between an event's middleware and its
+    handlers, on the publishing bus and (``levels``) on scopes above it. The
+    outermost publish's queue is visible from before recording until it is
+    drained, so the finalizer's event is delivered after the current one,
+    at every level.
+    """
+    root = EventBus()
+    bus = root
+    for i in range(levels):
+        bus = bus.scope(f"s{i}")
+    seen: dict[str, list[int]] = {}
+    level: EventBus | None = bus
+    while level is not None:
+        level.subscribe(ANY, _seq_recorder(seen.setdefault(level.name, [])))
+        level = level.parent
+    bus.add_middleware(_garbage_maker(bus, ET.TASK_STARTED))
+    for i in range(50):
+        if api == "publish":
+            bus.publish(ET.TASK_STARTED, i)
+        else:
+            bus.publish_event(Event.create(ET.TASK_STARTED, i))
+    gc.collect()
+    for name, order in seen.items():
+        assert order == sorted(order), name
+    assert sorted(e.data for e in root.history(Released.GONE)) == list(range(50))
+
+
+@pytest.mark.usefixtures("eager_gc")
+def test_gc_finalizer_publishing_mid_publish_from_a_handler_keeps_seq_order() -> None:
+    """The same when the interrupted publish is itself nested (queued behind its parent)."""
     bus = EventBus()
     seen: list[int] = []
     bus.subscribe(ANY, lambda e: seen.append(e.seq))
-
-    class Cyclic:
-        def __init__(self) -> None:
-            self.me = self
-
-    for i in range(3):
-        obj = Cyclic()
-        weakref.finalize(obj, bus.publish, Released.GONE, i)
-        del obj
+    bus.subscribe(ET.TASK_STARTED, lambda e: bus.publish(ET.TASK_COMPLETED, e.data))
+    bus.add_middleware(_garbage_maker(bus, ET.TASK_COMPLETED))
+    for i in range(50):
         bus.publish(ET.TASK_STARTED, i)
-    assert len(seen) == 6
+    gc.collect()
     assert seen == sorted(seen)
+    assert len(bus.history(Released.GONE)) == 50
+
+
+def test_finalizers_publishing_inside_context_variable_updates_do_not_crash() -> None:
+    """python/cpython#148891: a finalizer re-entering ``ContextVar.set`` can crash CPython.
+
+    The bus never sets the dispatch context from code the collector runs
+    (``_context.COLLECTOR``); the storm script publishes from finalizers
+    the collector runs at nearly every allocation, three times over (the
+    unguarded script crashes in about two runs of three on 3.11).
+    """
+    script = Path(__file__).with_name("_finalizer_storm.py")
+    for _ in range(3):
+        done = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == "3000"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -89,7 +89,7 @@ def test_other_options_are_validated(bus: EventBus) -> None:
         (True, TypeError),
     ):
         with pytest.raises(error, match="port"):
-            DashboardServer(bus, port=port)
+            DashboardServer(bus, port=cast(Any, port))
     server = DashboardServer(bus)
     for timeout in (0, -1, "3"):
         with pytest.raises(ValueError, match="timeout"):
