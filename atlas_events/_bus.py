@@ -26,6 +26,9 @@ from ._chain import run_middleware
 from ._checks import check_bool
 from ._context import (
     COLLECTOR,
+    DIRECT,
+    GUARDED,
+    context_ops,
     correlate,
     current_correlation_id,
     get_context,
@@ -281,8 +284,12 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
             event_type, route = self._resolve(event_type, data)
         elif self._declared_by_id:  # a dict: truth-tested without a Python call
             self._check_payload(event_type, data)  # type: ignore[arg-type]
-        # Not from code the collector runs on this thread (see _context.Collector).
-        ctx = get_context() if not COLLECTOR.thread else read_context()
+        if not COLLECTOR.thread:
+            ctx = get_context()
+            ops = DIRECT
+        else:  # code the collector runs may be publishing (see _context.Collector)
+            ctx = read_context()
+            ops = GUARDED
         if ctx is None:
             parent_id = queue = None
             depth = 0
@@ -327,13 +334,15 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
                 ev, route = changed
                 eid = ev.id  # a middleware may return another event (Event.create)
                 correlation_id = ev.correlation_id
-        if queue is not None and queue[0] == _get_ident():  # queued mode: after this event
-            queue.append(partial(resume, node, ev, route, depth, queue, propagate))
-            return eid
-        rec = self._recorder
-        # Every level's middleware runs before any level records (see prepare).
-        plan = prepare(node, ev, propagate) if rec.forwards else None
-        return emit(node, ev, eid, route, depth, queue, correlation_id, plan, route or plan)
+        # Every level's middleware runs before any level records (see prepare),
+        # and before queuing: a failing ancestor middleware raises here.
+        plan = prepare(node, ev, propagate) if self._recorder.forwards else None
+        if queue is not None:
+            if queue[0] == _get_ident():  # queued mode: after the current event
+                queue.append(partial(resume, node, ev, route, depth, queue, propagate, plan))
+                return eid
+            queue = None  # a copied context's closed or foreign queue: outermost here
+        return emit(node, ev, eid, route, depth, queue, correlation_id, plan, route or plan, ops)
 
     def publish_event(self, event: Event[Any], *, propagate: bool = True) -> str:
         """Publish a prebuilt :class:`Event` (e.g. from :meth:`Event.create`).
@@ -370,11 +379,16 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         ev = copy_event(ev, -1)  # the bus's own copy: its seq is set when recorded
         route = self._registry.route_for(ev.type)
         queue = None if ctx is None else ctx[3]
-        if queue is not None and queue[0] == _get_ident():  # queued mode: after this event
-            queue.append(partial(resume, node, ev, route, depth, queue, propagate))
-            return ev.id
-        plan = prepare(node, ev, propagate)
-        return emit(node, ev, ev.id, route, depth, queue, ev.correlation_id, plan, route or plan)
+        plan = prepare(node, ev, propagate)  # before queuing, as in publish
+        if queue is not None:
+            if queue[0] == _get_ident():  # queued mode: after the current event
+                queue.append(partial(resume, node, ev, route, depth, queue, propagate, plan))
+                return ev.id
+            queue = None  # a copied context's closed or foreign queue: outermost here
+        ops = context_ops()
+        return emit(
+            node, ev, ev.id, route, depth, queue, ev.correlation_id, plan, route or plan, ops
+        )
 
     # ------------------------------------------------------------------ scopes
 

@@ -6,8 +6,8 @@ import contextlib
 import contextvars
 import gc
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Final, cast
 
 __all__ = [
     "CONTEXT",
@@ -15,7 +15,14 @@ __all__ = [
     "correlate",
     "current_correlation_id",
     "COLLECTOR",
+    "DIRECT",
+    "GUARDED",
+    "AnyToken",
+    "Collected",
+    "ContextOps",
+    "context_ops",
     "enter_context",
+    "exit_context",
     "get_context",
     "read_context",
     "reset_context",
@@ -47,8 +54,26 @@ reset_context = CONTEXT.reset
 _get_ident = threading.get_ident
 
 
+class Collected:
+    """A dispatch-context change made inside a collection: the value it replaced."""
+
+    __slots__ = ("previous",)
+
+    def __init__(self, previous: object) -> None:
+        self.previous = previous
+
+
+AnyToken = contextvars.Token[Context | None] | Collected
+"""What :func:`enter_context` returns and :func:`exit_context` takes."""
+
+ContextOps = tuple[Callable[[Context], AnyToken], Callable[[AnyToken], object]]
+"""``(enter, exit)`` of the dispatch context: :data:`DIRECT` or :data:`GUARDED`."""
+
+_UNSET: Final = object()
+
+
 class Collector:
-    """Which thread the cyclic garbage collector is running in (``thread``; 0 if none).
+    """The cyclic garbage collector's run: its thread (``thread``, 0 if none) and context.
 
     Code the collector runs (a finalizer) can interrupt ``ContextVar.set``,
     ``reset`` or ``get`` of the same context half-way, at an allocation. On
@@ -56,18 +81,27 @@ class Collector:
     sets a context variable frees the mapping the interrupted call is still
     walking, and one that reads it can leave a stale cached value behind a
     ``reset`` (a later ``get`` returns a freed object): both crash the
-    interpreter. So a publish made from such a finalizer neither sets nor
-    reads the dispatch context the usual way (:func:`enter_context`,
-    :func:`read_context`); ``gc.callbacks`` keeps this record.
+    interpreter. So while the collector runs on a thread, publishes made
+    there keep their dispatch context in :attr:`context` instead of the
+    context variable (:func:`enter_context`, :func:`read_context`), which
+    they read from a snapshot; ``gc.callbacks`` keeps this record, and the
+    context is forgotten when the collection starts and ends. Asyncio tasks
+    started by handlers of such events do not inherit it.
     """
 
-    __slots__ = ("thread",)
+    __slots__ = ("context", "thread")
 
     def __init__(self) -> None:
         self.thread = 0
+        self.context: object = _UNSET
 
     def __call__(self, phase: str, _info: dict[str, int]) -> None:
         self.thread = _get_ident() if phase == "start" else 0
+        self.context = _UNSET
+
+    def here(self) -> bool:
+        """Whether the collector is running on this thread."""
+        return self.thread != 0 and self.thread == _get_ident()
 
 
 COLLECTOR = Collector()
@@ -75,29 +109,51 @@ gc.callbacks.append(COLLECTOR)
 
 
 def read_context() -> Context | None:
-    """The dispatch context; from code the collector runs, read from a snapshot.
+    """The dispatch context; inside a collection, the collection's own or a snapshot.
 
     A snapshot (``contextvars.copy_context()``) holds its own reference to
     the context's mapping and never fills the variable's cache, so an
     interrupted ``reset`` cannot leave a stale value behind (see
     :class:`Collector`).
     """
-    if COLLECTOR.thread and COLLECTOR.thread == _get_ident():
+    if COLLECTOR.here():
+        if COLLECTOR.context is not _UNSET:
+            return cast("Context | None", COLLECTOR.context)
         return contextvars.copy_context().get(CONTEXT)
     return get_context()
 
 
-def enter_context(value: Context) -> contextvars.Token[Context | None] | None:
-    """Set the dispatch context to ``value``; ``None`` (nothing set) inside a collection.
+def enter_context(value: Context) -> AnyToken:
+    """Make ``value`` the dispatch context; undo with :func:`exit_context`.
 
-    Inside a collection run by this thread (a finalizer publishing) the
-    context is left as it is, so the publish cannot re-enter
-    ``ContextVar.set`` (see :class:`Collector`): that event's handlers then
-    run in the interrupted code's context.
+    Inside a collection run by this thread the context variable is left
+    alone (see :class:`Collector`).
     """
-    if COLLECTOR.thread and COLLECTOR.thread == _get_ident():
-        return None
+    if COLLECTOR.here():
+        previous = COLLECTOR.context
+        COLLECTOR.context = value
+        return Collected(previous)
     return set_context(value)
+
+
+def exit_context(token: AnyToken) -> None:
+    """Undo :func:`enter_context` (``token`` is what it returned)."""
+    if isinstance(token, Collected):
+        COLLECTOR.context = token.previous
+    else:
+        reset_context(token)
+
+
+DIRECT: Final = cast("ContextOps", (set_context, reset_context))
+"""``(enter, exit)`` of the dispatch context when no collection runs on this thread."""
+
+GUARDED: Final[ContextOps] = (enter_context, exit_context)
+"""``(enter, exit)`` that also serve code the collector runs (see :class:`Collector`)."""
+
+
+def context_ops() -> ContextOps:
+    """:data:`DIRECT` unless a collection runs (then :data:`GUARDED`)."""
+    return GUARDED if COLLECTOR.thread else DIRECT
 
 
 def current_correlation_id() -> str | None:
@@ -122,10 +178,10 @@ def correlate(correlation_id: str) -> Iterator[str]:
     if not isinstance(correlation_id, str) or not correlation_id:
         raise ValueError(f"correlation_id must be a non-empty str, got {correlation_id!r}")
     ctx = read_context()
-    token = CONTEXT.set(
+    token = enter_context(
         (None, 0, correlation_id, None) if ctx is None else (ctx[0], ctx[1], correlation_id, ctx[3])
     )
     try:
         yield correlation_id
     finally:
-        CONTEXT.reset(token)
+        exit_context(token)

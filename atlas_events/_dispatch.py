@@ -22,7 +22,15 @@ import time
 from typing import Any, Final, NoReturn, cast
 
 from ._chain import checked_result, owner_counter, run_middleware
-from ._context import COLLECTOR, Context, enter_context, read_context, reset_context, set_context
+from ._context import (
+    AnyToken,
+    Context,
+    ContextOps,
+    context_ops,
+    enter_context,
+    exit_context,
+    read_context,
+)
 from ._errors import release_frames
 from ._event import _SEQ_SET as _set_seq
 from ._event import EMPTY_METADATA, Event, EventType, copy_event, trusted_event
@@ -87,11 +95,14 @@ def emit(
     correlation_id: str | None,
     plan: Plan | None,
     handled: object,
+    ops: ContextOps,
 ) -> str:
     """Record, dispatch and forward ``ev`` (id ``eid``), published on ``node``; return ``eid``.
 
     ``handled`` is true when some level may have handlers (``route or
-    plan``, tested by the caller).
+    plan``, tested by the caller); ``ops`` sets and resets the dispatch
+    context (``_context.DIRECT``, or ``GUARDED`` while the garbage collector
+    runs: see ``_context.Collector``).
 
     ``ev`` has passed ``node``'s middleware and is the bus's own copy
     (``seq`` still -1): it is recorded in place. ``plan`` (from
@@ -101,8 +112,7 @@ def emit(
     recording until it is drained, so a finalizer the collector runs in
     between is delivered after ``ev``. The hot path (docs/performance.md
     "Hot path, round 4"): recording and the handler loop are inlined --
-    the same steps as :func:`record` and :func:`call_handlers`, which serve
-    forwarded, queued and deferred deliveries.
+    the same steps as :func:`record`, which serves forwarded deliveries.
 
     Raises:
         ExceptionGroup: Handlers failed and the bus re-raises handler errors.
@@ -115,9 +125,7 @@ def emit(
             owner = _get_ident()
             queue = mine = [owner]
         ctx: Context = (eid, depth + 1, correlation_id, queue)
-        # Not inside a collection on this thread (python/cpython#148891; see
-        # _context.Collector): one attribute test on the common path.
-        token = enter_context(ctx) if COLLECTOR.thread else set_context(ctx)
+        token: AnyToken | None = ops[0](ctx)
         here: Context | None = ctx
     else:
         token = here = None
@@ -151,7 +159,7 @@ def emit(
         finally:
             lock.busy = False
             raw.release()
-        # call_handlers(), inlined: saves a frame per publish (same section).
+        # The handler loop, inlined: saves a frame per publish (same section).
         for fn, ref in route:
             try:
                 if ref is None:
@@ -173,7 +181,7 @@ def emit(
     finally:
         mine[0] = 0  # closed, so a copied context never queues on it (see drain)
         if token is not None:
-            reset_context(token)
+            ops[1](token)
     if _KEPT:  # what sinks evicted under the lock (see _release)
         release_kept()
     return eid
@@ -307,72 +315,24 @@ def resume(
 ) -> None:
     """Record, dispatch and forward ``ev`` on ``node``, its middleware done (queued or deferred).
 
+    ``ev`` is the bus's own, unrecorded copy (``seq`` -1). With no live
+    queue (deferred work, an async handler's failure) this delivery is the
+    outermost one of its thread and queues nested publishes itself.
+
     Raises:
         ExceptionGroup: Handlers failed and the bus re-raises handler errors.
     """
     if plan is None:
         plan = prepare(node, ev, propagate)
-    done = record(node, ev, route)
-    if done is None:
-        node.deferred.add(functools.partial(resume, node, ev, route, depth, None, False, plan))
-        return
-    recorded, evicted = done
-    del done
-    errors = dispatch(node, recorded, route, depth, queue) if route else None
-    del evicted  # finalizers run here, after the handlers
-    if node.recorder.deferred:
-        run_deferred(node)
-    if plan:
-        errors = forward(plan, depth, queue, errors)
-    for sink in node.recorder.blocking_sinks:
-        sink.wait_for_room()
-    if errors:
-        raise_errors(ev.id, errors)
+    emit(
+        node, ev, ev.id, route, depth, queue, ev.correlation_id, plan, route or plan, context_ops()
+    )
 
 
 def run_deferred(node: Node) -> None:
     """Run work finalizers left on ``node``, unless this thread still holds one of its locks."""
     if not node.recorder.lock.held_here() and not node.registry.must_defer():
         node.deferred.run()
-
-
-def dispatch(
-    node: Node, ev: Event[Any], route: Route, depth: int, queue: Queue | None
-) -> list[HandlerError] | None:
-    """Call each handler of ``route`` with ``ev``, in ``ev``'s dispatch context."""
-    token = enter_context((ev.id, depth + 1, ev.correlation_id, queue))
-    try:
-        return call_handlers(node, ev, route, depth)
-    finally:
-        if token is not None:
-            reset_context(token)
-
-
-def call_handlers(
-    node: Node, ev: Event[Any], route: Route, depth: int
-) -> list[HandlerError] | None:
-    """Call each handler of ``route`` with ``ev``, outside every lock; return the failures.
-
-    The caller has set the dispatch context. A failure is counted and
-    reported (or collected, with ``raise_handler_errors``); the remaining
-    handlers still run.
-    """
-    errors: list[HandlerError] | None = None
-    for fn, ref in route:
-        try:
-            if ref is None:
-                res = fn(ev)
-            else:
-                obj = ref()
-                if obj is None:
-                    node.registry.count_skip()
-                    continue
-                res = fn(obj, ev)
-            if res is not None:  # an awaitable is scheduled, never dropped
-                handler_returned(node.registry, ev, fn, ref, res)
-        except Exception as exc:
-            errors = handler_failed(node, ev, entry_name(fn, ref), exc, depth, errors)
-    return errors
 
 
 def prepare(node: Node, ev: Event[Any], propagate: bool) -> Plan | None:
@@ -432,14 +392,15 @@ def forward(
         done = record(level, planned, route)
         if done is None:  # this thread holds that level's lock: finish later
             rest = plan[plan.index((level, planned)) + 1 :]
+            own = copy_event(planned, -1)  # planned may be recorded below: resume records in place
             level.deferred.add(
-                functools.partial(resume, level, planned, route, depth, None, True, rest)
+                functools.partial(resume, level, own, route, depth, None, True, rest)
             )
             break
         ev, evicted = done
         del done
         if route:
-            # dispatch(), inlined: saves a frame per level (docs/performance.md "Hot path").
+            # The handler loop, inlined: saves a frame per level (docs/performance.md "Hot path").
             if here is not None and ev.id is here[0] and ev.correlation_id is here[2]:
                 token = None  # the caller's context is this event's
             else:
@@ -462,7 +423,7 @@ def forward(
                         errors = handler_failed(level, ev, name, exc, depth, errors)
             finally:
                 if token is not None:
-                    reset_context(token)
+                    exit_context(token)
         del evicted  # finalizers run here, after that level's handlers
         if level.recorder.deferred:
             run_deferred(level)
@@ -559,8 +520,8 @@ def report(
     queue = None if ctx is None else ctx[3]
     if queue is not None and queue[0] == _get_ident():  # queued mode: after the current event
         queue.append(functools.partial(_publish_failure, node, err_ev, depth, queue, exc))
-    else:
-        _publish_failure(node, err_ev, depth, queue, exc)
+    else:  # no live queue here (a closed or another thread's): this delivery is outermost
+        _publish_failure(node, err_ev, depth, None, exc)
 
 
 def _publish_failure(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 from typing import Any
@@ -15,6 +16,7 @@ from atlas_events import (
     EventType,
     HandlerError,
     HandlerFailure,
+    MiddlewareError,
     RecursionDepthError,
 )
 
@@ -296,29 +298,52 @@ def test_queued_order_holds_above_a_publishing_scope_with_no_handlers() -> None:
     assert [e.seq for e in root.history()] == [1, 2]
 
 
-def test_code_run_by_the_collector_never_sets_the_dispatch_context() -> None:
-    """python/cpython#148891: inside a collection on this thread the bus leaves the context alone.
+def test_code_run_by_the_collector_keeps_its_context_off_the_context_variable() -> None:
+    """python/cpython#148891: inside a collection on this thread the context variable is untouched.
 
-    The handler of an event published there runs in the interrupted code's
-    context (here: none), and the publish still records and delivers.
+    A publish made there (a finalizer) keeps its dispatch context on the
+    collector record instead, so its handlers still get causation, queued
+    order and the depth limit; the context variable itself is never set.
     """
     from atlas_events import _context
 
-    bus = EventBus()
+    bus = EventBus(max_depth=5)
+    seen: list[tuple[str, int]] = []
     parents: list[str | None] = []
-    bus.subscribe(
-        EventType.TASK_STARTED, lambda e: parents.append(_context.read_context() and "set")
-    )
+    var_values: list[object] = []
+    calls = 0
+
+    def first(e: Event[Any]) -> None:
+        var_values.append(_context.CONTEXT.get())
+        seen.append(("first", e.seq))
+        if e.type is ET.TASK_STARTED:
+            bus.publish(ET.TASK_COMPLETED)
+
+    def second(e: Event[Any]) -> None:
+        seen.append(("second", e.seq))
+        if e.type is ET.TASK_COMPLETED:
+            parents.append(e.parent_id)
+
+    def loop(e: Event[Any]) -> None:
+        nonlocal calls
+        calls += 1
+        bus.publish(ET.TASK_FAILED)
+
+    bus.subscribe(ANY, first)
+    bus.subscribe(ANY, second)
+    bus.subscribe(ET.TASK_FAILED, loop)
     _context.COLLECTOR("start", {})
     try:
-        assert _context.enter_context(("x", 1, None, None)) is None
-        bus.publish(EventType.TASK_STARTED)
+        started = bus.publish(ET.TASK_STARTED)
+        bus.publish(ET.TASK_FAILED)  # loop's RecursionDepthError is reported, not raised
     finally:
         _context.COLLECTOR("stop", {})
-    assert parents == [None]
+    assert var_values
+    assert all(v is None for v in var_values)
+    assert seen[:4] == [("first", 1), ("second", 1), ("first", 2), ("second", 2)]
+    assert parents == [started]
+    assert calls == 5  # max_depth held: RecursionDepthError reported, not RecursionError
     assert _context.read_context() is None
-    bus.publish(EventType.TASK_STARTED)
-    assert parents == [None, "set"]
 
 
 def test_handler_error_is_isolated_and_reported(bus: EventBus) -> None:
@@ -443,3 +468,52 @@ def test_a_middleware_that_returns_another_event_gives_its_id_and_causation(nest
     assert bus.publish(ET.TASK_STARTED) == other.id
     assert parents == [other.id]
     assert bus.history()[0].id == other.id
+
+
+def test_a_copied_context_publishing_after_its_dispatch_queues_its_own_nested_publishes() -> None:
+    """A task or a later ``ctx.run`` is the outermost publish of its own delivery."""
+    bus = EventBus()
+    saved: list[contextvars.Context] = []
+    bus.subscribe(ET.AGENT_STARTED, lambda e: saved.append(contextvars.copy_context()))
+    bus.publish(ET.AGENT_STARTED)
+    seen: list[tuple[str, int]] = []
+
+    def first(e: Event[Any]) -> None:
+        if e.type is ET.TASK_STARTED:
+            bus.publish(ET.TASK_COMPLETED)
+
+    bus.subscribe(ANY, first)
+    _observe(bus, seen)
+    saved[0].run(bus.publish, ET.TASK_STARTED)
+    assert seen == [("TASK_STARTED", 2), ("TASK_COMPLETED", 3)]
+    assert bus.history()[-1].parent_id == bus.history()[-2].id
+
+
+@pytest.mark.parametrize("nested", MODES)
+def test_a_failing_ancestor_middleware_raises_to_the_nested_publisher(nested: str) -> None:
+    """Queued or not, the nested ``publish`` raises; its siblings are still delivered."""
+    root = EventBus(nested=nested)  # type: ignore[arg-type]
+    leaf = root.scope("leaf")
+
+    def refuse(e: Event[Any]) -> Event[Any]:
+        if e.data == "bad":
+            raise ValueError("refused")
+        return e
+
+    root.add_middleware(refuse)
+    results: dict[str, str] = {}
+
+    def handler(e: Event[Any]) -> None:
+        if e.data != "outer":
+            return
+        for data in ("good1", "bad", "good2"):
+            try:
+                results[data] = leaf.publish(ET.TASK_COMPLETED, data)
+            except MiddlewareError:
+                results[data] = "raised"
+
+    leaf.subscribe(ET.TASK_STARTED, handler)
+    leaf.publish(ET.TASK_STARTED, "outer")
+    assert results["bad"] == "raised"
+    assert {e.data for e in root.history()} == {"outer", "good1", "good2"}
+    assert [e.data for e in leaf.history()] == ["outer", "good1", "good2"]

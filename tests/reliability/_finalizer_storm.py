@@ -4,7 +4,8 @@ Reproduces python/cpython#148891: with a multi-level context mapping (20
 padding variables) and the collector run at nearly every allocation, a
 finalizer that sets a context variable inside another ``set``/``reset`` of
 the same context frees the mapping being walked. ``unguarded`` removes the
-bus's guard (``_context.COLLECTOR``) to show the crash it prevents.
+bus's guard (``_context.COLLECTOR``) to show the crash it prevents;
+``correlate`` publishes from inside a ``correlate()`` block.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import sys
 import weakref
 from typing import Any
 
-from atlas_events import ANY, Event, EventBus, EventType
+from atlas_events import ANY, Event, EventBus, EventType, correlate
 
-if len(sys.argv) > 1 and sys.argv[1] == "unguarded":
+if "unguarded" in sys.argv:
     from atlas_events import _context
 
     gc.callbacks.remove(_context.COLLECTOR)
@@ -45,10 +46,19 @@ for level in (bus, middle, root):
     level.subscribe(ANY, lambda e: seen.append(e.seq))
 
 
+def announce(data: int) -> None:
+    """The finalizer: publish, inside a correlate() block when asked to."""
+    if "correlate" in sys.argv:
+        with correlate(f"gone-{data}"):
+            bus.publish(Gone.GONE, data)
+    else:
+        bus.publish(Gone.GONE, data)
+
+
 def mw(ev: Event[Any]) -> Event[Any]:
     if ev.type is EventType.TASK_STARTED:
         obj = Cyclic()
-        weakref.finalize(obj, bus.publish, Gone.GONE, ev.data)
+        weakref.finalize(obj, announce, ev.data)
         del obj
     return ev
 
