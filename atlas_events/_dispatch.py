@@ -1,11 +1,12 @@
 """The publish loop: middleware, record, dispatch to handlers, forward up the scope tree.
 
 Plain functions over :class:`~atlas_events._scoped.Node` (pluggy's
-``_multicall`` is the model): :func:`deliver` records an event that has
+``_multicall`` is the model): :func:`emit` records an event that has
 passed the publishing bus's middleware (under the recording lock), calls
 the handlers (outside every lock) and has :func:`forward` deliver it at
 each ancestor in turn, iteratively, so scope chains of any depth cost no
-recursion. :meth:`EventBus.publish` runs the same steps inlined.
+recursion. :meth:`EventBus.publish`, :meth:`EventBus.publish_event` and
+the queued or deferred deliveries (:func:`resume`) all go through it.
 
 Nested publishes (a handler publishing) are *queued* by default: the nested
 event is recorded and delivered after the current event has been delivered

@@ -149,9 +149,18 @@ class Recorder:
             self._resnapshot()
         return sinks
 
+    def set_tail(self, *, forwards: bool, raises: bool) -> None:
+        """Say whether publishes forward to a parent and collect handler errors (at setup)."""
+        self.forwards = forwards
+        self.raises = raises
+        self._refresh_more()
+
     def _resnapshot(self) -> None:
         self.sinks = tuple(r.item for r in self.sink_records)
         self.blocking_sinks = tuple(s for s in self.sinks if s.blocks)
+        self._refresh_more()
+
+    def _refresh_more(self) -> None:
         self.more = self.forwards or self.raises or bool(self.blocking_sinks)
 
     # -- history queries --------------------------------------------------------

@@ -88,9 +88,7 @@ class Node:
         self.mark_closed: Callable[[], Callable[[], None] | None] = lambda: None
         self.deferred = deferred
         self.recorder = Recorder(history, deferred)
-        self.recorder.forwards = parent is not None
-        self.recorder.raises = raise_handler_errors
-        self.recorder.more = self.recorder.forwards or raise_handler_errors
+        self.recorder.set_tail(forwards=parent is not None, raises=raise_handler_errors)
         self.registry = registry
         self.chain = MiddlewareChain(self._count_drop)
         self.max_depth = max_depth
