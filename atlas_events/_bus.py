@@ -26,12 +26,9 @@ from ._chain import run_middleware
 from ._checks import check_bool
 from ._context import (
     COLLECTOR,
-    DIRECT,
-    GUARDED,
-    context_ops,
+    context_get,
     correlate,
     current_correlation_id,
-    get_context,
     read_context,
 )
 from ._dispatch import (
@@ -70,6 +67,7 @@ T = TypeVar("T")
 _time = time.time
 _new_event = object.__new__
 _get_ident = threading.get_ident
+COLLECTOR.bind(globals())  # context_get: see _context.Collector
 partial = functools.partial
 _ids = _SOURCE
 
@@ -284,12 +282,7 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
             event_type, route = self._resolve(event_type, data)
         elif self._declared_by_id:  # a dict: truth-tested without a Python call
             self._check_payload(event_type, data)  # type: ignore[arg-type]
-        if not COLLECTOR.thread:
-            ctx = get_context()
-            ops = DIRECT
-        else:  # code the collector runs may be publishing (see _context.Collector)
-            ctx = read_context()
-            ops = GUARDED
+        ctx = context_get()  # guarded while the collector runs (see _context.Collector)
         if ctx is None:
             parent_id = queue = None
             depth = 0
@@ -342,7 +335,7 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
                 queue.append(partial(resume, node, ev, route, depth, queue, propagate, plan))
                 return eid
             queue = None  # a copied context's closed or foreign queue: outermost here
-        return emit(node, ev, eid, route, depth, queue, correlation_id, plan, route or plan, ops)
+        return emit(node, ev, eid, route, depth, queue, correlation_id, plan, route or plan)
 
     def publish_event(self, event: Event[Any], *, propagate: bool = True) -> str:
         """Publish a prebuilt :class:`Event` (e.g. from :meth:`Event.create`).
@@ -385,10 +378,7 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
                 queue.append(partial(resume, node, ev, route, depth, queue, propagate, plan))
                 return ev.id
             queue = None  # a copied context's closed or foreign queue: outermost here
-        ops = context_ops()
-        return emit(
-            node, ev, ev.id, route, depth, queue, ev.correlation_id, plan, route or plan, ops
-        )
+        return emit(node, ev, ev.id, route, depth, queue, ev.correlation_id, plan, route or plan)
 
     # ------------------------------------------------------------------ scopes
 

@@ -15,12 +15,11 @@ __all__ = [
     "correlate",
     "current_correlation_id",
     "COLLECTOR",
-    "DIRECT",
-    "GUARDED",
     "AnyToken",
     "Collected",
-    "ContextOps",
-    "context_ops",
+    "context_get",
+    "context_reset",
+    "context_set",
     "enter_context",
     "exit_context",
     "get_context",
@@ -66,9 +65,6 @@ class Collected:
 AnyToken = contextvars.Token[Context | None] | Collected
 """What :func:`enter_context` returns and :func:`exit_context` takes."""
 
-ContextOps = tuple[Callable[[Context], AnyToken], Callable[[AnyToken], object]]
-"""``(enter, exit)`` of the dispatch context: :data:`DIRECT` or :data:`GUARDED`."""
-
 _UNSET: Final = object()
 
 
@@ -87,17 +83,40 @@ class Collector:
     they read from a snapshot; ``gc.callbacks`` keeps this record, and the
     context is forgotten when the collection starts and ends. Asyncio tasks
     started by handlers of such events do not inherit it.
+
+    The publish loop's modules call the dispatch context through three
+    names they register with :meth:`bind` (``context_get``,
+    ``context_set``, ``context_reset``): the context variable's own methods
+    outside a collection, the guarded functions while one runs (on any
+    thread; they tell the collecting thread apart). Switching the names
+    twice per collection, instead of testing :attr:`thread` on every
+    publish, saves ~300 instructions per publish (docs/performance.md
+    "Hot path, round 5").
     """
 
-    __slots__ = ("context", "thread")
+    __slots__ = ("context", "namespaces", "thread")
 
     def __init__(self) -> None:
         self.thread = 0
         self.context: object = _UNSET
+        self.namespaces: list[dict[str, Any]] = []
 
     def __call__(self, phase: str, _info: dict[str, int]) -> None:
-        self.thread = _get_ident() if phase == "start" else 0
+        start = phase == "start"
+        self.thread = _get_ident() if start else 0
         self.context = _UNSET
+        accessors = _GUARDED if start else _DIRECT
+        for namespace in self.namespaces:
+            namespace.update(accessors)
+
+    def bind(self, namespace: dict[str, Any]) -> None:
+        """Keep ``context_get``/``context_set``/``context_reset`` in ``namespace`` current.
+
+        ``namespace`` is a module's ``globals()``; its three names are set
+        now and switched at the start and end of every collection.
+        """
+        namespace.update(_GUARDED if self.thread else _DIRECT)
+        self.namespaces.append(namespace)
 
     def here(self) -> bool:
         """Whether the collector is running on this thread."""
@@ -105,7 +124,6 @@ class Collector:
 
 
 COLLECTOR = Collector()
-gc.callbacks.append(COLLECTOR)
 
 
 def read_context() -> Context | None:
@@ -144,16 +162,24 @@ def exit_context(token: AnyToken) -> None:
         reset_context(token)
 
 
-DIRECT: Final = cast("ContextOps", (set_context, reset_context))
-"""``(enter, exit)`` of the dispatch context when no collection runs on this thread."""
+_DIRECT: Final[dict[str, Any]] = {
+    "context_get": get_context,
+    "context_set": set_context,
+    "context_reset": reset_context,
+}
+_GUARDED: Final[dict[str, Any]] = {
+    "context_get": read_context,
+    "context_set": enter_context,
+    "context_reset": exit_context,
+}
 
-GUARDED: Final[ContextOps] = (enter_context, exit_context)
-"""``(enter, exit)`` that also serve code the collector runs (see :class:`Collector`)."""
+# The names a module registered with COLLECTOR.bind() calls; these bindings
+# give them their types (the registered module's own copies are switched).
+context_get: Callable[[], Context | None] = get_context
+context_set: Callable[[Context], AnyToken] = set_context
+context_reset: Callable[[Any], object] = reset_context
 
-
-def context_ops() -> ContextOps:
-    """:data:`DIRECT` unless a collection runs (then :data:`GUARDED`)."""
-    return GUARDED if COLLECTOR.thread else DIRECT
+gc.callbacks.append(COLLECTOR)  # after the accessor tables it switches to
 
 
 def current_correlation_id() -> str | None:

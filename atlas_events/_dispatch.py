@@ -24,12 +24,11 @@ from typing import Any, Final, NoReturn, cast
 
 from ._chain import checked_result, owner_counter, run_middleware
 from ._context import (
+    COLLECTOR,
     AnyToken,
     Context,
-    ContextOps,
-    context_ops,
-    enter_context,
-    exit_context,
+    context_reset,
+    context_set,
     read_context,
 )
 from ._errors import release_frames
@@ -68,6 +67,7 @@ log = logging.getLogger("atlas_events")
 
 _time = time.time
 _get_ident = threading.get_ident
+COLLECTOR.bind(globals())  # context_set/context_reset: see _context.Collector
 _HANDLER_ERROR: Final = EventType.HANDLER_ERROR
 
 Queue = list[Any]
@@ -96,14 +96,11 @@ def emit(
     correlation_id: str | None,
     plan: Plan | None,
     handled: object,
-    ops: ContextOps,
 ) -> str:
     """Record, dispatch and forward ``ev`` (id ``eid``), published on ``node``; return ``eid``.
 
     ``handled`` is true when some level may have handlers (``route or
-    plan``, tested by the caller); ``ops`` sets and resets the dispatch
-    context (``_context.DIRECT``, or ``GUARDED`` while the garbage collector
-    runs: see ``_context.Collector``).
+    plan``, tested by the caller).
 
     ``ev`` has passed ``node``'s middleware and is the bus's own copy
     (``seq`` still -1): it is recorded in place. ``plan`` (from
@@ -120,13 +117,11 @@ def emit(
     """
     rec = node.recorder
     mine = NO_QUEUE
-    owner = 0  # mine[-1] is owner while nothing is queued: tested without a len() call
     if handled:
         if queue is None and node.queued:  # this thread's outermost dispatch
-            owner = _get_ident()
-            queue = mine = [owner]
+            queue = mine = [_get_ident()]
         ctx: Context = (eid, depth + 1, correlation_id, queue)
-        token: AnyToken | None = ops[0](ctx)
+        token: AnyToken | None = context_set(ctx)
         here: Context | None = ctx
     else:
         token = here = None
@@ -177,12 +172,12 @@ def emit(
                 errors = handler_failed(node, ev, entry_name(fn, ref), exc, depth, errors)
         del evicted  # released after the handlers: a finalizer's publish follows ev
         # rec.more: forwarding, blocking sinks or collected handler errors.
-        if mine[-1] is not owner or rec.more or rec.deferred:
+        if len(mine) > 1 or rec.more or rec.deferred:
             finish(node, eid, depth, queue, mine, plan, errors, here)
     finally:
         mine[0] = 0  # closed, so a copied context never queues on it (see drain)
         if token is not None:
-            ops[1](token)
+            context_reset(token)
     if _KEPT:  # what sinks evicted under the lock (see _release)
         release_kept()
     return eid
@@ -325,9 +320,7 @@ def resume(
     """
     if plan is None:
         plan = prepare(node, ev, propagate)
-    emit(
-        node, ev, ev.id, route, depth, queue, ev.correlation_id, plan, route or plan, context_ops()
-    )
+    emit(node, ev, ev.id, route, depth, queue, ev.correlation_id, plan, route or plan)
 
 
 def run_deferred(node: Node) -> None:
@@ -405,7 +398,7 @@ def forward(
             if here is not None and ev.id is here[0] and ev.correlation_id is here[2]:
                 token = None  # the caller's context is this event's
             else:
-                token = enter_context((ev.id, depth + 1, ev.correlation_id, queue))
+                token = context_set((ev.id, depth + 1, ev.correlation_id, queue))
             try:
                 for fn, ref in route:
                     try:
@@ -424,7 +417,7 @@ def forward(
                         errors = handler_failed(level, ev, name, exc, depth, errors)
             finally:
                 if token is not None:
-                    exit_context(token)
+                    context_reset(token)
         del evicted  # finalizers run here, after that level's handlers
         if level.recorder.deferred:
             run_deferred(level)

@@ -87,3 +87,65 @@ def test_correlation_ids(bus: EventBus) -> None:
     assert len(bus.history(correlation_id="run-2")) == 2
     with pytest.raises(ValueError, match="correlation_id"), correlate(""):
         pass
+
+
+def test_collector_switches_the_bound_accessors_for_a_collection() -> None:
+    """A bound namespace gets the direct accessors, the guarded ones during a collection."""
+    from atlas_events import _context
+
+    namespace: dict[str, object] = {}
+    collector = _context.Collector()
+    collector.bind(namespace)
+    assert namespace["context_get"] == _context.get_context
+    assert namespace["context_set"] == _context.set_context
+    collector("start", {})
+    try:
+        assert namespace["context_get"] is _context.read_context
+        assert namespace["context_set"] is _context.enter_context
+        assert namespace["context_reset"] is _context.exit_context
+        late: dict[str, object] = {}
+        collector.bind(late)  # bound during a collection: guarded at once
+        assert late["context_set"] is _context.enter_context
+    finally:
+        collector("stop", {})
+    assert namespace["context_reset"] == _context.reset_context
+    assert late["context_get"] == _context.get_context
+
+
+def test_publish_modules_are_bound_and_follow_real_collections() -> None:
+    """The publish loop's modules are registered; gc.collect() switches them and back."""
+    import gc
+
+    from atlas_events import _bus, _context, _dispatch
+
+    seen: list[object] = []
+
+    def spy(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            seen.append(_dispatch.__dict__["context_set"])
+
+    gc.callbacks.append(spy)  # runs after COLLECTOR (appended at import)
+    try:
+        gc.collect()
+    finally:
+        gc.callbacks.remove(spy)
+    assert seen
+    assert seen[0] is _context.enter_context
+    assert _dispatch.__dict__["context_set"] == _context.set_context
+    assert _bus.__dict__["context_get"] == _context.get_context
+    assert _context.read_context() is None
+
+
+def test_context_entered_before_a_collection_is_left_during_one() -> None:
+    """A token from the direct set is undone by the guarded exit (the names switch mid-publish)."""
+    from atlas_events import _context
+
+    token = _context.set_context(("parent", 1, "run", None))
+    _context.COLLECTOR("start", {})
+    try:
+        assert _context.read_context() == ("parent", 1, "run", None)
+        _context.exit_context(token)  # what a publish left mid-way sees after the switch
+        assert _context.read_context() is None
+    finally:
+        _context.COLLECTOR("stop", {})
+    assert _context.get_context() is None
