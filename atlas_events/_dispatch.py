@@ -131,9 +131,10 @@ def emit(
         raw = lock.raw
         # A busy test, then a blocking acquire() that parses no arguments:
         # saves ~330 instructions against acquire(False) (same section).
-        if lock.busy:  # contended (or re-entered): yield before blocking
-            lock.wait()
-        raw.acquire()
+        if lock.busy:  # contended (or re-entered): yield, then block as a waiter
+            lock.wait_acquire()
+        else:
+            raw.acquire()
         if lock.busy:  # re-entered: a finalizer run inside the locked section published
             raw.release()
             node.deferred.add(functools.partial(resume, node, ev, route, depth, None, False, plan))
@@ -276,9 +277,10 @@ def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object
     rec = node.recorder
     lock = rec.lock
     raw = lock.raw
-    if lock.busy:  # contended: yield before blocking (see RecordingLock.wait)
-        lock.wait()
-    raw.acquire()
+    if lock.busy:  # contended: yield, then block as a waiter (see RecordingLock)
+        lock.wait_acquire()
+    else:
+        raw.acquire()
     if lock.busy:  # re-entered: a finalizer run inside the locked section published
         raw.release()
         return None

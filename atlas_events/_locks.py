@@ -19,7 +19,10 @@ from readerwriterlock.rwlock import RWLockWrite
 __all__ = ["Deferred", "RecordingLock", "RegistryLock", "RegistryLocks"]
 
 _sleep = time.sleep
+_monotonic = time.monotonic
 _SPINS = 3  # yields before a blocking acquire; docs/performance.md "Core split: two threads"
+_STEP_S = 50e-6  # a query's sleep while publishers wait (seconds; releases the GIL)
+_MAX_YIELD_S = 0.005  # the most a query yields to waiting publishers, in all (seconds)
 
 
 class RecordingLock:
@@ -33,7 +36,7 @@ class RecordingLock:
     bookkeeping per publish (an owner ident would cost a call and an int
     allocation; docs/performance.md "Core split: hot path").
 
-    When the lock is busy, :meth:`wait` yields the GIL a few times
+    When the lock is busy, :meth:`wait_acquire` yields the GIL a few times
     (``sleep(0)``) before the caller blocks; an uncontended acquire only
     tests ``busy`` (an attribute load). The holder of a short critical
     section is then usually done by the time the waiter retries, so two
@@ -42,36 +45,59 @@ class RecordingLock:
     throughput with a blocking acquire; a prototype of this acquire reached
     0.98-1.02x, issue 13). This package's figures: docs/performance.md
     "Core split: two threads".
+
+    A blocked publisher counts itself in :attr:`waiters` (see
+    :meth:`wait_acquire`). Other operations (history queries, stats,
+    stream replays, ``clear_history``) take the lock with :meth:`acquire`,
+    which first lets waiting publishers in: a lock is not fair, and a thread
+    that loops over a short locked query re-takes it right after releasing,
+    before the woken publisher runs, so a publisher could wait for hundreds
+    of milliseconds (issue 13; docs/performance.md "Stalls, round 5").
     """
 
-    __slots__ = ("busy", "raw")
+    __slots__ = ("busy", "raw", "waiters")
 
     def __init__(self) -> None:
         self.raw = threading.RLock()  # the publish loop inlines busy + raw.acquire()
         self.busy = False
+        # One item per publisher blocked in wait_acquire(); list.append and
+        # list.pop are atomic under the GIL, an int += is not.
+        self.waiters: list[None] = []
 
-    def wait(self) -> None:
-        """The contended path: the lock is busy; yield a few times while it stays busy.
+    def wait_acquire(self) -> None:
+        """The contended path of a publish: yield a few times while busy, then block.
 
-        The caller then blocks in ``raw.acquire()``, which returns at once
-        when this very thread is the holder (re-entry, told by ``busy``).
+        Returns holding ``raw`` (at once when this very thread is the
+        holder: re-entry, told by ``busy`` afterwards). While blocked the
+        caller counts in :attr:`waiters`, so queries step aside for it.
         """
         for _ in range(_SPINS):
             _sleep(0)
             if not self.busy:
-                return
+                break
+        waiters = self.waiters
+        waiters.append(None)
+        try:
+            self.raw.acquire()
+        finally:
+            waiters.pop()
 
     def acquire(self) -> None:
-        """Take the lock.
+        """Take the lock, after any publisher already waiting for it (up to 5 ms).
 
         Raises:
             RuntimeError: This thread holds it already (code run by the
                 garbage collector inside the locked section); entering
                 twice would break the section's invariants.
         """
+        if self.waiters:
+            deadline = _monotonic() + _MAX_YIELD_S
+            while self.waiters and _monotonic() < deadline:
+                _sleep(_STEP_S)  # the woken publisher takes the lock, then the GIL
         if self.busy:
-            self.wait()
-        self.raw.acquire()
+            self.wait_acquire()
+        else:
+            self.raw.acquire()
         if self.busy:
             self.raw.release()
             raise RuntimeError("the bus's recording lock is held by this thread")

@@ -14,8 +14,17 @@ interpreter may hand the GIL over at the loop's jump as well as inside
 ``publish``) counts too; the loop's own overhead adds well under a
 microsecond.
 
-Two reference rows give the floor: ``idle`` (the second thread sleeps) and
-``pure-Python loop`` (it spins in Python, touching no bus: the GIL alone).
+Three reference rows give the floor: ``idle`` (the second thread sleeps),
+``pure-Python loop`` (it spins in Python for 10 ms per run, touching no
+bus: the GIL alone) and ``short pure-Python runs`` (about 20 us of Python
+per run, the length of a short query, in the same loop as the operations).
+The operations run on an event loop (``stream()`` needs one) that is
+entered once per millisecond, not after every run: each pass of the loop
+releases and re-takes the GIL in ``epoll``, and CPython's GIL then starves
+the publisher (a waiting thread asks the holder to drop the GIL only when
+no switch happened during the whole interval, and every such release
+counts as one): with a pass after each short run, a loop touching no bus
+at all kept the publisher out for 60-110 ms.
 While the scenario runs, the interpreter's switch interval is set to
 ``Settings.switch_interval`` (0.5 ms; CPython's default is 5 ms), so a thread
 that runs Python code hands the GIL over within about that long and a stall
@@ -107,6 +116,12 @@ def _spin(bench: _Bench) -> None:
         pass
 
 
+def _short_spin(bench: _Bench) -> None:
+    total = 0
+    for i in range(300):  # ~20 us of bytecode, about a short query's length
+        total += i
+
+
 def _stream_open_close(bench: _Bench) -> None:
     bench.bus.stream(replay=10).close()
 
@@ -118,6 +133,7 @@ def _subscribe_any(bench: _Bench) -> None:
 OPS: dict[str, Op | None] = {
     "idle (reference)": None,
     "pure-Python loop, no bus (GIL reference)": _spin,
+    "short pure-Python runs, no bus (GIL reference)": _short_spin,
     "history(limit=10)": lambda b: b.bus.history(limit=10),
     "history(event_type, limit=10), type 1 in 100": lambda b: b.bus.history(RARE, limit=10),
     "stream(replay=10) open + close": _stream_open_close,
@@ -127,6 +143,8 @@ OPS: dict[str, Op | None] = {
 }
 """What the second thread runs (``None``: it sleeps). ``clear_history`` runs once, last."""
 ONCE = "clear_history()"
+_LOOP_PASS_S = 0.001
+"""How often the operations' thread lets its event loop run (seconds)."""
 
 
 def _window(bench: _Bench, op: Op | None, seconds: float, once: bool) -> dict[str, float]:
@@ -139,13 +157,17 @@ def _window(bench: _Bench, op: Op | None, seconds: float, once: bool) -> dict[st
         if op is None:
             return
         end = time.perf_counter() + seconds
+        next_pass = time.perf_counter() + _LOOP_PASS_S
         while True:
             t0 = time.perf_counter()
             op(bench)
-            durations.append(time.perf_counter() - t0)
-            if once or time.perf_counter() >= end:
+            t = time.perf_counter()
+            durations.append(t - t0)
+            if once or t >= end:
                 return
-            await asyncio.sleep(0)
+            if t >= next_pass:  # see the module docstring: not after every run
+                next_pass = t + _LOOP_PASS_S
+                await asyncio.sleep(0)
 
     def other() -> None:
         try:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 
 import pytest
 
-from atlas_events import EventBus, EventType
+from atlas_events import EventBus, EventType, _locks
 from atlas_events._locks import Deferred, RecordingLock
 
 
@@ -90,3 +92,70 @@ def test_two_threads_publishing_on_one_bus_lose_nothing() -> None:
         t.join(60)
     assert sorted(got) == list(range(2 * n))
     assert [e.seq for e in bus.history()] == list(range(1, 2 * n + 1))
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def test_a_blocked_publisher_counts_as_a_waiter_until_it_enters() -> None:
+    """wait_acquire() is in ``waiters`` while blocked, out of it once it holds the lock."""
+    lock = RecordingLock()
+    inside = threading.Event()
+    lock.acquire()
+
+    def publisher() -> None:
+        lock.wait_acquire()  # the contended path of a publish (busy was set)
+        inside.set()
+        lock.raw.release()
+
+    t = threading.Thread(target=publisher)
+    t.start()
+    assert _wait_for(lambda: len(lock.waiters) == 1)
+    lock.release()
+    assert inside.wait(10)
+    t.join(10)
+    assert lock.waiters == []
+
+
+def test_a_query_steps_aside_for_a_waiting_publisher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread that releases and re-takes the lock lets the blocked publisher in first.
+
+    Without it the releasing thread wins the race for an unfair lock every
+    time (it runs, the woken waiter is still being scheduled): a loop of
+    short queries kept a publisher out for hundreds of milliseconds.
+    """
+    monkeypatch.setattr(_locks, "_MAX_YIELD_S", 10.0)  # no time limit on a loaded machine
+    lock = RecordingLock()
+    order: list[str] = []
+    lock.acquire()
+
+    def publisher() -> None:
+        lock.wait_acquire()
+        order.append("publisher")
+        lock.raw.release()
+
+    t = threading.Thread(target=publisher)
+    t.start()
+    assert _wait_for(lambda: bool(lock.waiters))
+    lock.release()
+    with lock:  # the query's next section
+        order.append("query")
+    t.join(10)
+    assert order == ["publisher", "query"]
+
+
+def test_the_query_side_yield_is_bounded() -> None:
+    """A waiter that never gets going does not block queries past the limit."""
+    lock = RecordingLock()
+    lock.waiters.append(None)  # a waiter that never takes the lock
+    start = time.monotonic()
+    with lock:
+        pass
+    assert time.monotonic() - start < 1.0  # _MAX_YIELD_S is 5 ms
+    lock.waiters.pop()
