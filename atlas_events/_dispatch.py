@@ -135,7 +135,7 @@ def emit(
             lock.wait_acquire()
         else:
             raw.acquire()
-        if lock.busy:  # re-entered: a finalizer run inside the locked section published
+        if lock.busy is True:  # re-entered: a finalizer run inside the section published
             raw.release()
             node.deferred.add(functools.partial(resume, node, ev, route, depth, None, False, plan))
             return eid
@@ -154,7 +154,7 @@ def emit(
             if rec.sinks:  # no call when there is none (the common case)
                 push(rec.sinks, ev)
         finally:
-            lock.busy = False
+            lock.busy = lock.queries  # not held; truthy while a query waits (see RecordingLock)
             raw.release()
         # The handler loop, inlined: saves a frame per publish (same section).
         for fn, ref in route:
@@ -281,7 +281,7 @@ def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object
         lock.wait_acquire()
     else:
         raw.acquire()
-    if lock.busy:  # re-entered: a finalizer run inside the locked section published
+    if lock.busy is True:  # re-entered: a finalizer run inside the section published
         raw.release()
         return None
     lock.busy = True
@@ -297,7 +297,7 @@ def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object
         if rec.sinks:  # no call when there is none
             push(rec.sinks, ev)
     finally:
-        lock.busy = False
+        lock.busy = lock.queries  # not held; truthy while a query waits (see RecordingLock)
         raw.release()
     return ev, evicted
 

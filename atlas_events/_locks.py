@@ -29,7 +29,7 @@ class RecordingLock:
     """The recording lock: entered once per thread, aware of re-entry, free of lock convoys.
 
     ``raw`` is an ``RLock`` used as a plain lock plus a ``busy`` flag: an
-    acquire that succeeds while ``busy`` is still set means this very
+    acquire that succeeds while ``busy`` is still ``True`` means this very
     thread is inside the locked section (code the garbage collector ran
     there, e.g. a finalizer that publishes); the caller then releases and
     defers its work instead of entering twice. This needs no owner
@@ -46,30 +46,36 @@ class RecordingLock:
     0.98-1.02x, issue 13). This package's figures: docs/performance.md
     "Core split: two threads".
 
-    A blocked publisher counts itself in :attr:`waiters` (see
-    :meth:`wait_acquire`). Other operations (history queries, stats,
-    stream replays, ``clear_history``) take the lock with :meth:`acquire`,
-    which first lets waiting publishers in: a lock is not fair, and a thread
-    that loops over a short locked query re-takes it right after releasing,
-    before the woken publisher runs, so a publisher could wait for hundreds
-    of milliseconds (issue 13; docs/performance.md "Stalls, round 5").
+    The lock is not fair: a thread that releases it and takes it again
+    right away wins against the thread it woke, which is still being
+    scheduled. A thread looping over a short query kept a publisher out
+    for hundreds of milliseconds that way (issue 13; docs/performance.md
+    "Stalls, round 5"). So a blocked publisher counts itself in
+    :attr:`waiters` (:meth:`wait_acquire`), and other operations (history
+    queries, ``stats()``, stream replays, ``clear_history()``) take the lock
+    with :meth:`acquire`, which first lets waiting publishers in. A query
+    waiting for the lock counts in :attr:`queries`; ``busy`` is that list
+    whenever the lock is not held (``busy is True`` while held), so a
+    publisher arriving while a query waits takes the waiter path instead of
+    blocking unseen (releasing costs one attribute load more than storing
+    ``False``).
     """
 
-    __slots__ = ("busy", "raw", "waiters")
+    __slots__ = ("busy", "queries", "raw", "waiters")
 
     def __init__(self) -> None:
         self.raw = threading.RLock()  # the publish loop inlines busy + raw.acquire()
-        self.busy = False
-        # One item per publisher blocked in wait_acquire(); list.append and
-        # list.pop are atomic under the GIL, an int += is not.
-        self.waiters: list[None] = []
+        # Items are appended and popped (atomic under the GIL; an int += is not).
+        self.waiters: list[None] = []  # publishers blocked in wait_acquire()
+        self.queries: list[None] = []  # queries blocked in acquire()
+        self.busy: bool | list[None] = self.queries  # True while held
 
     def wait_acquire(self) -> None:
         """The contended path of a publish: yield a few times while busy, then block.
 
         Returns holding ``raw`` (at once when this very thread is the
-        holder: re-entry, told by ``busy`` afterwards). While blocked the
-        caller counts in :attr:`waiters`, so queries step aside for it.
+        holder: re-entry, told by ``busy is True`` afterwards). While blocked
+        the caller counts in :attr:`waiters`, so queries step aside for it.
         """
         for _ in range(_SPINS):
             _sleep(0)
@@ -94,17 +100,19 @@ class RecordingLock:
             deadline = _monotonic() + _MAX_YIELD_S
             while self.waiters and _monotonic() < deadline:
                 _sleep(_STEP_S)  # the woken publisher takes the lock, then the GIL
-        if self.busy:
-            self.wait_acquire()
-        else:
-            self.raw.acquire()
-        if self.busy:
+        queries = self.queries
+        queries.append(None)  # busy is now truthy for publishers that arrive
+        try:
+            self.raw.acquire()  # returns at once on re-entry (an RLock)
+        finally:
+            queries.pop()
+        if self.busy is True:
             self.raw.release()
             raise RuntimeError("the bus's recording lock is held by this thread")
         self.busy = True
 
     def release(self) -> None:
-        self.busy = False
+        self.busy = self.queries
         self.raw.release()
 
     def held_here(self) -> bool:
@@ -113,7 +121,7 @@ class RecordingLock:
         if not raw.acquire(False):
             return False  # another thread holds it
         try:
-            return self.busy  # re-entered: busy means this thread was already inside
+            return self.busy is True  # re-entered: busy means this thread was already inside
         finally:
             raw.release()
 

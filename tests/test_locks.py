@@ -159,3 +159,56 @@ def test_the_query_side_yield_is_bounded() -> None:
         pass
     assert time.monotonic() - start < 1.0  # _MAX_YIELD_S is 5 ms
     lock.waiters.pop()
+
+
+def test_busy_stays_truthy_while_a_query_waits() -> None:
+    """Released with a query waiting, the lock reads busy (publishers queue), yet not held."""
+    lock = RecordingLock()
+    assert lock.busy is lock.queries  # not held, and no query waits: false
+    lock.queries.append(None)  # a query blocked in acquire()
+    with lock:
+        held: object = lock.busy  # (typed object: mypy would keep the narrowing above)
+        assert held is True
+        assert lock.held_here()
+    assert lock.busy  # an arriving publisher takes the waiter path ...
+    assert lock.busy is lock.queries  # ... and is not mistaken for re-entry (True)
+    assert not lock.held_here()
+    lock.queries.pop()
+    assert not lock.busy
+
+
+def test_a_publisher_behind_a_query_is_counted_as_a_waiter() -> None:
+    """A publisher that finds a query inside the section waits where queries see it."""
+    lock = RecordingLock()
+    lock.acquire()  # a publisher's section
+    query_in = threading.Event()
+    query_go = threading.Event()
+
+    def query() -> None:
+        with lock:
+            query_in.set()
+            query_go.wait(10)
+
+    t = threading.Thread(target=query)
+    t.start()
+    assert _wait_for(lambda: bool(lock.queries))
+    lock.release()  # the query takes the lock; busy reads true from here on
+    assert query_in.wait(10)
+    seen: list[int] = []
+
+    def publisher() -> None:
+        # What the publish loop does: busy is set, so the waiter path.
+        if lock.busy:
+            lock.wait_acquire()
+        else:
+            lock.raw.acquire()
+        seen.append(len(lock.waiters))
+        lock.raw.release()
+
+    p = threading.Thread(target=publisher)
+    p.start()
+    assert _wait_for(lambda: len(lock.waiters) == 1)
+    query_go.set()
+    t.join(10)
+    p.join(10)
+    assert seen == [0]
