@@ -131,14 +131,14 @@ def emit(
         raw = lock.raw
         # A busy test, then a blocking acquire() that parses no arguments:
         # saves ~330 instructions against acquire(False) (same section).
-        if lock.busy:  # contended (or re-entered): yield, then block as a waiter
-            lock.wait_acquire()
+        if lock.busy:  # held, or a query waits: the counted waiter path
+            if lock.wait_acquire():  # re-entered: a finalizer run inside the section published
+                node.deferred.add(
+                    functools.partial(resume, node, ev, route, depth, None, False, plan)
+                )
+                return eid
         else:
             raw.acquire()
-        if lock.busy is True:  # re-entered: a finalizer run inside the section published
-            raw.release()
-            node.deferred.add(functools.partial(resume, node, ev, route, depth, None, False, plan))
-            return eid
         lock.busy = True
         try:
             seq = rec.seq = rec.seq + 1
@@ -277,13 +277,11 @@ def record(node: Node, ev: Event[Any], route: Route) -> tuple[Event[Any], object
     rec = node.recorder
     lock = rec.lock
     raw = lock.raw
-    if lock.busy:  # contended: yield, then block as a waiter (see RecordingLock)
-        lock.wait_acquire()
+    if lock.busy:  # held, or a query waits: the counted waiter path (see RecordingLock)
+        if lock.wait_acquire():  # re-entered: a finalizer run inside the section published
+            return None
     else:
         raw.acquire()
-    if lock.busy is True:  # re-entered: a finalizer run inside the section published
-        raw.release()
-        return None
     lock.busy = True
     try:
         rec.seq += 1

@@ -12,11 +12,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from readerwriterlock.rwlock import RWLockWrite
 
-__all__ = ["Deferred", "RecordingLock", "RegistryLock", "RegistryLocks"]
+__all__ = ["QUERY", "Deferred", "RecordingLock", "RegistryLock", "RegistryLocks"]
 
 _sleep = time.sleep
 _monotonic = time.monotonic
@@ -25,11 +25,22 @@ _STEP_S = 50e-6  # a query's sleep while publishers wait (seconds; releases the 
 _MAX_YIELD_S = 0.005  # the most a query yields to waiting publishers, in all (seconds)
 
 
+class _Query:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "QUERY"
+
+
+QUERY: Final = _Query()
+"""``RecordingLock.busy`` while an operation other than a publish holds the lock."""
+
+
 class RecordingLock:
     """The recording lock: entered once per thread, aware of re-entry, free of lock convoys.
 
     ``raw`` is an ``RLock`` used as a plain lock plus a ``busy`` flag: an
-    acquire that succeeds while ``busy`` is still ``True`` means this very
+    acquire that succeeds while ``busy`` still says "held" means this very
     thread is inside the locked section (code the garbage collector ran
     there, e.g. a finalizer that publishes); the caller then releases and
     defers its work instead of entering twice. This needs no owner
@@ -38,7 +49,8 @@ class RecordingLock:
 
     When the lock is busy, :meth:`wait_acquire` yields the GIL a few times
     (``sleep(0)``) before the caller blocks; an uncontended acquire only
-    tests ``busy`` (an attribute load). The holder of a short critical
+    tests ``busy`` (an attribute load; a publish that finds it false cannot
+    be a re-entry, so it needs no second test). The holder of a short critical
     section is then usually done by the time the waiter retries, so two
     publishing threads do not hand the lock (and the GIL) back and forth on
     every event (a lock convoy: two threads got 0.15-0.25x of one thread's
@@ -68,25 +80,35 @@ class RecordingLock:
         # Items are appended and popped (atomic under the GIL; an int += is not).
         self.waiters: list[None] = []  # publishers blocked in wait_acquire()
         self.queries: list[None] = []  # queries blocked in acquire()
-        self.busy: bool | list[None] = self.queries  # True while held
+        # The queries list when not held; True while a publish holds it, QUERY
+        # while another operation does (publishers then block without yielding).
+        self.busy: bool | list[None] | _Query = self.queries
 
-    def wait_acquire(self) -> None:
-        """The contended path of a publish: yield a few times while busy, then block.
+    def wait_acquire(self) -> bool:
+        """The contended path of a publish; ``True`` if this thread holds the lock already.
 
-        Returns holding ``raw`` (at once when this very thread is the
-        holder: re-entry, told by ``busy is True`` afterwards). While blocked
-        the caller counts in :attr:`waiters`, so queries step aside for it.
+        Behind another publish (a short section) it yields a few times
+        first; behind a query it blocks at once. While blocked the caller
+        counts in :attr:`waiters`, so queries step aside for it. Returns
+        ``False`` holding ``raw``, or ``True`` (not holding it) when this
+        thread was inside the section already: code the garbage collector
+        ran there published, and the caller defers its work.
         """
-        for _ in range(_SPINS):
-            _sleep(0)
-            if not self.busy:
-                break
+        if self.busy is True:  # a publish holds it: usually done within a yield
+            for _ in range(_SPINS):
+                _sleep(0)
+                if not self.busy:
+                    break
         waiters = self.waiters
         waiters.append(None)
         try:
-            self.raw.acquire()
+            self.raw.acquire()  # returns at once on re-entry (an RLock)
         finally:
             waiters.pop()
+        if self.busy is not self.queries:  # set by this very thread: re-entered
+            self.raw.release()
+            return True
+        return False
 
     def acquire(self) -> None:
         """Take the lock, after any publisher already waiting for it (up to 5 ms).
@@ -106,10 +128,10 @@ class RecordingLock:
             self.raw.acquire()  # returns at once on re-entry (an RLock)
         finally:
             queries.pop()
-        if self.busy is True:
+        if self.busy is not queries:  # set by this very thread: re-entered
             self.raw.release()
             raise RuntimeError("the bus's recording lock is held by this thread")
-        self.busy = True
+        self.busy = QUERY
 
     def release(self) -> None:
         self.busy = self.queries
@@ -121,7 +143,7 @@ class RecordingLock:
         if not raw.acquire(False):
             return False  # another thread holds it
         try:
-            return self.busy is True  # re-entered: busy means this thread was already inside
+            return self.busy is not self.queries  # re-entered: this thread was already inside
         finally:
             raw.release()
 

@@ -167,11 +167,11 @@ def test_busy_stays_truthy_while_a_query_waits() -> None:
     assert lock.busy is lock.queries  # not held, and no query waits: false
     lock.queries.append(None)  # a query blocked in acquire()
     with lock:
-        held: object = lock.busy  # (typed object: mypy would keep the narrowing above)
-        assert held is True
+        held: object = lock.busy  # (typed object: mypy keeps the narrowing above)
+        assert held is _locks.QUERY  # held by an operation other than a publish
         assert lock.held_here()
     assert lock.busy  # an arriving publisher takes the waiter path ...
-    assert lock.busy is lock.queries  # ... and is not mistaken for re-entry (True)
+    assert lock.busy is lock.queries  # ... and is not mistaken for a re-entry
     assert not lock.held_here()
     lock.queries.pop()
     assert not lock.busy
@@ -212,3 +212,20 @@ def test_a_publisher_behind_a_query_is_counted_as_a_waiter() -> None:
     t.join(10)
     p.join(10)
     assert seen == [0]
+
+
+def test_wait_acquire_tells_reentry_from_contention() -> None:
+    """Inside the section (a publish's or a query's) it reports re-entry and does not hold on."""
+    lock = RecordingLock()
+    lock.raw.acquire()
+    lock.busy = True  # a publish's section, as the publish loop sets it
+    assert lock.wait_acquire() is True  # a finalizer's publish in there: defer
+    assert lock.held_here()
+    lock.release()
+    assert not lock.held_here()
+    with lock:  # a query's section
+        assert lock.wait_acquire() is True
+    assert lock.wait_acquire() is False  # free: taken
+    lock.busy = True
+    lock.release()
+    assert not lock.held_here()
