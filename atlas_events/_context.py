@@ -94,18 +94,24 @@ class Collector:
     "Hot path, round 5").
     """
 
-    __slots__ = ("context", "namespaces", "thread")
+    __slots__ = ("context", "direct", "guarded", "ident", "namespaces", "thread")
 
     def __init__(self) -> None:
         self.thread = 0
         self.context: object = _UNSET
         self.namespaces: list[dict[str, Any]] = []
+        # Kept here, not looked up in this module's globals when called: the
+        # hook stays in gc.callbacks until the very end, and at exit the
+        # interpreter sets the globals of a module still alive to None.
+        self.direct = _DIRECT
+        self.guarded = _GUARDED
+        self.ident = _get_ident
 
     def __call__(self, phase: str, _info: dict[str, int]) -> None:
         start = phase == "start"
-        self.thread = _get_ident() if start else 0
+        self.thread = self.ident() if start else 0
         self.context = _UNSET
-        accessors = _GUARDED if start else _DIRECT
+        accessors = self.guarded if start else self.direct
         for namespace in self.namespaces:
             namespace.update(accessors)
 
@@ -115,15 +121,12 @@ class Collector:
         ``namespace`` is a module's ``globals()``; its three names are set
         now and switched at the start and end of every collection.
         """
-        namespace.update(_GUARDED if self.thread else _DIRECT)
+        namespace.update(self.guarded if self.thread else self.direct)
         self.namespaces.append(namespace)
 
     def here(self) -> bool:
         """Whether the collector is running on this thread."""
         return self.thread != 0 and self.thread == _get_ident()
-
-
-COLLECTOR = Collector()
 
 
 def read_context() -> Context | None:
@@ -172,6 +175,8 @@ _GUARDED: Final[dict[str, Any]] = {
     "context_set": enter_context,
     "context_reset": exit_context,
 }
+
+COLLECTOR = Collector()  # after the accessor tables it keeps
 
 # The names a module registered with COLLECTOR.bind() calls; these bindings
 # give them their types (the registered module's own copies are switched).

@@ -378,3 +378,18 @@ def test_finalizers_publishing_inside_context_variable_updates_do_not_crash() ->
         )
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.strip() == "3000"
+
+
+def test_collections_while_the_interpreter_wipes_the_modules_never_raise_in_the_hook() -> None:
+    """The collector hook runs in gc.callbacks until the very end, after its module is wiped.
+
+    At exit CPython sets the globals of the modules still alive to ``None``;
+    a collection after that (a finalizer of a module wiped later) still
+    calls ``_context.COLLECTOR``, which must not need its module's globals
+    (else "Exception ignored in: <...Collector...>" at every collection).
+    """
+    script = Path(__file__).with_name("_teardown_collections.py")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
+    assert "Exception ignored" not in done.stderr, done.stderr[-2000:]
