@@ -81,8 +81,10 @@ class Collector:
     there keep their dispatch context in :attr:`context` instead of the
     context variable (:func:`enter_context`, :func:`read_context`), which
     they read from a snapshot; ``gc.callbacks`` keeps this record, and the
-    context is forgotten when the collection starts and ends. Asyncio tasks
-    started by handlers of such events do not inherit it.
+    context is forgotten when the collection starts and ends. The tasks of
+    async handlers of such events are given it (``_receivers``); tasks a
+    handler creates itself get the context variable's value, i.e. the
+    context of the code the collection interrupted.
 
     The publish loop's modules call the dispatch context through three
     names they register with :meth:`bind` (``context_get``,

@@ -37,6 +37,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
+from ._context import COLLECTOR, CONTEXT, read_context
 from ._event import ANY
 from ._holding import method_parts, pins
 from ._logging import log_extra
@@ -418,6 +419,12 @@ class Receiver:
             self._loop_closed(event)
             return
         ctx = contextvars.copy_context()
+        if COLLECTOR.thread and COLLECTOR.here():
+            # Dispatched by code the collector runs: its dispatch context is
+            # kept off the context variable (see _context.Collector), so the
+            # copy holds the interrupted code's. Setting it in the copy leaves
+            # the interrupted context's own mapping alone.
+            ctx.run(CONTEXT.set, read_context())
         if _running_loop() is loop:
             self._start(start, event, ctx)
             return

@@ -11,6 +11,7 @@ thread leaves it.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import gc
 import subprocess
@@ -393,3 +394,50 @@ def test_collections_while_the_interpreter_wipes_the_modules_never_raise_in_the_
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
     assert "Exception ignored" not in done.stderr, done.stderr[-2000:]
+
+
+class _Child(enum.Enum):
+    CHILD = "child"
+
+
+class _Acyclic:
+    """Freed as soon as its last reference goes (no collection needed)."""
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("collected", [False, True], ids=["refcount", "collector"])
+async def test_async_handler_of_a_finalizers_event_runs_in_that_events_context(
+    collected: bool,
+) -> None:
+    """The task of an async handler gets the causation and correlation of its event.
+
+    Also when a finalizer the collector runs published the event: its
+    dispatch context is kept off the context variable then (see
+    ``_context.Collector``), so the task's copied context must be given it,
+    not the one of the code the collection interrupted.
+    """
+    bus = EventBus()
+
+    async def on_gone(e: Event[Any]) -> None:
+        bus.publish(_Child.CHILD, e.data)
+
+    bus.subscribe(Released.GONE, on_gone)
+
+    def announce() -> None:
+        with correlate("gone"):
+            bus.publish(Released.GONE, 1)
+
+    with correlate("outer"):
+        obj = _Cyclic() if collected else _Acyclic()
+        weakref.finalize(obj, announce)
+        del obj
+        if collected:
+            gc.collect()
+    for _ in range(200):
+        if bus.history(_Child.CHILD):
+            break
+        await asyncio.sleep(0.005)
+    (gone,) = bus.history(Released.GONE)
+    (child,) = bus.history(_Child.CHILD)
+    assert gone.correlation_id == "gone"
+    assert (child.parent_id, child.correlation_id) == (gone.id, "gone")
