@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -517,3 +518,23 @@ def test_a_failing_ancestor_middleware_raises_to_the_nested_publisher(nested: st
     assert results["bad"] == "raised"
     assert {e.data for e in root.history()} == {"outer", "good1", "good2"}
     assert [e.data for e in leaf.history()] == ["outer", "good1", "good2"]
+
+
+def test_enqueue_takes_only_this_threads_live_queue() -> None:
+    """A live queue of this thread takes the call; a closed or foreign one does not."""
+    from atlas_events._dispatch import enqueue
+
+    calls: list[int] = []
+    live: list[Any] = [threading.get_ident()]
+    assert enqueue(live, lambda: calls.append(1))
+    assert len(live) == 2
+    closed: list[Any] = [0]
+    assert not enqueue(closed, lambda: calls.append(2))
+    assert closed == [0]
+    seen: list[bool] = []
+    worker = threading.Thread(target=lambda: seen.append(enqueue(live, lambda: calls.append(3))))
+    worker.start()
+    worker.join(10)
+    assert seen == [False]
+    assert len(live) == 2
+    assert calls == []  # queued, not run
