@@ -37,7 +37,7 @@ from ._event import _SEQ_SET as _set_seq
 from ._event import EMPTY_METADATA, Event, EventType, copy_event, trusted_event
 from ._ids import _SOURCE as _ids
 from ._logging import log_extra
-from ._receivers import entry_name, handler_returned
+from ._receivers import CHECK_RESULT, entry_name, handler_returned
 from ._recorder import push
 from ._registry import Route
 from ._release import KEPT as _KEPT
@@ -161,7 +161,10 @@ def emit(
         # The handler loop, inlined: saves a frame per publish (same section).
         for fn, ref in route:
             try:
-                if ref is None:
+                if ref is None:  # returns nothing (_returns): its result is not looked at
+                    fn(ev)
+                    continue
+                if ref is CHECK_RESULT:  # a strong handler that may return an awaitable
                     res = fn(ev)
                 else:
                     obj = ref()
@@ -417,7 +420,10 @@ def forward(
             try:
                 for fn, ref in route:
                     try:
-                        if ref is None:
+                        if ref is None:  # returns nothing (_returns)
+                            fn(ev)
+                            continue
+                        if ref is CHECK_RESULT:  # may return an awaitable
                             res = fn(ev)
                         else:
                             obj = ref()
