@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -33,6 +32,7 @@ from ._context import (
 )
 from ._dispatch import (
     emit,
+    enqueue,
     nested,
     prepare,
     replaced,
@@ -66,7 +66,6 @@ T = TypeVar("T")
 
 _time = time.time
 _new_event = object.__new__
-_get_ident = threading.get_ident
 COLLECTOR.bind(globals())  # context_get: see _context.Collector
 partial = functools.partial
 _ids = _SOURCE
@@ -331,9 +330,8 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         # and before queuing: a failing ancestor middleware raises here.
         plan = prepare(node, ev, propagate) if self._recorder.forwards else None
         if queue is not None:
-            if queue[0] == _get_ident():  # queued mode: after the current event
-                queue.append(partial(resume, node, ev, route, depth, queue, propagate, plan))
-                return eid
+            if enqueue(queue, partial(resume, node, ev, route, depth, queue, propagate, plan)):
+                return eid  # queued mode: delivered after the current event
             queue = None  # a copied context's closed or foreign queue: outermost here
         return emit(node, ev, eid, route, depth, queue, correlation_id, plan, route or plan)
 
@@ -374,9 +372,8 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         queue = None if ctx is None else ctx[3]
         plan = prepare(node, ev, propagate)  # before queuing, as in publish
         if queue is not None:
-            if queue[0] == _get_ident():  # queued mode: after the current event
-                queue.append(partial(resume, node, ev, route, depth, queue, propagate, plan))
-                return ev.id
+            if enqueue(queue, partial(resume, node, ev, route, depth, queue, propagate, plan)):
+                return ev.id  # queued mode: delivered after the current event
             queue = None  # a copied context's closed or foreign queue: outermost here
         return emit(node, ev, ev.id, route, depth, queue, ev.correlation_id, plan, route or plan)
 

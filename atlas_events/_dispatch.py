@@ -20,6 +20,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Final, NoReturn, cast
 
 from ._chain import checked_result, owner_counter, run_middleware
@@ -36,7 +37,7 @@ from ._event import _SEQ_SET as _set_seq
 from ._event import EMPTY_METADATA, Event, EventType, copy_event, trusted_event
 from ._ids import _SOURCE as _ids
 from ._logging import log_extra
-from ._receivers import entry_name, handler_returned
+from ._receivers import CHECK_RESULT, entry_name, handler_returned
 from ._recorder import push
 from ._registry import Route
 from ._release import KEPT as _KEPT
@@ -53,6 +54,7 @@ from .exceptions import (
 __all__ = [
     "NO_QUEUE",
     "emit",
+    "enqueue",
     "nested",
     "finish",
     "handler_failed",
@@ -159,7 +161,10 @@ def emit(
         # The handler loop, inlined: saves a frame per publish (same section).
         for fn, ref in route:
             try:
-                if ref is None:
+                if ref is None:  # returns nothing (_returns): its result is not looked at
+                    fn(ev)
+                    continue
+                if ref is CHECK_RESULT:  # a strong handler that may return an awaitable
                     res = fn(ev)
                 else:
                     obj = ref()
@@ -218,6 +223,19 @@ def replaced(
         route = node.registry.route_for(res.type)
     # The bus's own copy (the middleware may keep ``res``); its seq is set when recorded.
     return copy_event(res, -1), route
+
+
+def enqueue(queue: Queue, call: Callable[[], object]) -> bool:
+    """Queue ``call`` behind the current event if ``queue`` is this thread's live queue.
+
+    Returns ``False`` (and queues nothing) for a closed queue or another
+    thread's: a copied context (an asyncio task, a thread) publishes as the
+    outermost dispatch of its own thread instead.
+    """
+    if queue[0] != _get_ident():
+        return False
+    queue.append(call)
+    return True
 
 
 def finish(
@@ -402,7 +420,10 @@ def forward(
             try:
                 for fn, ref in route:
                     try:
-                        if ref is None:
+                        if ref is None:  # returns nothing (_returns)
+                            fn(ev)
+                            continue
+                        if ref is CHECK_RESULT:  # may return an awaitable
                             res = fn(ev)
                         else:
                             obj = ref()
@@ -512,9 +533,9 @@ def report(
     )
     ctx = read_context()
     queue = None if ctx is None else ctx[3]
-    if queue is not None and queue[0] == _get_ident():  # queued mode: after the current event
-        queue.append(functools.partial(_publish_failure, node, err_ev, depth, queue, exc))
-    else:  # no live queue here (a closed or another thread's): this delivery is outermost
+    if queue is None or not enqueue(
+        queue, functools.partial(_publish_failure, node, err_ev, depth, queue, exc)
+    ):  # no live queue here (none, a closed or another thread's): this delivery is outermost
         _publish_failure(node, err_ev, depth, None, exc)
 
 

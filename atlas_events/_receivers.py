@@ -4,7 +4,10 @@ Each subscription becomes a :class:`Receiver`. The bus keeps it (strongly)
 in the event type's private blinker signal -- the registry of record -- and
 derives from it a *dispatch entry* ``(fn, ref)`` that the publish loop calls:
 
-* ``ref is None``: a strong handler, called as ``fn(event)``;
+* ``ref is None``: a strong handler that returns nothing, called as
+  ``fn(event)`` (its result is not looked at: see ``_returns``);
+* ``ref is CHECK_RESULT``: a strong handler that may return an awaitable,
+  called as ``fn(event)``;
 * otherwise ``obj = ref()``; if the referent is alive, ``fn(obj, event)``.
   Weak bound methods use ``(method.__func__, weakref(method.__self__))``, so a
   component's handler costs no wrapper call and dies with the component.
@@ -35,12 +38,13 @@ import types
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
 
 from ._context import COLLECTOR, CONTEXT, read_context
 from ._event import ANY
 from ._holding import method_parts, pins
 from ._logging import log_extra
+from ._returns import returns_only_none
 from .exceptions import (
     HandlerLoopError,
     InvalidHandlerError,
@@ -55,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ASYNC_COLLECTOR",
+    "CHECK_RESULT",
     "Entry",
     "Receiver",
     "ReceiverHost",
@@ -72,11 +77,22 @@ ASYNC_COLLECTOR: contextvars.ContextVar[
 ] = contextvars.ContextVar("atlas_events_async_collector", default=None)
 
 Entry: TypeAlias = list[Any]
-"""A dispatch entry ``[fn, None]`` or ``[fn, weak_ref]``; see the module doc.
+"""A dispatch entry ``[fn, None]``, ``[fn, CHECK_RESULT]`` or ``[fn, weak_ref]`` (module doc).
 
 A list, not a tuple, so that unsubscribing can *retire* it in place: a
 dispatch already iterating an older snapshot then skips the handler too.
 """
+
+
+class _CheckResult:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "CHECK_RESULT"
+
+
+CHECK_RESULT: Final = _CheckResult()
+"""The ``ref`` of a strong handler's entry whose return value the loop looks at."""
 
 
 class ReceiverHost(Protocol):
@@ -187,7 +203,7 @@ def entry_name(fn: Callable[..., Any], ref: Any) -> str:
     owner = getattr(fn, "__self__", None)
     if isinstance(owner, Receiver):
         return owner.name
-    if ref is None:
+    if ref is None or ref is CHECK_RESULT:
         return callable_name(fn)
     if fn is _call_referent:
         return callable_name(ref())
@@ -278,7 +294,9 @@ class Receiver:
             self._hold_filter(filter, owner)
 
         if filter is not None or once or self.is_async or self._extra is not None:
-            self.entry: Entry = [self.deliver, None]
+            self.entry: Entry = [self.deliver, None]  # deliver() adopts awaitables itself
+        elif self._ref is None and not returns_only_none(fn):
+            self.entry = [fn, CHECK_RESULT]  # may return an awaitable: the loop looks
         else:
             self.entry = [fn, self._ref]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 
 import pytest
@@ -142,6 +143,8 @@ def test_context_entered_before_a_collection_is_left_during_one() -> None:
     from atlas_events import _context
 
     token = _context.set_context(("parent", 1, "run", None))
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # no real collection ends the simulated one (collections never nest)
     _context.COLLECTOR("start", {})
     try:
         assert _context.read_context() == ("parent", 1, "run", None)
@@ -149,4 +152,6 @@ def test_context_entered_before_a_collection_is_left_during_one() -> None:
         assert _context.read_context() is None
     finally:
         _context.COLLECTOR("stop", {})
+        if gc_was_enabled:
+            gc.enable()
     assert _context.get_context() is None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextvars
+import gc
 import logging
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -333,12 +335,18 @@ def test_code_run_by_the_collector_keeps_its_context_off_the_context_variable() 
     bus.subscribe(ANY, first)
     bus.subscribe(ANY, second)
     bus.subscribe(ET.TASK_FAILED, loop)
+    # A collection never starts inside another (CPython's gc does not nest):
+    # keep a real one from ending this simulated one half-way.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     _context.COLLECTOR("start", {})
     try:
         started = bus.publish(ET.TASK_STARTED)
         bus.publish(ET.TASK_FAILED)  # loop's RecursionDepthError is reported, not raised
     finally:
         _context.COLLECTOR("stop", {})
+        if gc_was_enabled:
+            gc.enable()
     assert var_values
     assert all(v is None for v in var_values)
     assert seen[:4] == [("first", 1), ("second", 1), ("first", 2), ("second", 2)]
@@ -518,3 +526,23 @@ def test_a_failing_ancestor_middleware_raises_to_the_nested_publisher(nested: st
     assert results["bad"] == "raised"
     assert {e.data for e in root.history()} == {"outer", "good1", "good2"}
     assert [e.data for e in leaf.history()] == ["outer", "good1", "good2"]
+
+
+def test_enqueue_takes_only_this_threads_live_queue() -> None:
+    """A live queue of this thread takes the call; a closed or foreign one does not."""
+    from atlas_events._dispatch import enqueue
+
+    calls: list[int] = []
+    live: list[Any] = [threading.get_ident()]
+    assert enqueue(live, lambda: calls.append(1))
+    assert len(live) == 2
+    closed: list[Any] = [0]
+    assert not enqueue(closed, lambda: calls.append(2))
+    assert closed == [0]
+    seen: list[bool] = []
+    worker = threading.Thread(target=lambda: seen.append(enqueue(live, lambda: calls.append(3))))
+    worker.start()
+    worker.join(10)
+    assert seen == [False]
+    assert len(live) == 2
+    assert calls == []  # queued, not run
