@@ -57,21 +57,3 @@ def collect() -> None:
     for _ in range(3):
         if not gc.collect():
             break
-
-
-@pytest.fixture
-def no_automatic_gc() -> Iterator[None]:
-    """No automatic collection during the test (``gc.collect()`` still runs).
-
-    For tests that play the collector hook (``_context.COLLECTOR("start",
-    {})`` ... ``("stop", {})``): a real collection inside that window would
-    run the hook's own start and stop, ending the pretended collection
-    half-way (a publish then resets a context it set while "collecting").
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

@@ -137,7 +137,6 @@ def test_publish_modules_are_bound_and_follow_real_collections() -> None:
     assert _context.read_context() is None
 
 
-@pytest.mark.usefixtures("no_automatic_gc")
 def test_context_entered_before_a_collection_is_left_during_one() -> None:
     """A token from the direct set is undone by the guarded exit (the names switch mid-publish)."""
     from atlas_events import _context

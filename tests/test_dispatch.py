@@ -300,7 +300,6 @@ def test_queued_order_holds_above_a_publishing_scope_with_no_handlers() -> None:
     assert [e.seq for e in root.history()] == [1, 2]
 
 
-@pytest.mark.usefixtures("no_automatic_gc")
 def test_code_run_by_the_collector_keeps_its_context_off_the_context_variable() -> None:
     """python/cpython#148891: inside a collection on this thread the context variable is untouched.
 
