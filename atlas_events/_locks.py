@@ -118,7 +118,7 @@ class RecordingLock:
                 garbage collector inside the locked section); entering
                 twice would break the section's invariants.
         """
-        if self.waiters:
+        if self.waiters and not self.held_here():  # a re-entry is refused below, at once
             deadline = _monotonic() + _MAX_YIELD_S
             while self.waiters and _monotonic() < deadline:
                 _sleep(_STEP_S)  # the woken publisher takes the lock, then the GIL

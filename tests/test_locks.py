@@ -229,3 +229,19 @@ def test_wait_acquire_tells_reentry_from_contention() -> None:
     lock.busy = True
     lock.release()
     assert not lock.held_here()
+
+
+def test_a_reentrant_query_is_refused_at_once_even_with_publishers_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stepping aside is pointless from inside the section: the waiter cannot get in."""
+    monkeypatch.setattr(_locks, "_MAX_YIELD_S", 10.0)
+    lock = RecordingLock()
+    with lock:
+        lock.waiters.append(None)  # a publisher blocked on this very section
+        start = time.monotonic()
+        with pytest.raises(RuntimeError, match="held by this thread"):
+            lock.acquire()  # e.g. a finalizer calling history() inside the section
+        assert time.monotonic() - start < 1.0
+        lock.waiters.pop()
+    assert not lock.held_here()
