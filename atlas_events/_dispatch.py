@@ -35,7 +35,7 @@ from ._context import (
 from ._errors import release_frames
 from ._event import _SEQ_SET as _set_seq
 from ._event import EMPTY_METADATA, Event, EventType, copy_event, trusted_event
-from ._ids import _SOURCE as _ids
+from ._ids import new_id
 from ._logging import log_extra
 from ._receivers import CHECK_RESULT, entry_name, handler_returned
 from ._recorder import push
@@ -519,7 +519,7 @@ def report(
         )
     failure = HandlerFailure(ev.id, ev.type, name, exc, is_async)
     err_ev = trusted_event(
-        _ids.prefix + str(next(_ids.counter)),
+        new_id(),
         _HANDLER_ERROR,
         failure,
         _time(),

@@ -20,12 +20,16 @@ from typing import Any
 import pytest
 
 from atlas_events import Event, EventBus, EventType
+from atlas_events._ids import BLOCK, new_id
 
 ET = EventType.TASK_STARTED
 HISTORY = 1000
 TOTAL = 1_000_000
 WINDOW = 50_000  # publishes traced at the start and at the end of the run
 KIB = 1024
+# Ids are made a block at a time (hi/lo, atlas_events._ids): a refill may put
+# one block of ids (each a str plus a list slot) on top of the peak.
+ID_BLOCK = BLOCK * (sys.getsizeof(new_id()) + 8)
 
 
 def _passthrough(event: Event[object]) -> Event[object]:
@@ -95,9 +99,10 @@ def test_a_million_publishes_with_history_limit_1000_keep_memory_flat() -> None:
     # leaked event per 1000 publishes would keep ~13 KiB per window.
     assert growth_start < 4 * KIB, growth_start
     assert growth_end < 4 * KIB, growth_end
-    # Only the event in flight (and its replacement) is ever extra.
-    assert peak_start < 8 * KIB, peak_start
-    assert peak_end < 8 * KIB, peak_end
+    # Only the event in flight (and its replacement) is ever extra, plus at
+    # most one block of ids made ahead.
+    assert peak_start < 8 * KIB + ID_BLOCK, peak_start
+    assert peak_end < 8 * KIB + ID_BLOCK, peak_end
     # One leaked object per 1000 publishes would add ~1000 blocks.
     assert blocks_growth < 500, blocks_growth
 
@@ -120,4 +125,4 @@ def test_correlated_runs_are_evicted_and_memory_stays_flat() -> None:
     assert stats["runs_retained"] == 50
     assert stats["runs_evicted"] > 1000
     assert growth < 4 * KIB, growth
-    assert peak < 8 * KIB, peak
+    assert peak < 8 * KIB + ID_BLOCK, peak  # + one block of ids made ahead
