@@ -28,8 +28,9 @@ TOTAL = 1_000_000
 WINDOW = 50_000  # publishes traced at the start and at the end of the run
 KIB = 1024
 # Ids are made a block at a time (hi/lo, atlas_events._ids): a refill may put
-# one block of ids (each a str plus a list slot) on top of the peak.
-ID_BLOCK = BLOCK * (sys.getsizeof(new_id()) + 8)
+# one block of ids on top of the peak, each a str plus a slot in the block's
+# list and one in the list the refill builds it in.
+ID_BLOCK = BLOCK * (sys.getsizeof(new_id()) + 2 * 8)
 
 
 def _passthrough(event: Event[object]) -> Event[object]:
