@@ -69,7 +69,8 @@ _new_event = object.__new__
 COLLECTOR.bind(globals())  # context_get: see _context.Collector
 partial = functools.partial
 _ids = _SOURCE
-_take_id = _SOURCE.take
+_take_id: Callable[[], str] = _SOURCE.take
+_SOURCE.bind(globals())  # _take_id: refuses while a fork is under way (see _ids)
 
 
 class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
@@ -305,7 +306,7 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         # against formatting a counter (_ids; docs/performance.md "Ids, hi/lo").
         try:
             eid = _take_id()
-        except IndexError:  # the block is used up (once per 1,000 ids)
+        except IndexError:  # the block is used up (once per 1,000 ids), or a fork is under way
             eid = _ids.refill()
         ev.id = eid
         ev.type = event_type

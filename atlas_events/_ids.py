@@ -21,79 +21,107 @@ another thread, or interrupted by a finalizer or a signal handler that
 takes ids itself, interleaves blocks; an exception raised inside a refill
 skips a block.
 
-Forks: the ids made ahead are dropped in the parent just before a fork
-(``os.register_at_fork(before=...)``, with refills held off until the fork
-is done), the child draws a new prefix, and a refill in a process other
-than the one that drew the prefix draws a new one first. So a child never
-hands out its parent's ids, even from code that runs in the child before
-this module's fork hook (a thread-local's finalizer, an earlier hook), and
-even when the fork interrupts a refill.
+Forks: while a fork is under way (from the ``before`` fork hook to the
+``after`` ones) every taker -- :attr:`IdSource.take` and the names
+:meth:`IdSource.bind` keeps in modules' globals, such as ``publish``'s --
+refuses, so every id goes through :meth:`IdSource.refill`, which first
+compares the process id with the one that drew the prefix and draws a new
+prefix in a forked child. The child inherits the refusing takers, so code
+that runs in it before this module's hook (a worker thread's thread-local
+finalizer, which CPython runs before any fork hook; a hook registered
+earlier; a signal handler) cannot take an id its parent made ahead. The
+hooks take no lock, so a fork never waits for this module. Left open: a
+``before`` hook that never ran (an exception from a signal handler landing
+right at its start) leaves that fork unprotected, and an ``after_in_parent``
+hook that never ran leaves the parent taking every id through ``refill``
+(slower, still unique).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import threading
-from collections.abc import Iterator
-from typing import Final
+from collections.abc import Callable, Iterator
+from typing import Any, Final
 
-__all__ = ["BLOCK", "IdSource", "new_id", "process_prefix"]
+__all__ = ["BLOCK", "TAKER", "IdSource", "new_id", "process_prefix"]
 
 BLOCK: Final = 1000
 """Ids made per block (the "lo" range). A block waiting is ~78 KB (1,000
 ids of ~70 bytes plus the list); a refill peaks at ~90 KB, and threads that
 race a refill may each add a block."""
 
+TAKER: Final = "_take_id"
+"""The name :meth:`IdSource.bind` keeps current in a module's globals."""
+
 # Reversed: list.pop() takes from the end, so a block's ids come out ascending.
 _LOW: Final = tuple(f"{lo:03d}" for lo in reversed(range(BLOCK)))
+
+
+def _refuse() -> str:
+    """The taker while a fork is under way: every id goes through ``refill()``."""
+    raise IndexError("a fork is under way")
 
 
 class IdSource:
     """A process's ids: ``take()`` returns the next one.
 
-    ``take()`` raises ``IndexError`` once a block is used up; callers catch
-    it and call :meth:`refill`, which makes the next block and returns its
-    first id (:meth:`new_id` does both). Thread-safe: ``take`` is one atomic
-    ``list.pop``, and refills run under :attr:`lock`, each claiming its own
-    block number. :meth:`register_at_fork` installs the fork protocol.
+    ``take()`` raises ``IndexError`` once a block is used up (or while a
+    fork is under way); callers catch it and call :meth:`refill`, which
+    makes the next block when needed and returns an id (:meth:`new_id` does
+    both). Thread-safe without a lock: ``take`` is one atomic ``list.pop``,
+    and each refill claims its own block number. :meth:`register_at_fork`
+    installs the fork hooks.
     """
 
-    __slots__ = ("blocks", "ids", "lock", "pid", "prefix", "take")
+    __slots__ = ("blocks", "ids", "namespaces", "pid", "prefix", "take")
 
     def __init__(self) -> None:
         self.ids: list[str] = []
-        # Bound once: the list object is never replaced (reset clears it in place).
-        self.take = self.ids.pop
-        self.lock = threading.RLock()  # re-entrant: a finalizer may refill inside a refill
+        self.take: Callable[[], str] = self.ids.pop
+        self.namespaces: list[dict[str, Any]] = []
         self.prefix = ""
         self.pid = 0
         self.blocks: Iterator[int] = itertools.count(1)
         self.reset()
 
+    def bind(self, namespace: dict[str, Any]) -> None:
+        """Keep ``namespace[TAKER]`` (a module's ``globals()``) the current taker.
+
+        A hot path then calls a module global (a bound ``list.pop``) instead
+        of loading an attribute per call.
+        """
+        namespace[TAKER] = self.take
+        self.namespaces.append(namespace)
+
+    def _set_taker(self, taker: Callable[[], str]) -> None:
+        self.take = taker
+        for namespace in self.namespaces:
+            namespace[TAKER] = taker
+
     def reset(self) -> None:
-        """Draw a new prefix and drop the ids made ahead (a forked child calls this)."""
+        """Draw a new prefix, drop the ids made ahead and take again (a forked child's hook)."""
         self.ids.clear()
         self.prefix = os.urandom(8).hex() + "-"
         self.pid = os.getpid()
         self.blocks = itertools.count(1)
+        # The list object is never replaced (cleared in place), so the bound pop stays valid.
+        self._set_taker(self.ids.pop)
 
     def refill(self) -> str:
-        """Make the next block of :data:`BLOCK` ids and return its first id."""
+        """Return an id, making the next block of :data:`BLOCK` ids when none is waiting."""
         while True:
-            with self.lock:
-                if self.pid != os.getpid():  # forked, and this runs before the child's hook
-                    self.reset()
-                prefix = self.prefix
-                high = prefix + str(next(self.blocks))
-                self.ids.extend([high + low for low in _LOW])
-                if self.prefix is not prefix:  # a fork inside this refill reset the source
-                    self.ids.clear()
-                    continue
+            if self.pid != os.getpid():  # a forked child, before (or without) its hook
+                self.reset()
             try:
-                return self.take()
-            except IndexError:  # pragma: no cover - other threads took 1,000 ids meanwhile
-                continue
+                return self.ids.pop()  # ids wait here while a fork is under way
+            except IndexError:
+                pass
+            prefix = self.prefix
+            high = prefix + str(next(self.blocks))
+            self.ids.extend([high + low for low in _LOW])
+            if self.prefix is not prefix:  # a fork inside this refill reset the source
+                self.ids.clear()
 
     def new_id(self) -> str:
         """Return a new id."""
@@ -103,29 +131,18 @@ class IdSource:
             return self.refill()
 
     def register_at_fork(self) -> None:
-        """Drop the ids made ahead before each fork; reset in the child.
-
-        Refills wait while a fork is under way (the lock is held from the
-        ``before`` hook to the ``after`` hooks).
-        """
+        """Refuse takes from just before each fork until after it; reset in the child."""
         os.register_at_fork(
-            before=self._before_fork,
-            after_in_parent=self._after_fork_in_parent,
-            after_in_child=self._after_fork_in_child,
+            before=self._refuse_takes,
+            after_in_parent=self._allow_takes,
+            after_in_child=self.reset,
         )
 
-    def _before_fork(self) -> None:
-        self.lock.acquire()
-        self.ids.clear()
+    def _refuse_takes(self) -> None:
+        self._set_taker(_refuse)
 
-    def _after_fork_in_parent(self) -> None:
-        self.lock.release()
-
-    def _after_fork_in_child(self) -> None:
-        # A fresh lock: the inherited one is held (by this thread, or by a
-        # refill the fork interrupted, which releases the old object).
-        self.lock = threading.RLock()
-        self.reset()
+    def _allow_takes(self) -> None:
+        self._set_taker(self.ids.pop)
 
 
 _SOURCE: Final = IdSource()

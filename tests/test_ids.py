@@ -7,12 +7,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import atlas_events
 from atlas_events import Event, EventBus, EventType
-from atlas_events._ids import BLOCK, IdSource
+from atlas_events._ids import BLOCK, TAKER, IdSource
 
 
 def _counter(event_id: str) -> int:
@@ -151,24 +152,40 @@ def test_a_refill_in_another_process_draws_a_new_prefix() -> None:
     assert source.pid == os.getpid()
 
 
-def test_the_before_fork_hook_drops_the_ids_made_ahead() -> None:
-    """Just before a fork the waiting ids go, and refills wait until the fork is done."""
+def test_takers_refuse_while_a_fork_is_under_way() -> None:
+    """Between the fork hooks every taker refuses; ids still come, through refill()."""
     source = IdSource()
-    source.new_id()
-    assert source.ids
-    source._before_fork()
+    namespace: dict[str, Any] = {}
+    source.bind(namespace)
+    first = source.new_id()
+    source._refuse_takes()
     try:
-        assert source.ids == []
-        got: list[str] = []
-        t = threading.Thread(target=lambda: got.append(source.new_id()))
-        t.start()
-        t.join(0.2)
-        assert t.is_alive()  # the refill waits for the fork
+        with pytest.raises(IndexError):
+            source.take()
+        with pytest.raises(IndexError):
+            namespace[TAKER]()
+        during = source.new_id()  # the ids made ahead, taken through refill()
     finally:
-        source._after_fork_in_parent()
-    t.join(5)
-    assert len(got) == 1
-    assert _counter(got[0]) == 2 * BLOCK
+        source._allow_takes()
+    after = namespace[TAKER]()
+    counters = [_counter(i) for i in (first, during, after)]
+    assert counters == sorted(set(counters))
+    assert namespace[TAKER] == source.take
+
+
+def test_a_child_before_its_hook_takes_no_parent_id() -> None:
+    """Refusing takers inherited by a child send it to refill(), which sees the new pid."""
+    source = IdSource()
+    namespace: dict[str, Any] = {}
+    source.bind(namespace)
+    parent_id = source.new_id()
+    source._refuse_takes()  # the parent's before hook ran; the child inherits this state
+    source.pid = -1  # ... and this is the child: another process
+    child_id = source.new_id()
+    assert child_id.partition("-")[0] != parent_id.partition("-")[0]
+    assert _counter(child_id) == BLOCK
+    assert namespace[TAKER] == source.take  # the reset let takes through again
+    assert _counter(namespace[TAKER]()) == BLOCK + 1
 
 
 _CHILD_SCRIPT = """
@@ -177,8 +194,12 @@ from atlas_events._ids import IdSource
 
 source = IdSource()
 early = []
-# A hook registered before the source's own: it runs first in the child.
-os.register_at_fork(after_in_child=lambda: early.append(source.new_id()))
+# Hooks registered before the source's own: in the child the after hook
+# runs first; the before hook runs after the source's (reverse order).
+os.register_at_fork(
+    before=lambda: early.append(source.new_id()),
+    after_in_child=lambda: early.append(source.new_id()),
+)
 source.register_at_fork()
 
 # A worker thread's thread-local whose finalizer takes an id: CPython drops
@@ -211,10 +232,13 @@ for _ in range(10):
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        os.close(r)
-        mine = dropped + early + [source.new_id() for _ in range(1500)]
-        os.write(w, " ".join(mine).encode())
-        os._exit(0)
+        try:
+            os.close(r)
+            # early[-1] is this child's own early hook's id; the rest are the parent's.
+            mine = dropped + early[-1:] + [source.new_id() for _ in range(1500)]
+            os.write(w, " ".join(mine).encode())
+        finally:
+            os._exit(0)
     os.close(w)
     with os.fdopen(r) as f:
         children.append(f.read().split())
@@ -224,7 +248,7 @@ for x in takers:
     x.join()
 done.set()
 t.join()
-parent = set(taken) | {source.new_id() for _ in range(1500)}
+parent = set(taken) | set(early) | {source.new_id() for _ in range(1500)}
 child_ids = [i for c in children for i in c]
 assert all(len(c) == 1502 for c in children), [len(c) for c in children]
 assert len(set(child_ids)) == len(child_ids), "children share ids"
@@ -258,9 +282,11 @@ def test_forked_child_drops_the_parents_block() -> None:
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
-            os.close(r)
-            os.write(w, bus.publish(EventType.TASK_STARTED, 2).encode())
-            os._exit(0)
+            try:
+                os.close(r)
+                os.write(w, bus.publish(EventType.TASK_STARTED, 2).encode())
+            finally:
+                os._exit(0)
         os.close(w)
         child_id = os.read(r, 200).decode()
         os.close(r)
@@ -268,5 +294,5 @@ def test_forked_child_drops_the_parents_block() -> None:
         next_parent = bus.publish(EventType.TASK_STARTED, 3)
     assert child_id.partition("-")[0] != parent_id.partition("-")[0]
     assert _counter(child_id) == BLOCK
-    # The parent dropped its waiting ids before the fork: a later block.
-    assert _counter(next_parent) // BLOCK > _counter(parent_id) // BLOCK
+    # The parent keeps its waiting ids (the child never takes them).
+    assert _counter(next_parent) == _counter(parent_id) + 1
