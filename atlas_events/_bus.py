@@ -69,8 +69,8 @@ _new_event = object.__new__
 COLLECTOR.bind(globals())  # context_get: see _context.Collector
 partial = functools.partial
 _ids = _SOURCE
-_take_id: Callable[[], str] = _SOURCE.take
-_SOURCE.bind(globals())  # _take_id: refuses while a fork is under way (see _ids)
+_take_id: Callable[[], str] = _SOURCE.take  # typed here; bind() keeps it current
+_SOURCE.bind(globals())  # _take_id refuses while a fork is under way (see _ids)
 
 
 class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
@@ -303,7 +303,7 @@ class EventBus(Subscriptions, Policies, StreamsAndSinks, Queries, Ecosystem):
         # swap: no __init__ frame (docs/performance.md "Core split: hot path").
         ev: Any = _new_event(_EventFields)
         # Hi/lo ids: one list.pop() per id saves ~880 instructions per publish
-        # against formatting a counter (_ids; docs/performance.md "Ids, hi/lo").
+        # against formatting a counter (docs/performance.md "Ids, hi/lo (round 6)").
         try:
             eid = _take_id()
         except IndexError:  # the block is used up (once per 1,000 ids), or a fork is under way

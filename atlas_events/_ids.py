@@ -105,8 +105,7 @@ class IdSource:
         self.prefix = os.urandom(8).hex() + "-"
         self.pid = os.getpid()
         self.blocks = itertools.count(1)
-        # The list object is never replaced (cleared in place), so the bound pop stays valid.
-        self._set_taker(self.ids.pop)
+        self._allow_takes()
 
     def refill(self) -> str:
         """Return an id, making the next block of :data:`BLOCK` ids when none is waiting."""
@@ -142,6 +141,7 @@ class IdSource:
         self._set_taker(_refuse)
 
     def _allow_takes(self) -> None:
+        # The list object is never replaced (cleared in place), so the bound pop stays valid.
         self._set_taker(self.ids.pop)
 
 

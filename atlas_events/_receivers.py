@@ -437,7 +437,7 @@ class Receiver:
             self._loop_closed(event)
             return
         ctx = contextvars.copy_context()
-        if COLLECTOR.thread and COLLECTOR.here():
+        if COLLECTOR.here():
             # Dispatched by code the collector runs: its dispatch context is
             # kept off the context variable (see _context.Collector), so the
             # copy holds the interrupted code's. Setting it in the copy leaves

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections.abc
 import enum
-import os
 import pickle
 from types import MappingProxyType
 from typing import Any, cast
@@ -13,7 +12,6 @@ import attrs
 import pytest
 
 from atlas_events import ANY, Event, EventBus, EventKey, EventType, correlate, declare
-from atlas_events._ids import new_id, process_prefix
 from atlas_events.exceptions import InvalidEventTypeError
 
 from .conftest import Color
@@ -98,29 +96,6 @@ def test_event_create_copies_metadata_to_read_only() -> None:
     ev = Event.create(Color.RED, metadata={"x": 1})
     assert isinstance(ev.metadata, MappingProxyType)
     assert ev.seq == -1
-
-
-def test_ids_are_unique_and_prefixed() -> None:
-    """Ids are unique in the process and carry the process's random prefix."""
-    ids = {new_id() for _ in range(10_000)}
-    assert len(ids) == 10_000
-    assert all(i.startswith(process_prefix() + "-") for i in ids)
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_forked_child_gets_a_new_id_prefix() -> None:
-    """A forked child never hands out ids from its parent's sequence."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        os.close(r)
-        os.write(w, new_id().encode())
-        os._exit(0)
-    os.close(w)
-    child_id = os.read(r, 200).decode()
-    os.close(r)
-    os.waitpid(pid, 0)
-    assert child_id.split("-")[0] != process_prefix()
 
 
 def test_user_enum_members_are_event_types(bus: EventBus) -> None:

@@ -13,13 +13,20 @@ import pytest
 
 import atlas_events
 from atlas_events import Event, EventBus, EventType
-from atlas_events._ids import BLOCK, TAKER, IdSource
+from atlas_events._ids import BLOCK, TAKER, IdSource, new_id, process_prefix
 
 
 def _counter(event_id: str) -> int:
     prefix, _, counter = event_id.partition("-")
     assert len(prefix) == 16
     return int(counter)
+
+
+def test_ids_are_unique_and_prefixed() -> None:
+    """Ids are unique in the process and carry the process's random prefix."""
+    ids = {new_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(i.startswith(process_prefix() + "-") for i in ids)
 
 
 def test_a_source_counts_up_by_one_across_blocks() -> None:
@@ -284,15 +291,19 @@ def test_forked_child_drops_the_parents_block() -> None:
         if pid == 0:  # pragma: no cover - child
             try:
                 os.close(r)
-                os.write(w, bus.publish(EventType.TASK_STARTED, 2).encode())
+                ids = [bus.publish(EventType.TASK_STARTED, 2), new_id()]
+                os.write(w, " ".join(ids).encode())
             finally:
                 os._exit(0)
         os.close(w)
-        child_id = os.read(r, 200).decode()
+        child_id, child_new_id = os.read(r, 200).decode().split()
         os.close(r)
         os.waitpid(pid, 0)
         next_parent = bus.publish(EventType.TASK_STARTED, 3)
+    assert parent_id.startswith(process_prefix() + "-")
     assert child_id.partition("-")[0] != parent_id.partition("-")[0]
+    assert child_new_id.partition("-")[0] != process_prefix()
     assert _counter(child_id) == BLOCK
+    assert _counter(child_new_id) == BLOCK + 1
     # The parent keeps its waiting ids (the child never takes them).
     assert _counter(next_parent) == _counter(parent_id) + 1
