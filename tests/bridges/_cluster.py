@@ -268,6 +268,26 @@ class LocalCluster:
             time.sleep(0.05)
         raise ClusterError(f"cluster not ok after {timeout}s: {last}")
 
+    def wait_replicated(self, key: str, timeout: float = 30.0) -> None:
+        """Wait until every replica of ``key``'s primary acknowledged all its writes so far.
+
+        The primary's ``INFO replication`` lists each replica's acknowledged
+        offset (replicas acknowledge about once a second); ``WAIT`` through a
+        cluster client is no substitute: it counts only the writes of the
+        connection it happens to run on.
+        """
+        primary = self.owner(key)
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            last = primary.info("replication")
+            target = last["master_repl_offset"]
+            acked = [v["offset"] for k, v in last.items() if k.startswith("slave")]
+            if len(acked) == self.replicas and min(acked, default=target) >= target:
+                return
+            time.sleep(0.05)
+        raise ClusterError(f"replicas of {primary.address} not caught up in {timeout}s: {last}")
+
     def kill_primary_of(self, key: str) -> ClusterNodeProcess:
         """SIGKILL the primary serving ``key``; returns it (its replica takes over)."""
         victim = self.owner(key)

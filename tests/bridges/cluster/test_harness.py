@@ -28,7 +28,7 @@ def test_kill_primary_promotes_its_replica_with_the_data(own_redis_cluster: Loca
     with own_redis_cluster.client() as client:
         for i in range(50):
             client.xadd(key, {"i": str(i)})
-        client.wait(1, 2000)
+        own_redis_cluster.wait_replicated(key)
         victim = own_redis_cluster.kill_primary_of(key)
         waited = own_redis_cluster.wait_failover(key, victim)
         assert waited < 30
